@@ -1,0 +1,181 @@
+"""Parquet export and import of faces with their embeddings.
+
+``export`` writes one row per face of a space: the photo's content hash and a path, the box,
+scores, landmarks and the embedding (float32, exactly as stored). ``import_faces`` reads such
+a file back into another workspace — a round trip reproduces faces and vectors bit for bit —
+or a foreign Parquet of embeddings (e.g. lfw-dev's ``embeddings-dlib.parquet``), given the
+column names. Imported assets are matched by content hash when the photo is on disk, so a
+later scan of the same photos joins them instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .catalog import Catalog, vector_array
+from .errors import DimensionMismatch, FacelabError
+from .ingest import file_hash
+from .models.base import l2_normalize
+from .quality import face_quality
+
+EXPORT_VERSION = "1"
+
+
+def export(catalog: Catalog, path: str | os.PathLike[str], *, space: str | None = None) -> int:
+    """Write the faces of ``space`` (every detector space when None) to Parquet; return rows."""
+    where, params = ("WHERE f.space=?", [space]) if space else ("", [])
+    with catalog.read() as con:
+        table = con.execute(
+            "SELECT f.face_id, f.space, s.dim, a.content_hash, "
+            "(SELECT min(path) FROM files WHERE files.asset_id=a.asset_id) AS path, "
+            "a.width AS image_width, a.height AS image_height, a.taken_at, "
+            "f.x, f.y, f.w, f.h, f.det_score, f.quality, f.landmarks, f.embedding "
+            f"FROM faces f JOIN assets a USING (asset_id) JOIN spaces s USING (space) {where} "
+            "ORDER BY f.face_id", params).to_arrow_table()
+    table = table.replace_schema_metadata({"facelab_export": EXPORT_VERSION})
+    pq.write_table(table, str(path))
+    return table.num_rows
+
+
+@dataclass
+class ImportReport:
+    space: str
+    rows: int
+    faces: int
+    assets_new: int
+    skipped_existing: int
+
+
+def import_faces(catalog: Catalog, path: str | os.PathLike[str], *, space: str | None = None,
+                 embedding_col: str = "embedding", path_col: str = "path",
+                 images_root: str | os.PathLike[str] | None = None,
+                 bbox_cols: tuple[str, str, str, str] | None = None,
+                 score_col: str | None = None, normalize: bool = True) -> ImportReport:
+    """Import faces + embeddings from Parquet into ``space``.
+
+    A facelab export needs no options. For a foreign file, name the columns; ``space`` is
+    then required, and rows are matched to photos under ``images_root`` when given. Importing
+    the same file twice adds nothing (rows already present, by asset and box, are skipped).
+    Raises :class:`DimensionMismatch` when the vectors do not have the space's dimension.
+    """
+    table = pq.read_table(str(path))
+    meta = table.schema.metadata or {}
+    is_export = meta.get(b"facelab_export") is not None
+    if is_export:
+        spaces = set(table.column("space").to_pylist())
+        if space is None and len(spaces) != 1:
+            raise FacelabError(f"{path} holds several spaces {sorted(spaces)}; pass space=")
+        space = space or spaces.pop()
+        if space is not None and "space" in table.column_names:
+            table = table.filter(pc.equal(table.column("space"), space))
+        bbox_cols, score_col = ("x", "y", "w", "h"), "det_score"
+    elif space is None:
+        raise FacelabError("a foreign Parquet file needs --space NAME for its vectors")
+    if embedding_col not in table.column_names:
+        raise FacelabError(f"{path} has no column {embedding_col!r}; "
+                           f"columns: {table.column_names}")
+    vecs = _matrix(table.column(embedding_col), path)
+    dim = vecs.shape[1]
+    if not is_export and normalize:
+        vecs = l2_normalize(vecs)
+    n = table.num_rows
+    if bbox_cols is None and all(c in table.column_names for c in
+                                 ("bbox_x", "bbox_y", "bbox_w", "bbox_h")):
+        bbox_cols = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
+    if score_col is None and "det_score" in table.column_names:
+        score_col = "det_score"
+    box = (np.column_stack([table.column(c).to_numpy().astype(np.float64) for c in bbox_cols])
+           if bbox_cols else np.zeros((n, 4)))
+    score = (table.column(score_col).to_numpy().astype(np.float32) if score_col
+             else np.ones(n, np.float32))
+    quality = (table.column("quality").to_numpy().astype(np.float32)
+               if is_export else face_quality(box[:, 2], box[:, 3], score))
+    paths = (table.column(path_col).to_pylist() if path_col in table.column_names
+             else [None] * n)
+    hashes = (table.column("content_hash").to_pylist() if "content_hash" in table.column_names
+              else [_foreign_hash(p, images_root) for p in paths])
+    landmarks = (table.column("landmarks") if "landmarks" in table.column_names
+                 else pa.nulls(n, pa.list_(pa.float32())))
+
+    with catalog.write() as con:
+        catalog.ensure_space(con, space, dim, kind="imported" if not is_export else "detector",
+                             model=f"import:{Path(path).name}")
+        known = dict(con.execute("SELECT content_hash, asset_id FROM assets").fetchall())
+        assets_new = 0
+        asset_ids = np.empty(n, np.int64)
+        for i, h in enumerate(hashes):
+            if h not in known:
+                known[h] = con.execute("INSERT INTO assets (content_hash, status) VALUES (?, ?) "
+                                       "RETURNING asset_id",
+                                       [h, "present" if _on_disk(paths[i], images_root)
+                                        else "missing"]).fetchone()[0]
+                assets_new += 1
+                full = _full_path(paths[i], images_root)
+                if full is not None:
+                    con.execute("INSERT OR IGNORE INTO files (path, root, asset_id) "
+                                "VALUES (?, ?, ?)",
+                                [full, str(images_root or Path(full).parent), known[h]])
+            asset_ids[i] = known[h]
+        incoming = pa.table({
+            "asset_id": asset_ids, "x": box[:, 0], "y": box[:, 1], "w": box[:, 2],
+            "h": box[:, 3], "det_score": score, "quality": quality,
+            "landmarks": landmarks.cast(pa.list_(pa.float32())), "embedding": vector_array(vecs),
+        })
+        con.register("incoming", incoming)
+        fresh = ("FROM incoming i WHERE NOT EXISTS (SELECT 1 FROM faces f WHERE "
+                 "f.asset_id=i.asset_id AND f.space=$space AND f.x=i.x AND f.y=i.y "
+                 "AND f.w=i.w AND f.h=i.h)")
+        added = con.execute(f"SELECT count(*) {fresh}", {"space": space}).fetchone()[0]
+        con.execute("INSERT INTO faces (asset_id, space, x, y, w, h, det_score, quality, "
+                    f"landmarks, embedding) SELECT asset_id, $space, x, y, w, h, det_score, "
+                    f"quality, landmarks, embedding {fresh}", {"space": space})
+        con.execute("INSERT OR IGNORE INTO detections (asset_id, space, model_version, status, "
+                    "n_faces) SELECT asset_id, $space, 'import', 'ok', count(*) FROM incoming "
+                    "GROUP BY asset_id", {"space": space})
+        con.unregister("incoming")
+        if added:
+            catalog.bump_generation(con, space)
+    return ImportReport(space, n, int(added), assets_new, n - int(added))
+
+
+def _matrix(column: pa.ChunkedArray, path: object) -> np.ndarray:
+    arr = column.combine_chunks()
+    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+    if len(lengths) == 0:
+        raise FacelabError(f"{path} holds no rows")
+    if lengths.min() != lengths.max():
+        raise DimensionMismatch(f"{path}: embeddings have lengths from {lengths.min()} to "
+                                f"{lengths.max()}; every vector of a space has one dimension")
+    return np.asarray(arr.flatten(), np.float32).reshape(len(arr), int(lengths[0]))
+
+
+def _full_path(p: str | None, root: str | os.PathLike[str] | None) -> str | None:
+    if p is None:
+        return None
+    if os.path.isabs(p):
+        return p
+    if root is None:
+        return None
+    return str(Path(root).expanduser().absolute() / p)
+
+
+def _on_disk(p: str | None, root: str | os.PathLike[str] | None) -> bool:
+    full = _full_path(p, root)
+    return full is not None and os.path.isfile(full)
+
+
+def _foreign_hash(p: str | None, root: str | os.PathLike[str] | None) -> str:
+    """The real content hash when the photo is on disk, else a stable stand-in from its path."""
+    full = _full_path(p, root)
+    if full is not None and os.path.isfile(full):
+        return file_hash(full)
+    if p is None:
+        raise FacelabError("foreign rows need a path column to identify their photo")
+    return f"path:{p}"

@@ -1,0 +1,122 @@
+"""The main job as one resumable run: scan → detect → index (later: assign, cluster).
+
+Each run is a row in ``runs`` with one row per phase in ``run_phases``, so ``facelab
+status`` (from any process) shows where it is. The model is loaded before any work, so
+missing weights fail in a second, not after an hour of scanning. A run that was killed
+is marked 'interrupted' by the next one, which records where it resumed from; nothing is
+redone because every phase skips what the catalog already holds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import Catalog
+from .detect import DetectReport, detect
+from .ingest import ScanReport, scan
+from .models import load_model
+from .models.base import FaceModel
+from .settings import Settings
+from .vectors import SyncReport, VectorIndex
+
+
+@dataclass
+class RunReport:
+    """Everything a run did, with every error by kind."""
+
+    run_id: int
+    status: str
+    scan: ScanReport | None = None
+    detect: DetectReport | None = None
+    index: SyncReport | None = None
+    errors: Counter = field(default_factory=Counter)
+    error_files: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "status": self.status,
+            "scan": self.scan.as_dict() if self.scan else None,
+            "detect": self.detect.as_dict() if self.detect else None,
+            "index": vars(self.index) if self.index else None,
+            "errors": dict(self.errors),
+        }
+
+    def __str__(self) -> str:
+        lines = [f"run {self.run_id}: {self.status}"]
+        if self.scan:
+            s = self.scan
+            lines.append(f"  scan    {s.seen} files: {s.added} new, {s.duplicates} duplicate, "
+                         f"{s.changed} changed, {s.moved} moved, {s.removed} removed, "
+                         f"{s.unchanged} unchanged")
+        if self.detect:
+            d = self.detect
+            lines.append(f"  detect  {d.processed}/{d.pending} images, {d.faces} faces, "
+                         f"{d.images_per_s:.1f} img/s, model busy {d.model_busy:.0%}")
+        if self.index:
+            lines.append(f"  index   {self.index.action}: +{self.index.added} "
+                         f"-{self.index.removed}, {self.index.size} vectors")
+        if self.errors:
+            lines.append("  errors  " + ", ".join(f"{k}: {n}" for k, n in
+                                                  sorted(self.errors.items())))
+            for path, kind, detail in self.error_files[:20]:
+                lines.append(f"    {kind:<11} {path}  {detail}")
+            if len(self.error_files) > 20:
+                lines.append(f"    … {len(self.error_files) - 20} more (facelab status --errors)")
+        return "\n".join(lines)
+
+
+def _resumable(catalog: Catalog, kind: str, key: str) -> int | None:
+    """The latest unfinished run of the same kind and target, which this one continues."""
+    catalog.mark_interrupted()
+    row = catalog.query(
+        "SELECT run_id FROM runs WHERE kind=? AND status IN ('interrupted', 'paused', "
+        "'failed') AND json_extract_string(params, '$.target')=? ORDER BY run_id DESC LIMIT 1",
+        [kind, key])
+    return int(row[0][0]) if row else None
+
+
+def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
+        settings: Settings | None = None, model: FaceModel | None = None,
+        include: Sequence[str] = (), exclude: Sequence[str] = (), limit: int | None = None,
+        progress: bool = True) -> RunReport:
+    """Scan ``photos`` (skipped when None), detect faces in new assets, update the index."""
+    settings = settings or Settings()
+    model = model or load_model(settings)  # fails fast when weights are missing
+    target = os.path.abspath(photos) if photos is not None else "*"
+    kind = "run" if photos is not None else "detect"
+    params = {"target": target, "model": model.space, "model_version": model.version,
+              "include": list(include), "exclude": list(exclude), "limit": limit,
+              "settings": settings.as_dict()}
+    phases = (["scan"] if photos is not None else []) + ["detect", "index"]
+    resumed_from = _resumable(catalog, kind, target)
+    run_id = catalog.start_run(kind, params, phases, resumed_from=resumed_from)
+    report = RunReport(run_id, "running")
+    try:
+        if photos is not None:
+            catalog.set_phase(run_id, "scan", "running")
+            report.scan = scan(catalog, photos, settings=settings, include=include,
+                               exclude=exclude, progress=progress)
+            catalog.set_phase(run_id, "scan", "done", total=report.scan.seen,
+                              done=report.scan.seen, errors=sum(report.scan.errors.values()))
+            report.errors.update(report.scan.errors)
+            report.error_files.extend(report.scan.error_files)
+        report.detect = detect(catalog, model, settings=settings, run_id=run_id, limit=limit,
+                               progress=progress)
+        report.errors.update(report.detect.errors)
+        report.error_files.extend((p, k, d) for _, p, k, d in report.detect.error_assets)
+        report.status = report.detect.status
+        if report.status == "done":
+            catalog.set_phase(run_id, "index", "running")
+            _, report.index = VectorIndex.open(catalog, model.space)
+            catalog.set_phase(run_id, "index", "done", total=report.index.size,
+                              done=report.index.size)
+    except BaseException as exc:
+        status = "paused" if isinstance(exc, KeyboardInterrupt) else "failed"
+        catalog.finish_run(run_id, status, report.summary(), error=f"{type(exc).__name__}: {exc}")
+        raise
+    catalog.finish_run(run_id, report.status, report.summary())
+    return report

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from facelab.catalog import Catalog
+from facelab.doctor import doctor
+from facelab.errors import DimensionMismatch
+from facelab.vectors import VectorIndex, index_path, verify
+
+from .helpers import add_faces, unit_vectors
+
+SPACE = "test/32"
+
+
+@pytest.fixture
+def cat(workspace):
+    cat = Catalog(workspace)
+    add_faces(cat, SPACE, unit_vectors(500, 32))
+    return cat
+
+
+def test_index_is_built_from_catalog_and_finds_each_face(cat):
+    index, report = VectorIndex.open(cat, SPACE)
+    assert report.action == "rebuilt" and len(index) == 500
+    ids, vecs = cat.vectors(SPACE)
+    found, sims = index.search(vecs[:50], 3)
+    assert np.array_equal(found[:, 0], ids[:50])
+    assert np.allclose(sims[:, 0], 1.0, atol=1e-5)
+    assert np.all(np.diff(sims, axis=1) <= 1e-6)  # best first
+
+
+def test_reopening_a_fresh_index_does_no_work(cat):
+    VectorIndex.open(cat, SPACE)
+    _, report = VectorIndex.open(cat, SPACE)
+    assert report.action == "fresh"
+
+
+def test_stale_index_catches_up_with_added_and_deleted_faces(cat):
+    VectorIndex.open(cat, SPACE)
+    new_ids = add_faces(cat, SPACE, unit_vectors(20, 32, seed=9), asset="b")
+    with cat.write() as con:
+        con.execute("DELETE FROM faces WHERE face_id <= 10")
+        cat.bump_generation(con, SPACE)
+    drift = verify(cat, SPACE)
+    assert (drift.missing, drift.extra) == (20, 10)
+    index, report = VectorIndex.open(cat, SPACE)
+    assert (report.action, report.added, report.removed) == ("caught_up", 20, 10)
+    assert len(index) == 510
+    assert verify(cat, SPACE).ok
+    found, _ = index.search(cat.vectors(SPACE, new_ids)[1], 1)
+    assert np.array_equal(found[:, 0], new_ids)
+
+
+def test_deleted_or_corrupt_index_is_rebuilt(cat):
+    VectorIndex.open(cat, SPACE)
+    path = index_path(cat.workspace, SPACE)
+    path.unlink()
+    assert verify(cat, SPACE).file_missing
+    _, report = VectorIndex.open(cat, SPACE)
+    assert report.action == "rebuilt" and report.size == 500
+    path.write_bytes(b"not an index at all" * 10)
+    assert verify(cat, SPACE).unreadable
+    index, report = VectorIndex.open(cat, SPACE)
+    assert report.action == "rebuilt" and verify(cat, SPACE).ok
+
+
+def test_filtered_search_returns_only_allowed_faces(cat):
+    index, _ = VectorIndex.open(cat, SPACE)
+    ids, vecs = cat.vectors(SPACE)
+    allowed = ids[::3]
+    found, sims = index.search(vecs[:10], 5, among=allowed)
+    assert np.isin(found, allowed).all()
+    # exact over the subset: the query's own face is first when it is allowed
+    assert found[0, 0] == ids[0] and found[3, 0] == ids[3]
+    # the oversampling path (large subsets) obeys the same contract
+    found2, _ = index._filtered(vecs[:10], 5, allowed)
+    assert np.isin(found2[found2 >= 0], allowed).all()
+    assert found2[0, 0] == ids[0]
+
+
+def test_search_rejects_wrong_dimension(cat):
+    index, _ = VectorIndex.open(cat, SPACE)
+    with pytest.raises(DimensionMismatch, match="32-d"):
+        index.search(np.ones((1, 16), np.float32), 3)
+
+
+def test_doctor_detects_and_repairs_deleted_and_stale_index(cat):
+    VectorIndex.open(cat, SPACE)
+    assert doctor(cat).ok
+    index_path(cat.workspace, SPACE).unlink()
+    report = doctor(cat)
+    assert not report.ok and report.indexes[0].file_missing
+    report = doctor(cat, repair=True)
+    assert SPACE in report.repaired_indexes and doctor(cat).ok
+    add_faces(cat, SPACE, unit_vectors(7, 32, seed=3), asset="c")
+    report = doctor(cat)
+    assert report.indexes[0].missing == 7
+    doctor(cat, repair=True)
+    assert doctor(cat).ok
