@@ -90,7 +90,7 @@ CREATE TABLE faces (
     embedding   FLOAT[] NOT NULL,          -- never a face without its vector
     run_id      BIGINT,
     person_id   BIGINT,
-    assigned_by VARCHAR,                   -- user | cluster_label | suggestion_accept | auto | import
+    assigned_by VARCHAR,  -- user | cluster_label | suggestion_accept | auto | import
     created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
 CREATE INDEX faces_asset ON faces(asset_id);
@@ -175,7 +175,7 @@ CREATE TABLE events (
 CREATE TABLE runs (
     run_id      BIGINT PRIMARY KEY DEFAULT nextval('run_seq'),
     kind        VARCHAR NOT NULL,
-    status      VARCHAR NOT NULL,          -- running | done | failed | paused | cancelled | interrupted
+    status      VARCHAR NOT NULL,  -- running|done|failed|paused|cancelled|interrupted
     params      JSON,
     summary     JSON,
     error       VARCHAR,

@@ -32,13 +32,13 @@ def export(catalog: Catalog, path: str | os.PathLike[str], *, space: str | None 
     """Write the faces of ``space`` (every detector space when None) to Parquet; return rows."""
     where, params = ("WHERE f.space=?", [space]) if space else ("", [])
     with catalog.read() as con:
-        table = con.execute(
+        table = con.sql(
             "SELECT f.face_id, f.space, s.dim, a.content_hash, "
             "(SELECT min(path) FROM files WHERE files.asset_id=a.asset_id) AS path, "
             "a.width AS image_width, a.height AS image_height, a.taken_at, "
             "f.x, f.y, f.w, f.h, f.det_score, f.quality, f.landmarks, f.embedding "
             f"FROM faces f JOIN assets a USING (asset_id) JOIN spaces s USING (space) {where} "
-            "ORDER BY f.face_id", params).to_arrow_table()
+            "ORDER BY f.face_id", params=params).to_arrow_table()
     table = table.replace_schema_metadata({"facelab_export": EXPORT_VERSION})
     pq.write_table(table, str(path))
     return table.num_rows
@@ -108,21 +108,31 @@ def import_faces(catalog: Catalog, path: str | os.PathLike[str], *, space: str |
         catalog.ensure_space(con, space, dim, kind="imported" if not is_export else "detector",
                              model=f"import:{Path(path).name}")
         known = dict(con.execute("SELECT content_hash, asset_id FROM assets").fetchall())
-        assets_new = 0
-        asset_ids = np.empty(n, np.int64)
-        for i, h in enumerate(hashes):
-            if h not in known:
-                known[h] = con.execute("INSERT INTO assets (content_hash, status) VALUES (?, ?) "
-                                       "RETURNING asset_id",
-                                       [h, "present" if _on_disk(paths[i], images_root)
-                                        else "missing"]).fetchone()[0]
-                assets_new += 1
-                full = _full_path(paths[i], images_root)
-                if full is not None:
-                    con.execute("INSERT OR IGNORE INTO files (path, root, asset_id) "
-                                "VALUES (?, ?, ?)",
-                                [full, str(images_root or Path(full).parent), known[h]])
-            asset_ids[i] = known[h]
+        fulls = [_full_path(p, images_root) for p in paths]
+        new = {}
+        for h, full in zip(hashes, fulls, strict=True):
+            if h not in known and h not in new:
+                new[h] = full
+        if new:
+            con.register("new_assets", pa.table({
+                "content_hash": list(new),
+                "status": ["present" if f is not None and os.path.isfile(f) else "missing"
+                           for f in new.values()]}))
+            known.update(con.execute(
+                "INSERT INTO assets (content_hash, status) SELECT content_hash, status "
+                "FROM new_assets RETURNING content_hash, asset_id").fetchall())
+            con.unregister("new_assets")
+            on_disk = [(f, known[h]) for h, f in new.items() if f is not None]
+            if on_disk:
+                con.register("new_files", pa.table({
+                    "path": [f for f, _ in on_disk],
+                    "root": [str(images_root or Path(f).parent) for f, _ in on_disk],
+                    "asset_id": pa.array([a for _, a in on_disk], pa.int64())}))
+                con.execute("INSERT OR IGNORE INTO files (path, root, asset_id) "
+                            "SELECT path, root, asset_id FROM new_files")
+                con.unregister("new_files")
+        assets_new = len(new)
+        asset_ids = np.array([known[h] for h in hashes], np.int64)
         incoming = pa.table({
             "asset_id": asset_ids, "x": box[:, 0], "y": box[:, 1], "w": box[:, 2],
             "h": box[:, 3], "det_score": score, "quality": quality,
@@ -164,11 +174,6 @@ def _full_path(p: str | None, root: str | os.PathLike[str] | None) -> str | None
     if root is None:
         return None
     return str(Path(root).expanduser().absolute() / p)
-
-
-def _on_disk(p: str | None, root: str | os.PathLike[str] | None) -> bool:
-    full = _full_path(p, root)
-    return full is not None and os.path.isfile(full)
 
 
 def _foreign_hash(p: str | None, root: str | os.PathLike[str] | None) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 from tqdm.auto import tqdm
 
 from .catalog import Catalog
@@ -212,41 +213,61 @@ def _scan_one(path: Path, err: OSError | None, known: tuple | None, settings: Se
 
 def _write_batch(catalog: Catalog, root: str, rows: list[dict], known: dict,
                  hashes: dict[str, int], report: ScanReport) -> None:
+    """Write one batch of scanned files in a single transaction, with bulk statements."""
+    new_assets: dict[str, dict] = {}
+    for row in rows:
+        h = row.get("hash")
+        if h is not None and h not in hashes and h not in new_assets:
+            new_assets[h] = row
     with catalog.write() as con:
+        if new_assets:
+            cols = ("size", "width", "height", "orientation", "taken_at", "format")
+            con.register("new_assets", pa.table(
+                {"content_hash": list(new_assets),
+                 **{c: [r.get(c) for r in new_assets.values()] for c in cols}}))
+            hashes.update(con.execute(
+                "INSERT INTO assets (content_hash, size, width, height, orientation, taken_at, "
+                "format) SELECT content_hash, size, width, height, orientation, taken_at, format "
+                "FROM new_assets RETURNING content_hash, asset_id").fetchall())
+            con.unregister("new_assets")
+        revived: set[int] = set()
+        orphaned: set[int] = set()
         for row in rows:
             path = row["path"]
-            asset_id = None
-            if "hash" in row:
-                h = row["hash"]
-                asset_id = hashes.get(h)
-                if asset_id is None:
-                    asset_id = con.execute(
-                        "INSERT INTO assets (content_hash, size, width, height, orientation, "
-                        "taken_at, format) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING asset_id",
-                        [h, row["size"], row.get("width"), row.get("height"),
-                         row.get("orientation"), row.get("taken_at"), row.get("format")]
-                    ).fetchone()[0]
-                    hashes[h] = asset_id
-                    if path in known:
-                        report.changed += 1
-                    else:
-                        report.added += 1
-                else:
-                    con.execute("UPDATE assets SET status='present', last_seen=current_timestamp"
-                                " WHERE asset_id=?", [asset_id])
-                    if path in known and known[path][0] != asset_id:
-                        report.changed += 1
-                    elif path not in known:
-                        report.duplicates += 1
-                        report._new_paths_of[asset_id] += 1
-            con.execute(
-                "INSERT OR REPLACE INTO files (path, root, asset_id, size, mtime_ns, error_kind, "
-                "error_detail, scanned_at) VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
-                [path, root, asset_id, row.get("size"), row.get("mtime_ns"),
-                 row.get("error_kind"), row.get("error_detail")])
+            h = row.get("hash")
+            asset_id = row["asset_id"] = hashes[h] if h is not None else None
             old = known.get(path)
-            if old is not None and old[0] is not None and old[0] != asset_id:
-                _mark_missing_if_orphaned(con, old[0])
+            old_asset = old[0] if old is not None else None
+            if asset_id is None:
+                pass
+            elif h in new_assets and new_assets[h] is row:
+                report.changed += old is not None
+                report.added += old is None
+            else:
+                revived.add(asset_id)
+                if old is None:
+                    report.duplicates += 1
+                    report._new_paths_of[asset_id] += 1
+                elif old_asset != asset_id:
+                    report.changed += 1
+            if old_asset is not None and old_asset != asset_id:
+                orphaned.add(old_asset)
+        if revived:
+            con.execute("UPDATE assets SET status='present', last_seen=current_timestamp "
+                        "WHERE asset_id IN (SELECT unnest(?))", [sorted(revived)])
+        con.register("new_files", pa.table({
+            "path": [r["path"] for r in rows], "root": [root] * len(rows),
+            "asset_id": pa.array([r["asset_id"] for r in rows], pa.int64()),
+            "size": pa.array([r.get("size") for r in rows], pa.int64()),
+            "mtime_ns": pa.array([r.get("mtime_ns") for r in rows], pa.int64()),
+            "error_kind": pa.array([r.get("error_kind") for r in rows], pa.string()),
+            "error_detail": pa.array([r.get("error_detail") for r in rows], pa.string())}))
+        con.execute("INSERT OR REPLACE INTO files (path, root, asset_id, size, mtime_ns, "
+                    "error_kind, error_detail, scanned_at) SELECT path, root, asset_id, size, "
+                    "mtime_ns, error_kind, error_detail, current_timestamp FROM new_files")
+        con.unregister("new_files")
+        for asset_id in orphaned:
+            _mark_missing_if_orphaned(con, asset_id)
 
 
 def _remove_paths(catalog: Catalog, paths: list[str]) -> None:

@@ -30,7 +30,8 @@ class Settings:
     """All tunables. Read ``Settings.describe()`` for the table of values and reasons."""
 
     workspace: str = _setting(
-        "data", "Folder holding facelab.duckdb and index/; './data' keeps a project self-contained.")
+        "data", "Folder holding facelab.duckdb and index/; './data' keeps a project "
+        "self-contained.")
     model: str = _setting(
         "insightface", "Face model backend. InsightFace (RetinaFace/SCRFD + ArcFace) is the most "
         "accurate open model; 'dlib' is the fully offline alternative.",
@@ -88,6 +89,9 @@ class Settings:
                 raise ConfigError(f"{f.name}={value!r} is outside its range [{low}, {high}]")
             if choices is not None and value not in choices:
                 raise ConfigError(f"{f.name}={value!r} must be one of {', '.join(choices)}")
+        if self.det_size % 32:
+            raise ConfigError(f"det_size={self.det_size} must be a multiple of 32 (SCRFD's "
+                              "coarsest feature stride)")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -134,4 +138,5 @@ def _parse(name: str, typ: type, raw: str) -> Any:
             return raw.strip().lower() in ("1", "true", "yes", "on")
         return typ(raw)
     except ValueError as exc:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {typ.__name__}") from exc
+        raise ConfigError(
+            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {typ.__name__}") from exc

@@ -74,7 +74,8 @@ def error_assets(catalog: Catalog, run_id: int | None = None) -> list[tuple]:
 def format_runs(rows: list[dict[str, Any]]) -> str:
     lines = []
     for r in rows:
-        head = f"run {r['run_id']:>4} {r['kind']:<7} {r['status']:<11} started {r['started_at']:%Y-%m-%d %H:%M:%S}"
+        head = (f"run {r['run_id']:>4} {r['kind']:<7} {r['status']:<11} "
+                f"started {r['started_at']:%Y-%m-%d %H:%M:%S}")
         if r["resumed_from"]:
             head += f"  (resumes run {r['resumed_from']})"
         lines.append(head)

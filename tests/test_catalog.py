@@ -46,7 +46,7 @@ def test_vectors_round_trip_exactly(workspace):
     got_ids, got = cat.vectors("test/64")
     assert np.array_equal(got_ids, ids)
     assert np.array_equal(got, vecs)
-    sub_ids, sub = cat.vectors("test/64", ids[[5, 7, 200]])
+    _sub_ids, sub = cat.vectors("test/64", ids[[5, 7, 200]])
     assert np.array_equal(sub, vecs[[5, 7, 200]])
 
 

@@ -59,7 +59,7 @@ def test_deleted_or_corrupt_index_is_rebuilt(cat):
     assert report.action == "rebuilt" and report.size == 500
     path.write_bytes(b"not an index at all" * 10)
     assert verify(cat, SPACE).unreadable
-    index, report = VectorIndex.open(cat, SPACE)
+    _index, report = VectorIndex.open(cat, SPACE)
     assert report.action == "rebuilt" and verify(cat, SPACE).ok
 
 
@@ -67,7 +67,7 @@ def test_filtered_search_returns_only_allowed_faces(cat):
     index, _ = VectorIndex.open(cat, SPACE)
     ids, vecs = cat.vectors(SPACE)
     allowed = ids[::3]
-    found, sims = index.search(vecs[:10], 5, among=allowed)
+    found, _sims = index.search(vecs[:10], 5, among=allowed)
     assert np.isin(found, allowed).all()
     # exact over the subset: the query's own face is first when it is allowed
     assert found[0, 0] == ids[0] and found[3, 0] == ids[3]

@@ -1,0 +1,242 @@
+"""DlibModel on real lfw-dev photos, checked against the reference embeddings.
+
+LFW photos are 250x250 and centred on the labelled face, so the face nearest the centre is
+the one to check. ``embeddings-dlib.parquet`` was computed with the same dlib and weights
+(HOG, upsample 1, adjust_threshold -0.5, nearest-centre face, 5-point alignment, one
+jitter): matching it proves this adapter reproduces that pipeline, not just "some" dlib.
+"""
+
+from __future__ import annotations
+
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from facelab.errors import ConfigError, ModelNotFound
+from facelab.models import DetectedFace, FaceModel, load_model, model_space
+from facelab.settings import Settings
+
+dlib_mod = pytest.importorskip("facelab.models.dlib")
+pytest.importorskip("dlib")
+DlibModel = dlib_mod.DlibModel
+
+N_SAMPLE = 20
+N_IDENTITIES = 4
+PER_IDENTITY = 3
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    # PIL decoding, as the reference run did: another JPEG decoder shifts pixels slightly.
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def central(faces: list[DetectedFace], shape: tuple[int, ...]) -> DetectedFace:
+    cy, cx = shape[0] / 2, shape[1] / 2
+    return min(faces, key=lambda f: (f.bbox[0] + f.bbox[2] / 2 - cx) ** 2
+               + (f.bbox[1] + f.bbox[3] / 2 - cy) ** 2)
+
+
+def sample_paths(images: Path) -> list[Path]:
+    """First photo of 20 people spread over the alphabet (deterministic)."""
+    people = sorted(p for p in images.iterdir() if p.is_dir())
+    step = max(1, len(people) // N_SAMPLE)
+    return [sorted(p.glob("*.jpg"))[0] for p in people[::step][:N_SAMPLE]]
+
+
+def identity_paths(images: Path) -> dict[str, list[Path]]:
+    """Three photos each of four people who have at least four, spread over the alphabet."""
+    people = [p for p in sorted(images.iterdir()) if p.is_dir()
+              and len(list(p.glob("*.jpg"))) >= 4]
+    chosen = people[:: max(1, len(people) // N_IDENTITIES)][:N_IDENTITIES]
+    return {p.name: sorted(p.glob("*.jpg"))[:PER_IDENTITY] for p in chosen}
+
+
+@pytest.fixture(scope="module")
+def model() -> FaceModel:
+    m = load_model(Settings(model="dlib"))  # defaults: hog, upsample 1, min_confidence 0.5
+    assert isinstance(m, DlibModel) and isinstance(m, FaceModel)
+    return m
+
+
+@pytest.fixture(scope="module")
+def run(model: FaceModel, lfw_dir: Path) -> dict[str, object]:
+    """One batched detect() over the sample, the identity photos and two blank images."""
+    images_dir = lfw_dir / "images"
+    samples = sample_paths(images_dir)
+    identities = identity_paths(images_dir)
+    paths = samples + [p for ps in identities.values() for p in ps]
+    blank, white = np.zeros((250, 250, 3), np.uint8), np.full((180, 320, 3), 255, np.uint8)
+    images = [read_rgb(p) for p in paths]
+    # blanks in the middle: images without faces must not shift the batched descriptors
+    batch = [*images[:5], blank, *images[5:], white]
+    results = model.detect(batch)
+    assert len(results) == len(batch)
+    blanks = [results[5], results[-1]]
+    results = results[:5] + results[6:-1]
+    return {"paths": paths, "images": images, "results": dict(zip(paths, results, strict=True)),
+            "samples": samples, "identities": identities, "blanks": blanks}
+
+
+@pytest.fixture(scope="module")
+def reference(lfw_dir: Path) -> dict[str, dict[str, object]]:
+    table = pq.read_table(lfw_dir / "embeddings-dlib.parquet").to_pylist()
+    return {row["path"]: row for row in table}
+
+
+def test_space_and_dimension(model: FaceModel) -> None:
+    assert model.space == "dlib/resnet_v1" == model_space(Settings(model="dlib"))
+    assert model.dim == 128
+    assert "hog" in model.version and "upsample=1" in model.version
+    assert "dlib_face_recognition_resnet_model_v1.dat" in model.version
+
+
+def test_faces_found_near_the_centre(run: dict) -> None:
+    found = 0
+    for path in run["samples"]:
+        faces = run["results"][path]
+        if not faces:
+            continue
+        found += 1
+        face = central(faces, (250, 250))
+        x, y, w, h = face.bbox
+        assert abs(x + w / 2 - 125) < 40 and abs(y + h / 2 - 125) < 40, (path, face.bbox)
+        assert 50 <= w <= 200 and 50 <= h <= 200, (path, face.bbox)
+        assert 0.5 <= face.det_score <= 1.0
+        lm = face.landmarks
+        assert lm is not None and lm.shape == (5, 2) and lm.dtype == np.float32
+        inside = ((lm[:, 0] >= x - 5) & (lm[:, 0] <= x + w + 5)
+                  & (lm[:, 1] >= y - 5) & (lm[:, 1] <= y + h + 5))
+        assert inside.all(), (path, lm, face.bbox)
+    assert found >= N_SAMPLE - 1, f"a face in only {found} of {N_SAMPLE} photos"
+
+
+def test_embeddings_are_128d_unit_norm(run: dict) -> None:
+    faces = [f for fs in run["results"].values() for f in fs]
+    assert len(faces) >= N_SAMPLE
+    for face in faces:
+        assert face.embedding.shape == (128,) and face.embedding.dtype == np.float32
+        assert np.linalg.norm(face.embedding) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_no_face_gives_an_empty_list(run: dict, model: FaceModel) -> None:
+    assert run["blanks"] == [[], []]
+    assert model.detect([]) == []
+
+
+def test_same_person_is_closer_than_different_people(run: dict) -> None:
+    vectors, labels = [], []
+    for name, paths in run["identities"].items():
+        for p in paths:
+            faces = run["results"][p]
+            assert faces, p
+            vectors.append(central(faces, (250, 250)).embedding)
+            labels.append(name)
+    v = np.stack(vectors)
+    same, diff = [], []
+    for i, j in combinations(range(len(v)), 2):
+        (same if labels[i] == labels[j] else diff).append(float(v[i] @ v[j]))
+    assert len(set(labels)) == N_IDENTITIES
+    # README: same-person median ~0.95, different-person median ~0.84.
+    assert np.median(same) > np.median(diff) + 0.05, (same, diff)
+    assert min(same) > np.median(diff)
+    sims = v @ v.T
+    np.fill_diagonal(sims, -1)
+    rank1 = sum(labels[int(np.argmax(row))] == labels[i] for i, row in enumerate(sims))
+    assert rank1 >= len(labels) - 1
+
+
+def test_reproduces_the_reference_embeddings(run: dict, reference: dict,
+                                             lfw_dir: Path) -> None:
+    images_dir = lfw_dir / "images"
+    compared = 0
+    for path in run["paths"]:
+        row = reference.get(path.relative_to(images_dir).as_posix())
+        if row is None:
+            continue
+        faces = run["results"][path]
+        assert faces, f"the reference found a face in {path}, we did not"
+        face = central(faces, (250, 250))
+        ref = np.asarray(row["embedding"], dtype=np.float32)
+        ref /= np.linalg.norm(ref)
+        assert float(face.embedding @ ref) >= 0.99, path
+        assert face.bbox == (row["bbox_x"], row["bbox_y"], row["bbox_w"], row["bbox_h"])
+        assert face.det_score == pytest.approx(dlib_mod.hog_confidence(row["det_score"]),
+                                               abs=1e-6)
+        compared += 1
+    assert compared >= N_SAMPLE
+
+
+def test_confidence_mapping() -> None:
+    conf, thr = dlib_mod.hog_confidence, dlib_mod.hog_threshold
+    assert conf(-0.5) == pytest.approx(0.5)
+    assert thr(0.5) == pytest.approx(-0.5)
+    for c in (0.01, 0.2, 0.5, 0.73, 0.99):
+        assert conf(thr(c)) == pytest.approx(c, abs=1e-9)
+        assert conf(thr(c)) <= c  # never above: no face at exactly min_confidence is lost
+    assert conf(-1e6) == pytest.approx(0.0) and conf(1e6) == pytest.approx(1.0)
+    assert thr(0.0) < -7 and thr(1.0) > 6  # clamped, finite
+
+
+def test_min_confidence_is_the_detector_threshold(run: dict, reference: dict,
+                                                  lfw_dir: Path) -> None:
+    # the sample photo whose reference face has the lowest HOG score
+    images_dir = lfw_dir / "images"
+    rows = [(reference[p.relative_to(images_dir).as_posix()]["det_score"], p)
+            for p in run["samples"] if p.relative_to(images_dir).as_posix() in reference]
+    score, path = min(rows)
+    weak = dlib_mod.hog_confidence(score)
+    assert weak < 0.95, "the sample has no weak face to test with"
+    strict = DlibModel(min_confidence=min(0.99, weak + 0.02))
+    assert strict.adjust_threshold > -0.5
+    faces = strict.detect([read_rgb(path)])[0]
+    assert all(f.det_score >= weak + 0.02 - 1e-9 for f in faces)
+    assert len(faces) < len(run["results"][path])
+    assert strict.version != DlibModel().version
+
+
+def test_cnn_detector_finds_the_same_face(run: dict) -> None:
+    path = run["samples"][0]
+    cnn = DlibModel(detector="cnn", upsample=0)  # LFW faces are large enough without it
+    [faces] = cnn.detect([read_rgb(path)])
+    assert faces
+    face = central(faces, (250, 250))
+    hog_face = central(run["results"][path], (250, 250))
+    x, y, w, h = face.bbox
+    assert abs(x + w / 2 - 125) < 40 and abs(y + h / 2 - 125) < 40
+    assert face.det_score > dlib_mod.hog_confidence(0.0) - 1e-9  # CNN's own threshold is 0
+    assert float(face.embedding @ hog_face.embedding) > 0.95
+    assert "mmod_human_face_detector.dat" in cnn.version
+
+
+def test_rejects_bad_arguments_and_images(model: FaceModel) -> None:
+    with pytest.raises(ConfigError):
+        DlibModel(detector="sift")
+    with pytest.raises(ConfigError):
+        DlibModel(min_confidence=-0.1)
+    with pytest.raises(ConfigError):
+        DlibModel(num_jitters=0)
+    with pytest.raises(ConfigError, match="image 0"):
+        model.detect([np.zeros((40, 40), np.uint8)])
+
+
+def test_missing_dlib_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "dlib", None)  # makes ``import dlib`` fail
+    with pytest.raises(ModelNotFound, match=r"pip install 'facelab\[dlib\]'"):
+        DlibModel()
+
+
+def test_weights_found_without_pkg_resources(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = dlib_mod.weight_files()
+    # face_recognition_models imports pkg_resources, which setuptools >= 81 removed
+    monkeypatch.delitem(sys.modules, "face_recognition_models", raising=False)
+    monkeypatch.setitem(sys.modules, "pkg_resources", None)
+    found = dlib_mod.weight_files()
+    assert {k: p.resolve() for k, p in found.items()} == \
+        {k: p.resolve() for k, p in expected.items()}
+    assert all(p.is_file() for p in found.values())
