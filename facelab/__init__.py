@@ -2,15 +2,15 @@
 
 __version__ = "0.1.0"
 
-from .catalog import Catalog  # noqa: E402
-from .errors import (  # noqa: E402
+from .catalog import Catalog
+from .errors import (
     CatalogBusy,
     DimensionMismatch,
     FacelabError,
     ImageError,
     ModelNotFound,
 )
-from .settings import Settings  # noqa: E402
+from .settings import Settings
 
 __all__ = ["Catalog", "CatalogBusy", "DimensionMismatch", "FacelabError", "ImageError",
            "ModelNotFound", "Settings", "__version__"]
