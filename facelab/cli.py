@@ -38,6 +38,8 @@ def _model_opts(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-face-size", type=int, default=None)
     g.add_argument("--batch-size", type=int, default=None)
     g.add_argument("--loader-threads", type=int, default=None)
+    g.add_argument("--workers", dest="model_workers", type=int, default=None,
+                   help="model processes (0 = one per CPU for dlib)")
     g.add_argument("--limit", type=int, default=None, help="detect at most N images")
 
 
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", default=None, help="photo folder (default: lfw-dev images)")
     p.add_argument("--limit", type=int, default=240, help="images per configuration")
     p.add_argument("--threads", default="0,2", help="loader-thread counts to compare")
+    p.add_argument("--workers", default="2", help="model process counts to add (beyond 1)")
     p.add_argument("--model", choices=("insightface", "dlib"), default="dlib")
     p.add_argument("--out", default="reports/bench")
     return parser
@@ -96,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     names = ("workspace", "model", "model_pack", "model_root", "det_size", "dlib_detector",
-             "min_confidence", "min_face_size", "batch_size", "loader_threads")
+             "min_confidence", "min_face_size", "batch_size", "loader_threads", "model_workers")
     overrides = {n: getattr(args, n, None) for n in names}
     if getattr(args, "extensions", None):
         overrides["scan_extensions"] = args.extensions
@@ -133,6 +136,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         images = args.images
         result = bench_detect(images=images, limit=args.limit, out=Path(args.out),
                               threads=[int(t) for t in args.threads.split(",")],
+                              workers=[int(w) for w in args.workers.split(",") if w],
                               settings=settings.replace(model=args.model))
         print(json.dumps(result["summary"], indent=2))
         return 0

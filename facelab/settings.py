@@ -71,6 +71,10 @@ class Settings:
     batch_size: int = _setting(
         16, "Images per detection batch and per catalog transaction: large enough to amortise "
         "a commit, small enough that a kill loses at most a few seconds of work.", low=1, high=4096)
+    model_workers: int = _setting(
+        0, "Processes running the model. 0 = automatic (one per CPU for dlib, whose descriptor "
+        "holds the GIL; one for InsightFace, whose ONNX runtime already uses every core). "
+        "1 keeps everything in one process, which is simplest to debug.", low=0, high=64)
     loader_threads: int = _setting(
         2, "Threads decoding images while the model runs; 2 keeps one CPU model busy.",
         low=0, high=64)

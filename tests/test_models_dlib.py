@@ -240,3 +240,26 @@ def test_weights_found_without_pkg_resources(monkeypatch: pytest.MonkeyPatch) ->
     assert {k: p.resolve() for k, p in found.items()} == \
         {k: p.resolve() for k, p in expected.items()}
     assert all(p.is_file() for p in found.values())
+
+
+def test_process_pool_gives_the_same_faces_as_one_process(lfw_dir):
+    from facelab.models import load_model
+    from facelab.models.pool import ProcessPoolModel
+    from facelab.settings import Settings
+
+    paths = sorted((lfw_dir / "images").rglob("*.jpg"))[:5]
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    single = load_model(Settings(model="dlib", model_workers=1))
+    pooled = load_model(Settings(model="dlib", model_workers=2))
+    try:
+        assert isinstance(pooled, ProcessPoolModel)
+        assert (pooled.space, pooled.dim, pooled.version) == (single.space, single.dim,
+                                                              single.version)
+        a, b = single.detect(images), pooled.detect(images)
+        assert [len(x) for x in a] == [len(x) for x in b] and sum(len(x) for x in a) >= 5
+        for fa, fb in zip(a, b, strict=True):
+            for x, y in zip(fa, fb, strict=True):
+                assert x.bbox == y.bbox
+                assert np.array_equal(x.embedding, y.embedding)
+    finally:
+        pooled.close()

@@ -7,6 +7,7 @@ and must work without either backend installed.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,7 +43,17 @@ def load_model(settings: Settings) -> FaceModel:
 
     ``min_confidence`` is handed to the detector as its threshold so that nothing the
     caller keeps is dropped early; the caller still filters by min_confidence/min_face_size.
+    With ``model_workers`` > 1 (or 0 = automatic: one per CPU for dlib, whose descriptor holds
+    the GIL; one for InsightFace, whose ONNX runtime already uses every core) the model runs
+    in that many worker processes.
     """
+    workers = settings.model_workers
+    if workers == 0:
+        workers = min(os.cpu_count() or 1, 8) if settings.model == "dlib" else 1
+    if workers > 1:
+        from .pool import ProcessPoolModel
+
+        return ProcessPoolModel(settings, workers)
     if settings.model == "insightface":
         from .insightface import InsightFaceModel
 
