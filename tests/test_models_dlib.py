@@ -59,7 +59,8 @@ def identity_paths(images: Path) -> dict[str, list[Path]]:
 
 @pytest.fixture(scope="module")
 def model() -> FaceModel:
-    m = load_model(Settings(model="dlib"))  # defaults: hog, upsample 1, min_confidence 0.5
+    # defaults: hog, upsample 1, min_confidence 0.5; one process so the adapter itself is tested
+    m = load_model(Settings(model="dlib", model_workers=1))
     assert isinstance(m, DlibModel) and isinstance(m, FaceModel)
     return m
 
