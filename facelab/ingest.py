@@ -130,7 +130,7 @@ def scan(catalog: Catalog, root: str | os.PathLike[str], *, settings: Settings |
     catalog between them, and a killed scan keeps what it finished.
     """
     settings = settings or Settings()
-    root_path = Path(os.path.abspath(os.path.expanduser(root)))
+    root_path = Path(os.path.realpath(os.path.expanduser(root)))  # one spelling per folder
     if not root_path.is_dir():
         raise FileNotFoundError(f"photo folder {root_path} does not exist or is not a folder")
     root_key = str(root_path)

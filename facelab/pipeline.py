@@ -86,7 +86,7 @@ def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
     """Scan ``photos`` (skipped when None), detect faces in new assets, update the index."""
     settings = settings or Settings()
     model = model or load_model(settings)  # fails fast when weights are missing
-    target = os.path.abspath(photos) if photos is not None else "*"
+    target = os.path.realpath(photos) if photos is not None else "*"
     kind = "run" if photos is not None else "detect"
     params = {"target": target, "model": model.space, "model_version": model.version,
               "include": list(include), "exclude": list(exclude), "limit": limit,

@@ -223,3 +223,29 @@ def test_missing_insightface_weights_fail_before_any_work(photo_folder, workspac
     assert str(tmp_path / "models-nowhere") in proc.stderr
     assert "buffalo_l" in proc.stderr
     assert Catalog(workspace).scalar("SELECT count(*) FROM assets") == 0
+
+
+def test_notebook_process_reads_and_writes_while_a_detection_run_works(photo_folder,
+                                                                      workspace):
+    """The labeling notebook and a detection run share the workspace: neither fails."""
+    pytest.importorskip("dlib")
+    photos = photo_folder(30, per_person=1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facelab.cli", "run", str(photos), "--model", "dlib",
+         "--batch-size", "2", "--workspace", str(workspace), "--no-progress"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cat = Catalog(workspace, lock_timeout=60)
+    seen_progress = set()
+    writes = 0
+    while proc.poll() is None:  # what a person labeling in a notebook does, repeatedly
+        seen_progress.add(cat.scalar("SELECT count(*) FROM detections"))
+        with cat.write() as con:
+            con.execute("INSERT INTO persons (name) VALUES (?)", [f"person {writes}"])
+        writes += 1
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert writes >= 10 and len(seen_progress) >= 3  # both made progress, interleaved
+    assert cat.scalar("SELECT count(*) FROM persons") == writes
+    assert cat.scalar("SELECT count(*) FROM detections") == 30
+    assert doctor(cat).ok
