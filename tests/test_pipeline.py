@@ -243,7 +243,7 @@ def test_notebook_process_reads_and_writes_while_a_detection_run_works(photo_fol
             con.execute("INSERT INTO persons (name) VALUES (?)", [f"person {writes}"])
         writes += 1
         time.sleep(0.05)
-    out, err = proc.communicate()
+    _, err = proc.communicate()
     assert proc.returncode == 0, err
     assert writes >= 10 and len(seen_progress) >= 3  # both made progress, interleaved
     assert cat.scalar("SELECT count(*) FROM persons") == writes
