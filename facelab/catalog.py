@@ -316,6 +316,10 @@ class Catalog:
 
     def df(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         """A pandas DataFrame, for notebooks (pandas comes with the notebook extra)."""
+        try:
+            import pandas  # noqa: F401
+        except ImportError as exc:
+            raise ImportError("Catalog.df needs pandas: pip install 'facelab[notebooks]'") from exc
         with self.read() as con:
             return con.execute(sql, params or []).df()
 

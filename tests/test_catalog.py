@@ -115,3 +115,11 @@ def test_two_processes_writing_concurrently_lose_nothing(workspace):
     for p in procs:
         assert p.wait(120) == 0
     assert cat.scalar("SELECT count(*) FROM assets") == 400
+
+
+def test_dataframe_view_for_notebooks(workspace):
+    pytest.importorskip("pandas")
+    cat = Catalog(workspace)
+    add_faces(cat, "test/8", unit_vectors(4, 8))
+    df = cat.df("SELECT space, count(*) AS n FROM faces GROUP BY space")
+    assert df.to_dict("records") == [{"space": "test/8", "n": 4}]

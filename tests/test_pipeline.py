@@ -41,6 +41,16 @@ def cli(*args: str, workspace: Path, check: bool = True, **kw) -> subprocess.Com
     return proc
 
 
+def start_run(photos: Path, workspace: Path, *, batch_size: int,
+              quiet: bool = False) -> subprocess.Popen:
+    """`facelab run PHOTOS --model dlib` in its own process, as a user would start it."""
+    out = subprocess.DEVNULL if quiet else subprocess.PIPE
+    return subprocess.Popen(
+        [sys.executable, "-m", "facelab.cli", "run", str(photos), "--model", "dlib",
+         "--batch-size", str(batch_size), "--workspace", str(workspace), "--no-progress"],
+        cwd=REPO, stdout=out, stderr=out, text=True)
+
+
 def face_signature(cat: Catalog) -> tuple[list[tuple], np.ndarray]:
     """Faces identified by content and box, with their embeddings, in a canonical order."""
     rows = cat.query(
@@ -167,10 +177,7 @@ def test_kill_9_at_random_moments_then_resume_matches_uninterrupted_run(photo_fo
     rng = random.Random(int(os.environ.get("FACELAB_TEST_SEED", time.time())))
     kills = []
     for _ in range(3):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "facelab.cli", "run", str(photos), "--model", "dlib",
-             "--batch-size", "4", "--workspace", str(ws), "--no-progress"],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = start_run(photos, ws, batch_size=4, quiet=True)
         delay = rng.uniform(0.5, duration * 0.8)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
@@ -192,10 +199,7 @@ def test_kill_9_at_random_moments_then_resume_matches_uninterrupted_run(photo_fo
 def test_pause_from_another_process_then_resume(photo_folder, workspace):
     pytest.importorskip("dlib")
     photos = photo_folder(40, per_person=1)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "facelab.cli", "run", str(photos), "--model", "dlib",
-         "--batch-size", "2", "--workspace", str(workspace), "--no-progress"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_run(photos, workspace, batch_size=2)
     cat = Catalog(workspace)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -230,10 +234,7 @@ def test_notebook_process_reads_and_writes_while_a_detection_run_works(photo_fol
     """The labeling notebook and a detection run share the workspace: neither fails."""
     pytest.importorskip("dlib")
     photos = photo_folder(30, per_person=1)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "facelab.cli", "run", str(photos), "--model", "dlib",
-         "--batch-size", "2", "--workspace", str(workspace), "--no-progress"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_run(photos, workspace, batch_size=2)
     cat = Catalog(workspace, lock_timeout=60)
     seen_progress = set()
     writes = 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -39,6 +41,16 @@ class FaceModel(Protocol):
     def detect(self, images: list[np.ndarray]) -> list[list[DetectedFace]]:
         """Detect and embed faces in a batch of RGB uint8 images of shape (H, W, 3)."""
         ...
+
+
+def weights_tag(path: Path) -> str:
+    """``name:size:sha256[:12]`` of a weights file: identifies the weights, not just the name,
+    so a model's ``version`` changes when its files do."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"{path.name}:{path.stat().st_size}:{digest.hexdigest()[:12]}"
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

@@ -23,7 +23,6 @@ Threading: dlib's HOG detector releases the GIL (two threads run ~1.8x faster th
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import math
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 
 from ..errors import ConfigError, ModelError, ModelNotFound
 from . import DLIB_SPACE, check_rgb
-from .base import DetectedFace, l2_normalize
+from .base import DetectedFace, l2_normalize, weights_tag
 
 SPACE = DLIB_SPACE
 DIM = 128
@@ -99,14 +98,6 @@ def weight_files() -> dict[str, Path]:
             "cnn": Path(frm.cnn_face_detector_model_location())}
 
 
-def _file_tag(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"{path.name}:{path.stat().st_size}:{digest.hexdigest()[:12]}"
-
-
 class DlibModel:
     """dlib face detector + 5-point aligner + ResNet descriptor (128-d, ``dlib/resnet_v1``).
 
@@ -152,7 +143,7 @@ class DlibModel:
             raise ModelError(f"dlib could not load its weights ({exc}); reinstall "
                              f"face_recognition_models") from exc
         self._dlib = dlib
-        tags = "+".join(_file_tag(files[k]) for k in needed)
+        tags = "+".join(weights_tag(files[k]) for k in needed)
         thr = (f"det_thresh={self.min_confidence:g}" if detector == "hog"
                else "det_thresh=cnn_default")
         self.version = (f"dlib-{dlib.__version__};{detector};upsample={self.upsample};{thr};"

@@ -19,7 +19,6 @@ image is converted exactly once on entry.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 
 from ..errors import ConfigError, ModelError, ModelNotFound
 from . import check_rgb
-from .base import DetectedFace, l2_normalize
+from .base import DetectedFace, l2_normalize, weights_tag
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +47,6 @@ def default_providers() -> list[str]:
 
     available = onnxruntime.get_available_providers()
     return [_CUDA, _CPU] if _CUDA in available else [_CPU]
-
-
-def _file_tag(path: Path) -> str:
-    """``name:size:sha256[:12]``: identifies the weights, not just the file name."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"{path.name}:{path.stat().st_size}:{digest.hexdigest()[:12]}"
 
 
 def _static_dim(dim: Any) -> int | None:
@@ -146,7 +136,7 @@ class InsightFaceModel:
         # size; a dynamic one (buffalo_l's w600k_r50) takes all crops of a batch at once.
         self._fixed_batch = isinstance(batch_axis, int) and batch_axis > 0
         self._chunk = int(batch_axis) if self._fixed_batch else RECOGNITION_CHUNK
-        self.version = (f"{_file_tag(det_file)}+{_file_tag(rec_file)};det_size={self.det_size};"
+        self.version = (f"{weights_tag(det_file)}+{weights_tag(rec_file)};det_size={self.det_size};"
                         f"det_thresh={self.det_thresh:g}")
 
     # -- loading ---------------------------------------------------------------------
