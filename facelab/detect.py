@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -134,8 +134,7 @@ def _loaded(items: list[tuple[int, str]], settings: Settings, threads: int
 
 def detect(catalog: Catalog, model: FaceModel, *, settings: Settings | None = None,
            run_id: int | None = None, limit: int | None = None, progress: bool = True,
-           loader_threads: int | None = None,
-           on_batch: Callable[[DetectReport], None] | None = None) -> DetectReport:
+           loader_threads: int | None = None) -> DetectReport:
     """Detect and embed faces in every asset the model has not processed yet.
 
     Stops cleanly after the current batch when the run is asked to pause or cancel (from
@@ -160,13 +159,12 @@ def detect(catalog: Catalog, model: FaceModel, *, settings: Settings | None = No
             batch.append((asset_id, path, result))
             if len(batch) >= settings.batch_size:
                 stop = _process_batch(catalog, model, batch, settings, run_id, report)
+                bar.set_postfix(faces=report.faces, errors=sum(report.errors.values()),
+                                refresh=False)
                 bar.update(len(batch))
                 batch = []
                 if stop:
                     break
-                bar.set_postfix(faces=report.faces, errors=sum(report.errors.values()))
-                if on_batch:
-                    on_batch(report)
         else:
             if batch:
                 _process_batch(catalog, model, batch, settings, run_id, report)

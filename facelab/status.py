@@ -76,6 +76,14 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         head = (f"run {r['run_id']:>4} {r['kind']:<7} {r['status']:<11} "
                 f"started {r['started_at']:%Y-%m-%d %H:%M:%S}")
+        end = r["finished_at"] or r["heartbeat_at"]
+        if end is not None:
+            head += f"  ({(end - r['started_at']).total_seconds():.0f} s)"
+        summary = r["summary"] or {}
+        if summary.get("detect"):
+            head += f"  {summary['detect']['faces']} new faces"
+        if summary.get("errors"):
+            head += "  errors: " + ", ".join(f"{k} {n}" for k, n in summary["errors"].items())
         if r["resumed_from"]:
             head += f"  (resumes run {r['resumed_from']})"
         lines.append(head)

@@ -19,7 +19,7 @@ from facelab.doctor import doctor
 from facelab.models import load_model
 from facelab.pipeline import run
 from facelab.settings import Settings
-from facelab.status import error_assets, runs
+from facelab.status import error_assets, format_runs, runs
 
 from .conftest import REPO
 
@@ -131,6 +131,8 @@ def test_salted_folder_completes_with_each_bad_file_reported(photo_folder, works
     assert report.status == "done"
     kinds = {Path(p).name: k for k, p, _ in error_assets(cat)}
     assert kinds == expected
+    shown = format_runs(runs(cat))  # what `facelab status` prints
+    assert "truncated 1" in shown and "not_image 1" in shown and "missing 1" in shown
     # the convertible images all yield the face of the original photo
     ok = dict(cat.query("SELECT f.path, d.n_faces FROM detections d JOIN files f "
                         "USING (asset_id) WHERE d.status='ok'"))
