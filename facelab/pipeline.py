@@ -85,6 +85,8 @@ def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
         progress: bool = True) -> RunReport:
     """Scan ``photos`` (skipped when None), detect faces in new assets, update the index."""
     settings = settings or Settings()
+    if photos is not None and not os.path.isdir(photos):
+        raise FileNotFoundError(f"photo folder {photos} does not exist or is not a folder")
     model = model or load_model(settings)  # fails fast when weights are missing
     target = os.path.realpath(photos) if photos is not None else "*"
     kind = "run" if photos is not None else "detect"
