@@ -205,6 +205,62 @@ CREATE VIEW face_vectors AS
     UNION ALL
     SELECT face_id, space, vector FROM embeddings;
 """),
+    (2, "people: clusters, face revisions, rejections, centroid modes, prototype roles", """
+-- DuckDB cannot add a NOT NULL column to an indexed table: drop the index around it
+DROP INDEX faces_asset;
+ALTER TABLE faces ADD COLUMN cluster_id VARCHAR;     -- current cluster of an unassigned face
+ALTER TABLE faces ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;  -- bumped by every change
+                                                     -- of person_id: stale writes are refused
+CREATE INDEX faces_asset ON faces(asset_id);
+
+-- one row per cluster ever produced; the id is derived from the sorted member face ids, so a
+-- re-run that finds the same members finds the same id
+CREATE TABLE clusters (
+    cluster_id VARCHAR PRIMARY KEY,
+    space      VARCHAR NOT NULL,
+    size       INTEGER NOT NULL,
+    algorithm  VARCHAR NOT NULL,
+    params     JSON,
+    run_id     BIGINT,
+    status     VARCHAR NOT NULL DEFAULT 'active',   -- active | labeled | retired
+    person_id  BIGINT,                              -- set when labeled
+    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+
+-- (face, person) pairs a person ruled out: never suggested or auto-assigned again
+CREATE TABLE rejections (
+    face_id    BIGINT NOT NULL,
+    person_id  BIGINT NOT NULL,
+    source     VARCHAR NOT NULL,                    -- suggestion_reject | unassign | remove
+    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    PRIMARY KEY (face_id, person_id)
+);
+
+-- a person may have several centroids (one per mode of their faces)
+DROP TABLE centroids;
+CREATE TABLE centroids (
+    person_id   BIGINT NOT NULL,
+    space       VARCHAR NOT NULL,
+    mode        SMALLINT NOT NULL DEFAULT 0,
+    vector      FLOAT[] NOT NULL,
+    n_faces     INTEGER NOT NULL,
+    n_trimmed   INTEGER NOT NULL DEFAULT 0,
+    source_hash VARCHAR NOT NULL,                   -- hash of the member face ids
+    algorithm   VARCHAR NOT NULL,                   -- algorithm + version + trimming params
+    computed_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    PRIMARY KEY (person_id, space, mode)
+);
+
+ALTER TABLE prototypes RENAME COLUMN kind TO role;  -- exemplar | centroid | temporal
+ALTER TABLE prototypes ADD COLUMN quality FLOAT;
+ALTER TABLE prototypes ADD COLUMN era VARCHAR;      -- temporal prototypes: e.g. '2010-2014'
+
+ALTER TABLE events ADD COLUMN action VARCHAR;       -- assign | unassign | merge | unmerge | ...
+ALTER TABLE events ADD COLUMN group_id BIGINT;      -- events of one action (a merge, a run)
+ALTER TABLE events ADD COLUMN undone_by BIGINT;     -- group that reverted this event
+
+ALTER TABLE suggestions ADD COLUMN expires_at TIMESTAMP;
+"""),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

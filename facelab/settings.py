@@ -18,6 +18,18 @@ from .errors import ConfigError
 
 ENV_PREFIX = "FACELAB_"
 
+#: Defaults that differ per embedding space (cosine scores of ArcFace and dlib live on very
+#: different scales). ``Settings.for_space`` applies them to every field still at its global
+#: default, so a value the user chose always wins. Each entry records where it comes from.
+SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dlib/resnet_v1": {
+        # lfw-dev reference statistics: same-person cosine 5th pct ~0.92, different-person
+        # 99th pct ~0.91; auto-assign needs to sit above nearly all impostor scores
+        "auto_assign_threshold": 0.95, "suggest_threshold": 0.92,
+        "propagation_min_confidence": 0.92,
+    },
+}
+
 
 def _setting(default: Any, reason: str, *, low: float | None = None, high: float | None = None,
              choices: tuple[str, ...] | None = None) -> Any:
@@ -85,6 +97,70 @@ class Settings:
         ".jpg,.jpeg,.png,.heic,.heif,.webp,.tif,.tiff,.bmp,.gif",
         "File extensions scanned (case-insensitive); HEIC is what phones write.")
 
+    # -- clustering (issue: people) ---------------------------------------------------------
+    cluster_method: str = _setting(
+        "hdbscan", "HDBSCAN needs no distance threshold and leaves doubtful faces as noise "
+        "instead of merging people.", choices=("hdbscan", "dbscan", "agglomerative"))
+    cluster_min_quality: float = _setting(
+        0.5, "Faces below this quality are not clustered: blurry, tiny faces chain different "
+        "people together (original system's value).", low=0.0, high=1.0)
+    cluster_max_faces: int = _setting(
+        2_000_000, "At most this many unassigned faces per clustering run (the best by "
+        "quality); bounds time and memory.", low=1, high=100_000_000)
+    min_cluster_size: int = _setting(
+        5, "Smallest group worth showing as a person to label (original system's value).",
+        low=2, high=10_000)
+    dual_min_cluster_size: int = _setting(
+        3, "In dual mode known people are assigned first, so smaller leftover groups are "
+        "worth showing (original system's value).", low=2, high=10_000)
+    min_samples: int = _setting(
+        3, "HDBSCAN core-distance neighbours: how conservative clusters are (original "
+        "system's value).", low=1, high=1000)
+    cluster_selection_epsilon: float = _setting(
+        0.0, "HDBSCAN: clusters closer than this (cosine distance) are merged; 0 = off.",
+        low=0.0, high=2.0)
+    knn_k: int = _setting(
+        30, "Neighbours per face in the kNN graph clustering runs on; 30 covers min_samples "
+        "and typical person sizes without an N x N matrix.", low=2, high=1000)
+    # -- assignment and suggestions ---------------------------------------------------------
+    auto_assign_threshold: float = _setting(
+        0.85, "Cosine similarity at or above which a face is assigned without asking "
+        "(ArcFace; original system's value). Calibrate per embedding space.", low=-1.0,
+        high=1.0)
+    suggest_threshold: float = _setting(
+        0.70, "Lower edge of the suggestion band: faces scoring in [suggest, auto) are "
+        "queued for review (original system's value).", low=-1.0, high=1.0)
+    propagation_min_confidence: float = _setting(
+        0.70, "A newly labeled face suggests unassigned faces at least this similar "
+        "(original system's value).", low=-1.0, high=1.0)
+    propagation_max: int = _setting(
+        50, "At most this many suggestions per newly labeled face: keeps the review queue "
+        "reviewable (original system's value).", low=1, high=100_000)
+    suggestion_ttl_days: int = _setting(
+        90, "Pending suggestions expire after this many days: old ones reflect stale "
+        "prototypes.", low=1, high=36500)
+    # -- prototypes and centroids -----------------------------------------------------------
+    max_exemplars: int = _setting(
+        3, "Top faces by quality kept as a person's exemplar prototypes when a cluster is "
+        "labeled (original system's value).", low=1, high=1000)
+    prototype_min_quality: float = _setting(
+        0.5, "Faces below this quality never become prototypes.", low=0.0, high=1.0)
+    trim_small: int = _setting(
+        50, "Persons with fewer faces get an untrimmed centroid: too few faces to tell "
+        "outliers (original system's value).", low=0, high=1_000_000)
+    trim_large: int = _setting(
+        300, "Above this many faces the larger trim fraction applies (original system's "
+        "value).", low=0, high=10_000_000)
+    trim_frac_medium: float = _setting(
+        0.05, "Fraction of least-similar faces dropped for persons of trim_small..trim_large "
+        "faces (original system's value).", low=0.0, high=0.5)
+    trim_frac_large: float = _setting(
+        0.10, "Fraction dropped above trim_large faces (original system's value).",
+        low=0.0, high=0.5)
+    max_centroid_modes: int = _setting(
+        3, "A person whose faces form separate modes (eras, glasses, pose) gets up to this "
+        "many centroids.", low=1, high=16)
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -93,6 +169,9 @@ class Settings:
                 raise ConfigError(f"{f.name}={value!r} is outside its range [{low}, {high}]")
             if choices is not None and value not in choices:
                 raise ConfigError(f"{f.name}={value!r} must be one of {', '.join(choices)}")
+        if self.suggest_threshold > self.auto_assign_threshold:
+            raise ConfigError(f"suggest_threshold={self.suggest_threshold} must not exceed "
+                              f"auto_assign_threshold={self.auto_assign_threshold}")
         if self.det_size % 32:
             raise ConfigError(f"det_size={self.det_size} must be a multiple of 32 (SCRFD's "
                               "coarsest feature stride)")
@@ -108,6 +187,19 @@ class Settings:
                 values[f.name] = _parse(f.name, type(f.default), raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def for_space(self, space: str) -> Settings:
+        """These settings with the defaults of ``space`` (``SPACE_DEFAULTS``) applied.
+
+        The thresholds of one space are coupled (suggest ≤ auto), so they are applied all
+        together, and only when the user changed none of them; unknown spaces keep the
+        global defaults.
+        """
+        overrides = SPACE_DEFAULTS.get(space, {})
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        if any(getattr(self, k) != defaults[k] for k in overrides):
+            return self
+        return dataclasses.replace(self, **overrides)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

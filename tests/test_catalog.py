@@ -123,3 +123,20 @@ def test_dataframe_view_for_notebooks(workspace):
     add_faces(cat, "test/8", unit_vectors(4, 8))
     df = cat.df("SELECT space, count(*) AS n FROM faces GROUP BY space")
     assert df.to_dict("records") == [{"space": "test/8", "n": 4}]
+
+
+def test_old_workspace_is_migrated_without_losing_faces(workspace, monkeypatch):
+    import facelab.catalog as catalog_mod
+
+    full = list(catalog_mod.MIGRATIONS)
+    monkeypatch.setattr(catalog_mod, "MIGRATIONS", full[:1])
+    monkeypatch.setattr(catalog_mod, "SCHEMA_VERSION", 1)
+    old = Catalog(workspace)
+    ids = add_faces(old, "test/16", unit_vectors(10, 16))
+    assert old.schema_version() == 1
+    monkeypatch.setattr(catalog_mod, "MIGRATIONS", full)
+    monkeypatch.setattr(catalog_mod, "SCHEMA_VERSION", full[-1][0])
+    new = Catalog(workspace)
+    assert new.schema_version() == full[-1][0]
+    assert np.array_equal(new.face_ids("test/16"), ids)
+    assert new.scalar("SELECT sum(revision) FROM faces") == 0
