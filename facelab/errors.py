@@ -50,3 +50,15 @@ class DimensionMismatch(FacelabError, ValueError):
 
 class IndexStale(FacelabError):
     """The vector index does not match the catalog and could not be repaired in place."""
+
+
+class CatalogConflict(CatalogError):
+    """A write was based on a stale read: the face changed since it was read.
+
+    ``face_ids`` lists the faces whose revision no longer matches; nothing was written.
+    Re-read them and decide again.
+    """
+
+    def __init__(self, message: str, face_ids: list[int] | None = None) -> None:
+        self.face_ids = list(face_ids or [])
+        super().__init__(message)
