@@ -25,6 +25,10 @@ from .errors import DimensionMismatch, IndexStale
 # at 20k x 512 floats the matrix product takes ~2 ms, faster and more accurate than
 # oversampling the graph.
 EXACT_SUBSET_MAX = 20_000
+# HNSW search breadth. usearch's default (64) misses a face's own vector for ~0.1 % of
+# queries on tightly packed spaces like dlib's (measured on lfw-dev); 128 halves that at a
+# small cost in latency. It is a search-time setting, applied on every load.
+EXPANSION_SEARCH = 128
 # How many vectors `verify` re-reads from both sides to detect vectors changed in place.
 VERIFY_SAMPLE = 1_000
 
@@ -240,7 +244,7 @@ def _read_meta(path: Path) -> dict:
 
 
 def _new_index(dim: int) -> Index:
-    return Index(ndim=dim, metric="cos", dtype="f32")
+    return Index(ndim=dim, metric="cos", dtype="f32", expansion_search=EXPANSION_SEARCH)
 
 
 def _load(path: Path, dim: int) -> Index | None:
@@ -253,6 +257,7 @@ def _load(path: Path, dim: int) -> Index | None:
         return None  # a corrupt file is rebuilt from the catalog, which holds every vector
     if index is None or index.ndim != dim:
         return None
+    index.expansion_search = EXPANSION_SEARCH
     return index
 
 

@@ -65,5 +65,7 @@ def test_import_lfw_reference_embeddings(tmp_path):
     assert present == pq.read_table(lfw / "embeddings-dlib.parquet",
                                     columns=["image_in_shared"]).column(0).to_numpy().sum()
     index, _ = VectorIndex.open(cat, "dlib/lfw-reference")
-    found, _sims = index.search(vecs[:20], 1)
-    assert np.array_equal(found[:, 0], ids[:20])
+    # dlib vectors are tightly packed (different people ~0.84 cosine): the HNSW graph must
+    # still find each face itself almost always
+    found, sims = index.search(vecs, 1)
+    assert np.mean(found[:, 0] == ids) >= 0.998
