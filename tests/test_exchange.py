@@ -67,5 +67,5 @@ def test_import_lfw_reference_embeddings(tmp_path):
     index, _ = VectorIndex.open(cat, "dlib/lfw-reference")
     # dlib vectors are tightly packed (different people ~0.84 cosine): the HNSW graph must
     # still find each face itself almost always
-    found, sims = index.search(vecs, 1)
+    found, _ = index.search(vecs, 1)
     assert np.mean(found[:, 0] == ids) >= 0.998
