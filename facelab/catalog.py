@@ -18,6 +18,7 @@ import json
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -287,6 +288,7 @@ class Catalog:
         self.path = self.workspace / DB_NAME
         self.lock_timeout = lock_timeout
         self.lock_waits = 0  # how many opens met another process's lock (for tests and stats)
+        self._local = threading.local()
         self.workspace.mkdir(parents=True, exist_ok=True)
         self._migrate()
 
@@ -310,35 +312,62 @@ class Catalog:
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.25)
 
+    # Within one thread, a connection that is already open is reused by nested calls: a
+    # function that reads or writes through the catalog can be called inside another's
+    # transaction (it joins it) without knowing, and bulk work pays one open (~30-90 ms
+    # under load) instead of one per call. Other processes are locked out meanwhile, so
+    # callers keep such blocks to seconds.
+    def _current(self) -> duckdb.DuckDBPyConnection | None:
+        return getattr(self._local, "con", None)
+
     @contextmanager
-    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for reading; closed (and the file unlocked) on exit."""
+    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Hold one connection for a block of operations (each write still commits)."""
+        con = self._current()
+        if con is not None:
+            yield con
+            return
         con = self._open()
+        self._local.con, self._local.in_tx = con, False
         try:
             yield con
         finally:
+            self._local.con = None
             con.close()
 
     @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for reading; closed (and the file unlocked) on exit."""
+        with self.session() as con:
+            yield con
+
+    @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection inside one transaction: all of it is committed, or none."""
-        con = self._open()
-        try:
+        """A connection inside one transaction: all of it is committed, or none.
+
+        Nested inside another ``write()`` of the same thread, it joins that transaction.
+        """
+        with self.session() as con:
+            if self._local.in_tx:
+                yield con
+                return
             con.begin()
+            self._local.in_tx = True
             try:
                 yield con
             except BaseException:
                 con.rollback()
                 raise
-            con.commit()
-        finally:
-            con.close()
+            else:
+                con.commit()
+            finally:
+                self._local.in_tx = False
 
     def _migrate(self) -> None:
         with self.read() as con:
             con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-            row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            current = int(row[0]) if row else 0
+            rows = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall()
+            current = int(rows[0][0]) if rows else 0
             if current > SCHEMA_VERSION:
                 raise CatalogError(
                     f"{self.path} has schema version {current}, newer than this facelab "
@@ -359,7 +388,7 @@ class Catalog:
     def schema_version(self) -> int:
         with self.read() as con:
             return int(con.execute("SELECT value FROM meta WHERE key='schema_version'")
-                       .fetchone()[0])
+                       .fetchall()[0][0])
 
     # -- queries ----------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
@@ -383,7 +412,8 @@ class Catalog:
     def ensure_space(self, con: duckdb.DuckDBPyConnection, space: str, dim: int, *,
                      kind: str, model: str | None = None) -> None:
         """Register ``space`` with ``dim``; refuse a different dimension for a known space."""
-        row = con.execute("SELECT dim FROM spaces WHERE space=?", [space]).fetchone()
+        rows = con.execute("SELECT dim FROM spaces WHERE space=?", [space]).fetchall()
+        row = rows[0] if rows else None
         if row is None:
             con.execute("INSERT INTO spaces (space, dim, kind, model) VALUES (?, ?, ?, ?)",
                         [space, int(dim), kind, model])
@@ -441,7 +471,7 @@ class Catalog:
                 "INSERT INTO runs (kind, status, params, pid, host, resumed_from) "
                 "VALUES (?, 'running', ?, ?, ?, ?) RETURNING run_id",
                 [kind, json.dumps(params, default=str), os.getpid(), socket.gethostname(),
-                 resumed_from]).fetchone()[0]
+                 resumed_from]).fetchall()[0][0]
             for phase in phases:
                 con.execute("INSERT INTO run_phases (run_id, phase, status) VALUES (?, ?, "
                             "'pending')", [run_id, phase])

@@ -263,7 +263,8 @@ def _commit(catalog: Catalog, model: FaceModel, per_asset: list, run_id: int | N
             con.execute("UPDATE run_phases SET done = done + ?, errors = errors + ? "
                         "WHERE run_id=? AND phase='detect'", [n_ok + n_err, n_err, run_id])
             row = con.execute("UPDATE runs SET heartbeat_at=current_timestamp WHERE run_id=? "
-                              "RETURNING requested", [run_id]).fetchone()
+                              "RETURNING requested", [run_id]).fetchall()
+            row = row[0] if row else None
             if row and row[0] in ("pause", "cancel"):
                 report.status = "paused" if row[0] == "pause" else "cancelled"
                 stop = True

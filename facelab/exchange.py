@@ -57,13 +57,18 @@ def import_faces(catalog: Catalog, path: str | os.PathLike[str], *, space: str |
                  embedding_col: str = "embedding", path_col: str = "path",
                  images_root: str | os.PathLike[str] | None = None,
                  bbox_cols: tuple[str, str, str, str] | None = None,
-                 score_col: str | None = None, normalize: bool = True) -> ImportReport:
+                 score_col: str | None = None, normalize: bool = True,
+                 identity_col: str | None = None) -> ImportReport:
     """Import faces + embeddings from Parquet into ``space``.
 
     A facelab export needs no options. For a foreign file, name the columns; ``space`` is
     then required, and rows are matched to photos under ``images_root`` when given. Importing
     the same file twice adds nothing (rows already present, by asset and box, are skipped).
     Raises :class:`DimensionMismatch` when the vectors do not have the space's dimension.
+
+    ``identity_col`` names a column of person names (ground truth, e.g. lfw's ``identity``):
+    each name becomes a person (matched case-insensitively) and its faces are assigned with
+    source ``import`` — a human decision, which automatic passes never overwrite.
     """
     table = pq.read_table(str(path))
     meta = table.schema.metadata or {}
@@ -142,7 +147,7 @@ def import_faces(catalog: Catalog, path: str | os.PathLike[str], *, space: str |
         fresh = ("FROM incoming i WHERE NOT EXISTS (SELECT 1 FROM faces f WHERE "
                  "f.asset_id=i.asset_id AND f.space=$space AND f.x=i.x AND f.y=i.y "
                  "AND f.w=i.w AND f.h=i.h)")
-        added = con.execute(f"SELECT count(*) {fresh}", {"space": space}).fetchone()[0]
+        added = con.execute(f"SELECT count(*) {fresh}", {"space": space}).fetchall()[0][0]
         con.execute("INSERT INTO faces (asset_id, space, x, y, w, h, det_score, quality, "
                     f"landmarks, embedding) SELECT asset_id, $space, x, y, w, h, det_score, "
                     f"quality, landmarks, embedding {fresh}", {"space": space})
@@ -152,7 +157,34 @@ def import_faces(catalog: Catalog, path: str | os.PathLike[str], *, space: str |
         con.unregister("incoming")
         if added:
             catalog.bump_generation(con, space)
+    if identity_col is not None:
+        _import_identities(catalog, space, table.column(identity_col).to_pylist(), asset_ids,
+                           box)
     return ImportReport(space, n, int(added), assets_new, n - int(added))
+
+
+def _import_identities(catalog: Catalog, space: str, names: list[str | None],
+                       asset_ids: np.ndarray, box: np.ndarray) -> None:
+    """Assign imported faces to persons named in the file (unassigned faces only)."""
+    from . import people
+
+    incoming = pa.table({"row": np.arange(len(names)), "asset_id": asset_ids,
+                         "x": box[:, 0], "y": box[:, 1], "w": box[:, 2], "h": box[:, 3]})
+    with catalog.write() as con:
+        con.register("incoming", incoming)
+        rows = con.execute(
+            "SELECT i.row, f.face_id FROM incoming i JOIN faces f ON f.asset_id=i.asset_id "
+            "AND f.space=? AND f.x=i.x AND f.y=i.y AND f.w=i.w AND f.h=i.h "
+            "WHERE f.person_id IS NULL AND f.assigned_by IS NULL", [space]).fetchall()
+        con.unregister("incoming")
+        by_name: dict[str, list[int]] = {}
+        for row, face_id in rows:
+            if names[row]:
+                by_name.setdefault(str(names[row]), []).append(int(face_id))
+        for name, face_ids in sorted(by_name.items()):
+            person_id = people.resolve_person(catalog, name, create=True, con=con)
+            people.assign_faces(catalog, face_ids, person_id, source="import",
+                                action="import", con=con)
 
 
 def _matrix(column: pa.ChunkedArray, path: object) -> np.ndarray:

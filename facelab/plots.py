@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .catalog import Catalog
+from .errors import ImageError
 from .images import load_image
 from .settings import Settings
 
@@ -89,3 +90,95 @@ def detection_grid(catalog: Catalog, *, n: int = 12, ncols: int = 4, space: str 
                 ax.plot(pts[:, 0], pts[:, 1], "r.", ms=3)
         ax.set_title(f"#{asset_id}: {len(faces)} face(s)", fontsize=8)
     return axes
+
+
+def face_gallery(catalog: Catalog, face_ids: Sequence[int], *, ncols: int = 8,
+                 titles: Sequence[str] | None = None, margin: float = 0.25, size: int = 112,
+                 settings: Settings | None = None, axes: Any = None) -> Any:
+    """Crops of faces (with ``margin`` around the box), as a labeling gallery shows them.
+
+    A face whose photo is not on disk (e.g. imported embeddings) shows as a grey tile with
+    its id, so galleries never fail on a missing file.
+    """
+    plt = _plt()
+    settings = settings or Settings()
+    ids = [int(f) for f in face_ids]
+    nrows = max(1, -(-len(ids) // ncols))
+    if axes is None:
+        _, axes = plt.subplots(nrows, ncols, figsize=(1.4 * ncols, 1.55 * nrows),
+                               squeeze=False)
+    flat = np.ravel(axes)
+    for ax in flat:
+        ax.axis("off")
+    rows = {r[0]: r[1:] for r in catalog.query(
+        "SELECT f.face_id, f.x, f.y, f.w, f.h, (SELECT min(path) FROM files fi WHERE "
+        "fi.asset_id=f.asset_id) FROM faces f WHERE f.face_id IN (SELECT unnest(?))", [ids])}
+    for i, (ax, fid) in enumerate(zip(flat, ids, strict=False)):
+        tile = np.full((size, size, 3), 200, np.uint8)
+        title = titles[i] if titles else f"#{fid}"
+        if fid in rows and rows[fid][4]:
+            x, y, w, h, path = rows[fid]
+            try:
+                img = load_image(path, max_pixels=settings.max_image_pixels)
+                tile = _crop(img.rgb, (x, y, w, h), margin, size)
+            except ImageError as exc:  # the photo moved or broke since detection
+                title = f"#{fid}: {exc.kind}"
+        ax.imshow(tile)
+        ax.set_title(title, fontsize=7)
+    return axes
+
+
+def _crop(rgb: np.ndarray, box: tuple[float, float, float, float], margin: float,
+          size: int) -> np.ndarray:
+    from PIL import Image
+
+    x, y, w, h = box
+    side = max(w, h) * (1 + 2 * margin)
+    cx, cy = x + w / 2, y + h / 2
+    left, top = round(cx - side / 2), round(cy - side / 2)
+    s = round(side)
+    canvas = np.full((s, s, 3), 200, np.uint8)
+    H, W = rgb.shape[:2]
+    sx0, sy0, sx1, sy1 = max(left, 0), max(top, 0), min(left + s, W), min(top + s, H)
+    if sx1 > sx0 and sy1 > sy0:
+        canvas[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = rgb[sy0:sy1, sx0:sx1]
+    return np.asarray(Image.fromarray(canvas).resize((size, size)))
+
+
+def embedding_map(vectors: np.ndarray, labels: np.ndarray, *, method: str = "umap",
+                  seed: int = 0, max_points: int = 20000, ax: Any = None) -> Any:
+    """2-D map of faces coloured by cluster/person (grey: noise, label -1).
+
+    ``method`` 'umap' (cosine; needs umap-learn, from the notebooks extra) or 'pca'.
+    Large sets are subsampled to ``max_points`` so the map stays interactive.
+    """
+    plt = _plt()
+    ax = ax or plt.subplots(figsize=(7, 6))[1]
+    x = np.asarray(vectors, np.float32)
+    lab = np.asarray(labels)
+    if len(x) > max_points:
+        pick = np.random.default_rng(seed).choice(len(x), max_points, replace=False)
+        x, lab = x[pick], lab[pick]
+    if method == "umap":
+        try:
+            import umap
+        except ImportError as exc:
+            raise ImportError("embedding_map(method='umap') needs umap-learn: "
+                              "pip install 'facelab[notebooks]'") from exc
+        xy = umap.UMAP(metric="cosine", random_state=seed, n_neighbors=15).fit_transform(x)
+    elif method == "pca":
+        xc = x - x.mean(axis=0)
+        _, _, vt = np.linalg.svd(xc[: min(len(xc), 5000)], full_matrices=False)
+        xy = xc @ vt[:2].T
+    else:
+        raise ValueError(f"method={method!r} must be 'umap' or 'pca'")
+    noise = lab < 0
+    ax.scatter(xy[noise, 0], xy[noise, 1], s=3, c="lightgrey", label="noise")
+    uniq = np.unique(lab[~noise])
+    colors = np.random.default_rng(seed).permutation(len(uniq)) if len(uniq) else []
+    cmap = plt.get_cmap("tab20")
+    for c, u in zip(colors, uniq, strict=False):
+        m = lab == u
+        ax.scatter(xy[m, 0], xy[m, 1], s=4, color=cmap(c % 20))
+    ax.set(title=f"{len(x)} faces, {len(uniq)} clusters ({method})", xticks=[], yticks=[])
+    return ax

@@ -23,10 +23,11 @@ ENV_PREFIX = "FACELAB_"
 #: default, so a value the user chose always wins. Each entry records where it comes from.
 SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
     "dlib/resnet_v1": {
-        # lfw-dev reference statistics: same-person cosine 5th pct ~0.92, different-person
-        # 99th pct ~0.91; auto-assign needs to sit above nearly all impostor scores
-        "auto_assign_threshold": 0.95, "suggest_threshold": 0.92,
-        "propagation_min_confidence": 0.92,
+        # lfw-dev: same-person cosine 5th pct ~0.92, different-person 99th pct ~0.91.
+        # Measured (30 % of people known, half their faces labeled, the rest of lfw-dev as
+        # strangers): auto-assign precision 0.938 at 0.95, 0.987 at 0.96, 1.0 at 0.97
+        "auto_assign_threshold": 0.96, "suggest_threshold": 0.93,
+        "propagation_min_confidence": 0.93,
     },
 }
 

@@ -68,7 +68,7 @@ def test_cli_reports_facelab_errors_without_traceback(tmp_path):
 
 
 def test_space_defaults_apply_unless_the_user_chose_thresholds():
-    assert Settings().for_space("dlib/resnet_v1").auto_assign_threshold == 0.95
+    assert Settings().for_space("dlib/resnet_v1").auto_assign_threshold == 0.96
     assert Settings().for_space("insightface/buffalo_l").auto_assign_threshold == 0.85
     mine = Settings(auto_assign_threshold=0.9).for_space("dlib/resnet_v1")
     assert (mine.auto_assign_threshold, mine.suggest_threshold) == (0.9, 0.70)

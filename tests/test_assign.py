@@ -1,0 +1,145 @@
+"""Two-tier assignment: safe automatic decisions with evidence, undoable by run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from facelab import people
+from facelab.assign import assign, one_per_photo, score_faces, tiers, undo_run
+from facelab.catalog import Catalog
+from facelab.explain import explain, format_explanation
+from facelab.pipeline import tracked_run
+from facelab.settings import Settings
+
+from .suggest_helpers import add_photos, label, make_library
+
+SPACE = "insightface/buffalo_l"
+# synthetic ArcFace-like faces: same person ~0.65 cosine, different people ~0.05
+S = Settings(auto_assign_threshold=0.55, suggest_threshold=0.40)
+
+
+def test_score_faces_takes_best_prototype_and_skips_rejected_pairs():
+    protos = np.eye(3, dtype=np.float32)
+    proto_person = np.array([7, 7, 9])
+    proto_face = np.array([100, 101, 102])
+    faces = np.array([[0.9, 0.1, 0.0], [0.0, 0.2, 0.95], [0.1, 0.9, 0.0]], np.float32)
+    s = score_faces(faces, proto_person, proto_face, protos)
+    assert s.person.tolist() == [7, 9, 7]
+    assert s.prototype.tolist() == [100, 102, 101]
+    assert s.score[1] > s.second[1]
+    # rejecting (face 2, person 7) makes its next-best person win
+    s2 = score_faces(faces, proto_person, proto_face, protos, face_ids=np.array([1, 2, 3]),
+                     rejected={(3, 7)})
+    assert s2.person.tolist() == [7, 9, 9]
+
+
+def test_tiers_boundaries_are_inclusive():
+    t = tiers(np.array([0.85, 0.8499, 0.70, 0.6999]), auto=0.85, suggest=0.70)
+    assert t.tolist() == ["auto", "suggest", "suggest", ""]
+
+
+def test_a_person_appears_once_per_photo():
+    assets = np.array([1, 1, 2, 2])
+    persons = np.array([5, 5, 5, 6])
+    scores = np.array([0.90, 0.95, 0.99, 0.97])
+    tier = np.array(["auto"] * 4, dtype=object)
+    out = one_per_photo(assets, persons, scores, tier, taken={(2, 5)})
+    assert out.tolist() == ["suggest", "auto", "suggest", "auto"]
+
+
+@pytest.fixture
+def lib(workspace):
+    cat = Catalog(workspace)
+    library = make_library(cat, SPACE, n_persons=4, faces_per_person=30, seed=3)
+    return cat, library
+
+
+def test_assign_labels_known_people_and_leaves_strangers(lib):
+    cat, library = lib
+    alice = label(cat, library.of(0)[:8], "Alice", space=SPACE)
+    bob = label(cat, library.of(1)[:8], "Bob", space=SPACE)
+    with tracked_run(cat, "assign", {}) as run_id:
+        report = assign(cat, SPACE, S, run_id=run_id, progress=False)
+    got = dict(cat.query("SELECT face_id, person_id FROM faces WHERE assigned_by='auto'"))
+    truth = dict(zip(library.face_ids.tolist(), library.truth.tolist(), strict=True))
+    assert report.auto == len(got) >= 20
+    assert all({alice: 0, bob: 1}[p] == truth[f] for f, p in got.items())  # precision 1
+    # faces of the two unknown people are never given to Alice or Bob automatically
+    strangers = set(library.of(2).tolist()) | set(library.of(3).tolist())
+    assert not strangers & set(got)
+    ev = json.loads(cat.scalar("SELECT evidence FROM events WHERE source='auto' LIMIT 1"))
+    assert {"score", "runner_up", "prototype_face_id", "thresholds", "run_id",
+            "algorithm"} <= set(ev)
+    assert ev["thresholds"] == {"auto": 0.55, "suggest": 0.40} and ev["run_id"] == run_id
+
+
+def test_user_decisions_survive_and_rejections_hold(lib):
+    cat, library = lib
+    alice = label(cat, library.of(0)[:8], "Alice", space=SPACE)
+    bob = label(cat, library.of(1)[:8], "Bob", space=SPACE)
+    mine = int(library.of(0)[10])        # an Alice face a user gave to Bob (on purpose)
+    people.assign_faces(cat, [mine], bob, source="user")
+    freed = int(library.of(0)[11])        # an Alice face the user said is not Alice
+    people.assign_faces(cat, [freed], alice, source="user")
+    people.unassign_faces(cat, [freed], source="user", reject=True)
+    before = cat.query("SELECT face_id, person_id, assigned_by, revision FROM faces "
+                       "WHERE assigned_by <> 'auto' OR assigned_by IS NULL ORDER BY face_id")
+    with tracked_run(cat, "assign", {}) as run_id:
+        assign(cat, SPACE, S, run_id=run_id, progress=False)
+    assert cat.scalar("SELECT person_id FROM faces WHERE face_id=?", [mine]) == bob
+    assert cat.scalar("SELECT person_id FROM faces WHERE face_id=?", [freed]) is None
+    after = cat.query("SELECT face_id, person_id, assigned_by, revision FROM faces "
+                      "WHERE assigned_by IN ('user', 'cluster_label', 'suggestion_accept') "
+                      "ORDER BY face_id")
+    assert after == [r for r in before if r[2] in ("user", "cluster_label",
+                                                   "suggestion_accept")]
+    assert cat.scalar("SELECT count(*) FROM suggestions WHERE face_id=? AND person_id=?",
+                      [freed, alice]) == 0
+
+
+def test_undo_run_restores_exactly(lib):
+    cat, library = lib
+    label(cat, library.of(0)[:8], "Alice", space=SPACE)
+    label(cat, library.of(1)[:8], "Bob", space=SPACE)
+    state = "SELECT face_id, person_id, assigned_by, cluster_id FROM faces ORDER BY face_id"
+    before = cat.query(state)
+    with tracked_run(cat, "assign", {}) as run_id:
+        report = assign(cat, SPACE, Settings(auto_assign_threshold=0.6, suggest_threshold=0.5),
+                        run_id=run_id, progress=False)
+    assert report.auto > 0 and cat.query(state) != before
+    undone = undo_run(cat, run_id)
+    assert undone["faces_restored"] == report.auto
+    assert cat.query(state) == before
+    assert cat.scalar("SELECT count(*) FROM suggestions WHERE run_id=? AND status='pending'",
+                      [run_id]) == 0
+
+
+def test_two_faces_of_one_photo_never_share_a_person_automatically(workspace):
+    cat = Catalog(workspace)
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(64).astype(np.float32)
+    twins = np.stack([base + 0.01 * rng.standard_normal(64) for _ in range(6)])
+    ids = add_photos(cat, SPACE, twins, np.array([0, 0, 1, 1, 1, 2]))
+    alice = label(cat, ids[:1], "Alice", space=SPACE)
+    with tracked_run(cat, "assign", {}) as run_id:
+        report = assign(cat, SPACE, S, run_id=run_id, progress=False)
+    rows = cat.query("SELECT asset_id, count(*) FROM faces WHERE person_id=? GROUP BY 1",
+                     [alice])
+    assert all(n == 1 for _, n in rows)
+    assert report.demoted_same_photo >= 2 and report.suggested >= 2
+
+
+def test_explain_says_why(lib):
+    cat, library = lib
+    label(cat, library.of(0)[:8], "Alice", space=SPACE)
+    with tracked_run(cat, "assign", {}) as run_id:
+        assign(cat, SPACE, S, run_id=run_id, progress=False)
+    fid = cat.scalar("SELECT face_id FROM faces WHERE assigned_by='auto' LIMIT 1")
+    info = explain(cat, fid)
+    assert info["person"] == "Alice" and "automatically by run" in info["why"]
+    assert "auto threshold 0.55" in info["why"]
+    text = format_explanation(info)
+    assert "auto_assign" in text and f"face {fid}" in text
+    stranger = int(library.of(3)[0])
+    assert "unassigned" in explain(cat, stranger)["why"]
