@@ -129,13 +129,15 @@ class AssignReport:
     suggested: int = 0
     left: int = 0
     demoted_same_photo: int = 0
+    suggested_after: int = 0  # find-more suggestions for the people who gained faces
     skipped: dict[str, int] = field(default_factory=dict)
     gained: dict[int, int] = field(default_factory=dict)   # person -> faces gained
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("space", "run_id", "candidates", "auto",
                                               "suggested", "left", "demoted_same_photo",
-                                              "skipped")} | {"persons_gained": len(self.gained)}
+                                              "suggested_after", "skipped")
+                } | {"persons_gained": len(self.gained)}
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -161,8 +163,9 @@ def _human_sql() -> str:
 
 def assign(catalog: Catalog, space: str, settings: Settings | None = None, *,
            run_id: int | None = None, batch_size: int = 5000, limit: int | None = None,
-           progress: bool = True) -> AssignReport:
-    """Run the two-tier pass over every unassigned face of ``space``."""
+           progress: bool = True, suggest_after: bool = True) -> AssignReport:
+    """Run the two-tier pass over every unassigned face of ``space``; then (with
+    ``suggest_after``) queue suggestions for the people who gained faces."""
     settings = (settings or Settings()).for_space(space)
     report = AssignReport(space, run_id)
     items = _candidates(catalog, space, limit)
@@ -183,6 +186,13 @@ def assign(catalog: Catalog, space: str, settings: Settings | None = None, *,
         bar.set_postfix(auto=report.auto, suggested=report.suggested, refresh=False)
         bar.update(len(batch))
     bar.close()
+    if report.gained and suggest_after:
+        # the faces just below the auto threshold are worth a human look; the people's new
+        # faces make better queries for them
+        from .suggest import suggest_for_people
+
+        report.suggested_after = suggest_for_people(catalog, sorted(report.gained), space,
+                                                    settings, run_id=run_id)
     return report
 
 

@@ -17,24 +17,28 @@ from .centroids import robust_centroid, trim_fraction
 from .settings import Settings
 
 
-def inject_mislabels(labels: np.ndarray, rate: float, *, seed: int = 0
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Move a ``rate`` fraction of faces to another (random, existing) label.
+def inject_mislabels(labels: np.ndarray, rate: float, *, targets: np.ndarray | None = None,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Simulate labeling mistakes: each person in ``targets`` (default: every label) receives
+    wrong faces from other people, ``rate`` of its own size, as a hurried user would add.
 
-    Returns ``(noisy_labels, is_wrong)``; the truth is left untouched.
+    Returns ``(noisy_labels, is_wrong)``; the truth is left untouched. Wrong faces are drawn
+    from faces outside the target person, each moved at most once.
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
-    wrong = rng.random(len(labels)) < rate
-    uniq = np.unique(labels)
+    targets = np.unique(labels) if targets is None else np.asarray(targets)
     noisy = labels.copy()
-    if len(uniq) > 1:
-        for i in np.flatnonzero(wrong):
-            choice = labels[i]
-            while choice == labels[i]:
-                choice = uniq[rng.integers(len(uniq))]
-            noisy[i] = choice
-    return noisy, wrong & (noisy != labels)
+    wrong = np.zeros(len(labels), bool)
+    for t in targets:
+        n_wrong = int(round(rate * np.sum(labels == t)))
+        pool = np.flatnonzero((labels != t) & ~wrong)
+        if n_wrong == 0 or len(pool) == 0:
+            continue
+        pick = rng.choice(pool, size=min(n_wrong, len(pool)), replace=False)
+        noisy[pick] = t
+        wrong[pick] = True
+    return noisy, wrong
 
 
 def trimming_effect(vectors: np.ndarray, labels: np.ndarray, *,

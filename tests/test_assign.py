@@ -143,3 +143,15 @@ def test_explain_says_why(lib):
     assert "auto_assign" in text and f"face {fid}" in text
     stranger = int(library.of(3)[0])
     assert "unassigned" in explain(cat, stranger)["why"]
+
+
+def test_people_who_gained_faces_get_find_more_suggestions(lib):
+    cat, library = lib
+    alice = label(cat, library.of(0)[:6], "Alice", space=SPACE)
+    strict = Settings(auto_assign_threshold=0.62, suggest_threshold=0.61)
+    with tracked_run(cat, "assign", {}) as run_id:
+        report = assign(cat, SPACE, strict, run_id=run_id, progress=False)
+    assert report.auto > 0 and report.suggested_after > 0
+    rows = cat.query("SELECT DISTINCT person_id, source FROM suggestions WHERE run_id=? AND "
+                     "source='after_auto'", [run_id])
+    assert rows == [(alice, "after_auto")]
