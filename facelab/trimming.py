@@ -31,7 +31,7 @@ def inject_mislabels(labels: np.ndarray, rate: float, *, targets: np.ndarray | N
     noisy = labels.copy()
     wrong = np.zeros(len(labels), bool)
     for t in targets:
-        n_wrong = int(round(rate * np.sum(labels == t)))
+        n_wrong = round(rate * int(np.sum(labels == t)))
         pool = np.flatnonzero((labels != t) & ~wrong)
         if n_wrong == 0 or len(pool) == 0:
             continue
