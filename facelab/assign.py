@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import people, prototypes
 from .catalog import Catalog
+from .errors import FacelabError
 from .settings import Settings
 
 ALGORITHM = "two-tier-v1"
@@ -274,8 +275,13 @@ def _add_suggestions(con, space: str, face_ids: np.ndarray, persons: np.ndarray,
 
 
 def undo_run(catalog: Catalog, run_id: int) -> dict:
-    """Revert an automatic run exactly: its assignments are undone, its suggestions expire."""
-    restored = people.undo_run(catalog, run_id)
+    """Revert an automatic run exactly: its assignments are undone, its suggestions expire,
+    its clusters are retired. A run that assigned nothing still has the rest undone."""
+    if catalog.scalar("SELECT count(*) FROM runs WHERE run_id=?", [run_id]) == 0:
+        raise FacelabError(f"no run {run_id} in {catalog.path}")
+    live = catalog.scalar("SELECT count(*) FROM events WHERE run_id=? AND undone_by IS NULL "
+                          "AND face_id IS NOT NULL", [run_id])
+    restored = people.undo_run(catalog, run_id) if live else 0
     with catalog.write() as con:
         expired = con.execute("UPDATE suggestions SET status='expired', decided_at="
                               "current_timestamp WHERE run_id=? AND status='pending' "

@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .catalog import Catalog
@@ -41,6 +42,8 @@ def _model_opts(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", dest="model_workers", type=int, default=None,
                    help="model processes (0 = one per CPU for dlib)")
     g.add_argument("--limit", type=int, default=None, help="detect at most N images")
+    g.add_argument("--no-people", action="store_true",
+                   help="skip the assign and cluster phases (detection only)")
 
 
 def _scan_opts(p: argparse.ArgumentParser) -> None:
@@ -85,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images-root", default=None, help="folder the file's paths are relative to")
     p.add_argument("--embedding-col", default="embedding")
     p.add_argument("--path-col", default="path")
+    p.add_argument("--identity-col", default=None,
+                   help="column of person names: imported as persons (source 'import')")
     sub.add_parser("settings", parents=[common], help="every setting, its value and reason")
+    _people_parsers(sub, common)
     p = sub.add_parser("bench", parents=[common], help="benchmarks writing JSON + plots")
     p.add_argument("what", choices=("detect",))
     p.add_argument("--images", default=None, help="photo folder (default: lfw-dev images)")
@@ -95,6 +101,210 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=("insightface", "dlib"), default="dlib")
     p.add_argument("--out", default="reports/bench")
     return parser
+
+
+def _cluster_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", default=None, help="embedding space (default: the model's)")
+    p.add_argument("--method", choices=("hdbscan", "dbscan", "agglomerative"), default=None)
+    p.add_argument("--min-cluster-size", type=int, default=None)
+    p.add_argument("--min-samples", type=int, default=None)
+    p.add_argument("--epsilon", dest="cluster_selection_epsilon", type=float, default=None,
+                   help="HDBSCAN cluster selection epsilon (cosine distance)")
+
+
+def _people_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("cluster", parents=[common], help="cluster the unassigned faces")
+    _cluster_opts(p)
+    p.add_argument("--month", default=None, metavar="YYYY-MM",
+                   help="only faces of photos taken in that month")
+    p = sub.add_parser("cluster-dual", parents=[common],
+                       help="assign known people first, then cluster the rest")
+    _cluster_opts(p)
+    p = sub.add_parser("split", parents=[common], help="re-cluster one cluster, tighter")
+    p.add_argument("cluster_id")
+    _cluster_opts(p)
+    p = sub.add_parser("assign", parents=[common], help="two-tier assignment to known people")
+    p.add_argument("--space", default=None)
+    p = sub.add_parser("centroids", parents=[common], help="recompute stale robust centroids")
+    p.add_argument("--space", default=None)
+    p.add_argument("--force", action="store_true")
+    p = sub.add_parser("label", parents=[common], help="label a cluster as a person")
+    p.add_argument("cluster_id")
+    p.add_argument("name", help="person name (matched case-insensitively) or #ID")
+    p.add_argument("--exclude", type=int, nargs="*", default=[], metavar="FACE",
+                   help="faces to take out of the cluster first")
+    p.add_argument("--dry-run", action="store_true", help="only say how many faces")
+    p = sub.add_parser("merge", parents=[common], help="merge person SOURCE into TARGET")
+    p.add_argument("source")
+    p.add_argument("target")
+    p = sub.add_parser("undo", parents=[common], help="undo a merge (--group) or a run (--run)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--group", type=int)
+    g.add_argument("--run", type=int)
+    p = sub.add_parser("explain", parents=[common], help="why a face is where it is")
+    p.add_argument("face_id", type=int)
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("persons", parents=[common], help="people and their face counts")
+    p = sub.add_parser("clusters", parents=[common], help="active clusters, largest first")
+    p.add_argument("--space", default=None)
+    p.add_argument("--limit", type=int, default=30)
+    p = sub.add_parser("suggest", parents=[common], help="the review queue")
+    p.add_argument("action", choices=("list", "accept", "reject", "find-more", "expire",
+                                      "cleanup", "stats"))
+    p.add_argument("ids", nargs="*", type=int,
+                   help="suggestion ids (accept/reject) or a person id (find-more)")
+    p.add_argument("--space", default=None)
+    p.add_argument("--by", choices=("prototypes", "centroid"), default="prototypes")
+    p.add_argument("--snowball", action="store_true", help="accepting runs find-more")
+    p.add_argument("--limit", type=int, default=50)
+
+
+def _space(args: argparse.Namespace, catalog: Catalog, settings: Settings) -> str:
+    """--space, else the model's space when the catalog has it, else its only space."""
+    if getattr(args, "space", None):
+        return args.space
+    from .models import model_space
+
+    known = [s["space"] for s in catalog.spaces()]
+    if model_space(settings) in known:
+        return model_space(settings)
+    if len(known) == 1:
+        return known[0]
+    raise FacelabError(f"say which space with --space; this workspace has {known or 'none'}")
+
+
+def _person_arg(catalog: Catalog, text: str, *, create: bool) -> int:
+    from .people import resolve_person
+
+    return resolve_person(catalog, int(text[1:]) if text.startswith("#") else text,
+                          create=create)
+
+
+def _people_dispatch(args: argparse.Namespace, catalog: Catalog, settings: Settings) -> int:
+    cmd = args.command
+    from .pipeline import tracked_run
+
+    def cluster_overrides() -> dict[str, Any]:
+        return {k: getattr(args, k) for k in ("min_cluster_size", "min_samples",
+                                                "cluster_selection_epsilon")}
+
+    if cmd in ("cluster", "cluster-dual", "split", "assign", "centroids"):
+        space = (_space(args, catalog, settings) if cmd != "split" else
+                 catalog.scalar("SELECT space FROM clusters WHERE cluster_id=?",
+                                [args.cluster_id]) or _space(args, catalog, settings))
+        with tracked_run(catalog, cmd, {"space": space, **vars(args)}) as run_id:
+            if cmd == "cluster":
+                from .clustering import cluster_unassigned
+
+                out = cluster_unassigned(catalog, space, settings, run_id=run_id,
+                                         method=args.method, month=args.month,
+                                         **cluster_overrides()).as_dict()
+            elif cmd == "cluster-dual":
+                from .clustering import cluster_dual
+
+                out = cluster_dual(catalog, space, settings, run_id=run_id,
+                                   progress=not args.no_progress, method=args.method,
+                                   **cluster_overrides())
+            elif cmd == "split":
+                from .clustering import split
+
+                out = split(catalog, args.cluster_id, settings, run_id=run_id,
+                            method=args.method, **cluster_overrides()).as_dict()
+            elif cmd == "assign":
+                from .assign import assign
+
+                out = assign(catalog, space, settings, run_id=run_id,
+                             progress=not args.no_progress).as_dict()
+            else:
+                from .centroids import refresh_centroids
+
+                out = refresh_centroids(catalog, space, settings, force=args.force)
+        print(json.dumps({"run_id": run_id, **out}, indent=2, default=str))
+        return 0
+    if cmd == "label":
+        from .people import label_cluster
+        from .suggest import propagate
+
+        who: int | str = int(args.name[1:]) if args.name.startswith("#") else args.name
+        plan = label_cluster(catalog, args.cluster_id, who, exclude_faces=args.exclude,
+                             dry_run=args.dry_run, settings=settings)
+        if args.dry_run:
+            print(f"Label {plan.n_faces} faces as {plan.name or '#' + str(plan.person_id)}? "
+                  "(run again without --dry-run)")
+            return 0
+        n = propagate(catalog, plan.face_ids, settings)
+        print(f"labeled {plan.n_faces} faces as {plan.name or plan.person_id} "
+              f"(person #{plan.person_id}); {n} new suggestions")
+        return 0
+    if cmd == "merge":
+        from .people import merge_persons
+
+        src = _person_arg(catalog, args.source, create=False)
+        dst = _person_arg(catalog, args.target, create=False)
+        group = merge_persons(catalog, src, dst)
+        print(f"merged person #{src} into #{dst}; undo with `facelab undo --group {group}`")
+        return 0
+    if cmd == "undo":
+        if args.group is not None:
+            from .people import undo_group
+
+            print(f"restored {undo_group(catalog, args.group)} faces")
+        else:
+            from .assign import undo_run
+
+            print(json.dumps(undo_run(catalog, args.run), indent=2))
+        return 0
+    if cmd == "explain":
+        from .explain import explain, format_explanation
+
+        info = explain(catalog, args.face_id)
+        print(json.dumps(info, indent=2, default=str) if args.json
+              else format_explanation(info))
+        return 0
+    if cmd == "persons":
+        from .people import persons
+
+        for p in persons(catalog):
+            print("  ".join(f"{k}={v}" for k, v in p.items()))
+        return 0
+    if cmd == "clusters":
+        from .clustering import clusters
+
+        for c in clusters(catalog, args.space)[: args.limit]:
+            print(f"{c['cluster_id']}  {c['size']:>5} faces  [{c['space']}]  run {c['run_id']}")
+        return 0
+    if cmd == "suggest":
+        return _suggest_dispatch(args, catalog, settings)
+    raise FacelabError(f"unknown command {cmd}")
+
+
+def _suggest_dispatch(args: argparse.Namespace, catalog: Catalog, settings: Settings) -> int:
+    from . import suggest
+
+    act = args.action
+    if act == "list":
+        for s in suggest.pending(catalog, space=args.space, limit=args.limit):
+            print(f"{s['suggestion_id']:>7}  face {s['face_id']:>7} -> person "
+                  f"{s['person_id']:>5}  score {s['score']:.3f}  ({s['source']})")
+    elif act == "accept":
+        print(json.dumps(suggest.accept(catalog, args.ids, snowball=args.snowball,
+                                        settings=settings), indent=2, default=str))
+    elif act == "reject":
+        print(f"rejected {suggest.reject(catalog, args.ids)} suggestions")
+    elif act == "find-more":
+        if len(args.ids) != 1:
+            raise FacelabError("find-more takes one person id")
+        space = _space(args, catalog, settings)
+        n = suggest.find_more(catalog, args.ids[0], space, settings, method=args.by,
+                              limit=args.limit)
+        print(f"{n} new suggestions for person #{args.ids[0]}")
+    elif act == "expire":
+        print(f"expired {suggest.expire(catalog, settings)} suggestions")
+    elif act == "cleanup":
+        print(json.dumps(suggest.cleanup(catalog), indent=2, default=str))
+    else:
+        print(json.dumps(suggest.stats(catalog), indent=2, default=str))
+    return 0
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -146,7 +356,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .pipeline import run
         report = run(catalog, args.photos if cmd == "run" else None, settings=settings,
                      include=getattr(args, "include", ()), exclude=getattr(args, "exclude", ()),
-                     limit=args.limit, progress=not args.no_progress)
+                     limit=args.limit, progress=not args.no_progress,
+                     people=not args.no_people)
         print(report)
         return 0 if report.status == "done" else 1
     if cmd == "scan":
@@ -188,11 +399,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "import":
         from .exchange import import_faces
         r = import_faces(catalog, args.parquet, space=args.space, images_root=args.images_root,
-                         embedding_col=args.embedding_col, path_col=args.path_col)
+                         embedding_col=args.embedding_col, path_col=args.path_col,
+                         identity_col=args.identity_col)
         print(f"imported {r.faces} faces into {r.space} ({r.skipped_existing} already there, "
               f"{r.assets_new} new photos)")
         return 0
-    raise FacelabError(f"unknown command {cmd}")
+    return _people_dispatch(args, catalog, settings)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The main job as one resumable run: scan → detect → index (later: assign, cluster).
+"""The main job as one resumable run: scan → detect → index → assign → cluster.
 
 Each run is a row in ``runs`` with one row per phase in ``run_phases``, so ``facelab
 status`` (from any process) shows where it is. The model is loaded before any work, so
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,8 @@ class RunReport:
     scan: ScanReport | None = None
     detect: DetectReport | None = None
     index: SyncReport | None = None
+    assign: Any = None          # assign.AssignReport
+    cluster: Any = None         # clustering.ClusterReport
     errors: Counter = field(default_factory=Counter)
     error_files: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -42,6 +45,8 @@ class RunReport:
             "scan": self.scan.as_dict() if self.scan else None,
             "detect": self.detect.as_dict() if self.detect else None,
             "index": vars(self.index) if self.index else None,
+            "assign": self.assign.as_dict() if self.assign else None,
+            "cluster": self.cluster.as_dict() if self.cluster else None,
             "errors": dict(self.errors),
         }
 
@@ -59,6 +64,14 @@ class RunReport:
         if self.index:
             lines.append(f"  index   {self.index.action}: +{self.index.added} "
                          f"-{self.index.removed}, {self.index.size} vectors")
+        if self.assign:
+            a = self.assign
+            lines.append(f"  assign  {a.candidates} unassigned faces: {a.auto} assigned to known "
+                         f"people, {a.suggested} suggested, {a.left} left")
+        if self.cluster:
+            c = self.cluster
+            lines.append(f"  cluster {c.faces} faces: {c.clusters} clusters "
+                         f"({c.clustered_faces} faces), {c.noise} noise, {c.kept_ids} ids kept")
         if self.errors:
             lines.append("  errors  " + ", ".join(f"{k}: {n}" for k, n in
                                                   sorted(self.errors.items())))
@@ -79,11 +92,28 @@ def _resumable(catalog: Catalog, kind: str, key: str) -> int | None:
     return int(row[0][0]) if row else None
 
 
+@contextmanager
+def tracked_run(catalog: Catalog, kind: str, params: dict[str, Any]) -> Iterator[int]:
+    """A run record around an automatic step (assign, cluster, …): its id tags every
+    decision, so ``facelab undo --run ID`` can revert exactly that step."""
+    run_id = catalog.start_run(kind, params, [kind])
+    catalog.set_phase(run_id, kind, "running")
+    try:
+        yield run_id
+    except BaseException as exc:
+        catalog.set_phase(run_id, kind, "failed")
+        catalog.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    catalog.set_phase(run_id, kind, "done")
+    catalog.finish_run(run_id, "done")
+
+
 def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
         settings: Settings | None = None, model: FaceModel | None = None,
         include: Sequence[str] = (), exclude: Sequence[str] = (), limit: int | None = None,
-        progress: bool = True) -> RunReport:
-    """Scan ``photos`` (skipped when None), detect faces in new assets, update the index."""
+        progress: bool = True, people: bool = True) -> RunReport:
+    """Scan ``photos`` (skipped when None), detect faces in new assets, update the index,
+    then (``people``) assign faces of known people and cluster the rest."""
     settings = settings or Settings()
     if photos is not None and not os.path.isdir(photos):
         raise FileNotFoundError(f"photo folder {photos} does not exist or is not a folder")
@@ -93,7 +123,8 @@ def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
     params = {"target": target, "model": model.space, "model_version": model.version,
               "include": list(include), "exclude": list(exclude), "limit": limit,
               "settings": settings.as_dict()}
-    phases = (["scan"] if photos is not None else []) + ["detect", "index"]
+    phases = ((["scan"] if photos is not None else []) + ["detect", "index"]
+              + (["assign", "cluster"] if people else []))
     resumed_from = _resumable(catalog, kind, target)
     run_id = catalog.start_run(kind, params, phases, resumed_from=resumed_from)
     report = RunReport(run_id, "running")
@@ -116,6 +147,19 @@ def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
             _, report.index = VectorIndex.open(catalog, model.space)
             catalog.set_phase(run_id, "index", "done", total=report.index.size,
                               done=report.index.size)
+        if report.status == "done" and people:
+            from .assign import assign
+            from .clustering import cluster_unassigned
+
+            catalog.set_phase(run_id, "assign", "running")
+            report.assign = assign(catalog, model.space, settings, run_id=run_id,
+                                   progress=progress)
+            catalog.set_phase(run_id, "assign", "done", total=report.assign.candidates,
+                              done=report.assign.candidates)
+            catalog.set_phase(run_id, "cluster", "running")
+            report.cluster = cluster_unassigned(catalog, model.space, settings, run_id=run_id)
+            catalog.set_phase(run_id, "cluster", "done", total=report.cluster.faces,
+                              done=report.cluster.faces)
     except BaseException as exc:
         status = "paused" if isinstance(exc, KeyboardInterrupt) else "failed"
         catalog.finish_run(run_id, status, report.summary(), error=f"{type(exc).__name__}: {exc}")

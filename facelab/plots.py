@@ -159,6 +159,9 @@ def embedding_map(vectors: np.ndarray, labels: np.ndarray, *, method: str = "uma
     if len(x) > max_points:
         pick = np.random.default_rng(seed).choice(len(x), max_points, replace=False)
         x, lab = x[pick], lab[pick]
+    if len(x) < 3:
+        ax.set(title=f"{len(x)} faces: nothing to map", xticks=[], yticks=[])
+        return ax
     if method == "umap":
         try:
             import umap

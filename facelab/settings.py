@@ -38,6 +38,16 @@ def _setting(default: Any, reason: str, *, low: float | None = None, high: float
                                             "choices": choices})
 
 
+def space_key(space: str, table: dict[str, Any]) -> str | None:
+    """The entry of ``table`` that holds defaults for ``space``: its own, else its model
+    family's (``dlib``, ``dlib/lfw-reference`` -> ``dlib/resnet_v1``): scores of one model
+    live on one scale whatever the space was named on import. None for unknown families."""
+    if space in table:
+        return space
+    family = space.split("/")[0]
+    return next((k for k in table if k.split("/")[0] == family), None)
+
+
 @dataclass(frozen=True)
 class Settings:
     """All tunables. Read ``Settings.describe()`` for the table of values and reasons."""
@@ -196,7 +206,8 @@ class Settings:
         together, and only when the user changed none of them; unknown spaces keep the
         global defaults.
         """
-        overrides = SPACE_DEFAULTS.get(space, {})
+        key = space_key(space, SPACE_DEFAULTS)
+        overrides = SPACE_DEFAULTS[key] if key else {}
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         if any(getattr(self, k) != defaults[k] for k in overrides):
             return self

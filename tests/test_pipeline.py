@@ -76,11 +76,14 @@ def test_run_finds_faces_and_second_run_adds_nothing(photo_folder, workspace, dl
     before = face_signature(cat)
     again = run(cat, photos, settings=settings, model=dlib_model, progress=False)
     assert again.detect.pending == 0 and again.detect.faces == 0
+    # nothing changed, so clustering finds the same clusters under the same ids
+    assert again.cluster.clusters == report.cluster.clusters
+    assert again.cluster.kept_ids == again.cluster.clusters
     after = face_signature(cat)
     assert before[0] == after[0] and np.array_equal(before[1], after[1])
     assert doctor(cat).ok
     phases = runs(cat)[0]["phases"]
-    assert [p["phase"] for p in phases] == ["scan", "detect", "index"]
+    assert [p["phase"] for p in phases] == ["scan", "detect", "index", "assign", "cluster"]
     assert all(p["status"] == "done" for p in phases)
 
 

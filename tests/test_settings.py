@@ -72,3 +72,9 @@ def test_space_defaults_apply_unless_the_user_chose_thresholds():
     assert Settings().for_space("insightface/buffalo_l").auto_assign_threshold == 0.85
     mine = Settings(auto_assign_threshold=0.9).for_space("dlib/resnet_v1")
     assert (mine.auto_assign_threshold, mine.suggest_threshold) == (0.9, 0.70)
+
+
+def test_spaces_named_on_import_use_their_model_family_defaults():
+    for space in ("dlib", "dlib/lfw-reference", "dlib/resnet_v1"):
+        assert Settings().for_space(space).auto_assign_threshold == 0.96
+    assert Settings().for_space("proj/abc").auto_assign_threshold == 0.85
