@@ -93,13 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("settings", parents=[common], help="every setting, its value and reason")
     _people_parsers(sub, common)
     p = sub.add_parser("bench", parents=[common], help="benchmarks writing JSON + plots")
-    p.add_argument("what", choices=("detect",))
+    p.add_argument("what", choices=("detect", "cluster"))
     p.add_argument("--images", default=None, help="photo folder (default: lfw-dev images)")
     p.add_argument("--limit", type=int, default=240, help="images per configuration")
     p.add_argument("--threads", default="0,2", help="loader-thread counts to compare")
     p.add_argument("--workers", default="2", help="model process counts to add (beyond 1)")
     p.add_argument("--model", choices=("insightface", "dlib"), default="dlib")
     p.add_argument("--out", default="reports/bench")
+    p.add_argument("--sizes", default=None,
+                   help="cluster: faces per measurement, e.g. 10000,100000,1000000")
+    p.add_argument("--dense-sizes", default=None,
+                   help="cluster: sizes for the dense scikit-learn baseline, e.g. 5000,20000")
+    p.add_argument("--quick", action="store_true", help="cluster: tiny sizes, seconds")
     return parser
 
 
@@ -340,6 +345,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         for row in Settings.describe():
             value = getattr(settings, row["name"])
             print(f"{row['name']:<18} {value!s:<24} {row['range']:<22} {row['reason']}")
+        return 0
+    if args.command == "bench" and args.what == "cluster":
+        from .bench import bench_cluster
+
+        def ints(text: str | None) -> list[int] | None:
+            return [int(v) for v in text.split(",")] if text else None
+
+        result = bench_cluster(sizes=ints(args.sizes), dense_sizes=ints(args.dense_sizes),
+                               quick=args.quick, out=Path(args.out))
+        print(json.dumps(result.get("summary", result), indent=2, default=str))
         return 0
     if args.command == "bench":
         from .bench import bench_detect

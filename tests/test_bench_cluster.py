@@ -1,0 +1,32 @@
+"""The clustering benchmark, run tiny: every measurement in its own process, JSON + PNG."""
+
+import json
+
+from facelab.bench import bench_cluster
+
+
+def test_bench_cluster_quick_writes_json_and_plot(tmp_path):
+    out = tmp_path / "bench"
+    result = bench_cluster(quick=True, sizes=(1_200,), dense_sizes=(700,),
+                           findmore_size=1_500, findmore_queries=20, out=out)
+    runs = {(r["kind"], r["n"]): r for r in result["runs"]}
+    assert set(runs) == {("facelab", 700), ("facelab", 1_200), ("facelab-hdbscan", 700),
+                         ("dense", 700)}
+    for r in runs.values():
+        assert "error" not in r, r
+        assert r["total_s"] > 0 and r["rss_peak_mib"] >= r["rss_data_mib"] > 0
+        assert 0 <= r["bcubed_f"] <= 1 and r["n_clusters"] > 0
+    ours = runs[("facelab", 1_200)]
+    assert ours["params"]["method"] == "agglomerative" and ours["knn_s"] >= 0
+    assert ours["bcubed_f"] > 0.95  # synthetic people are easy; a broken run is not
+    fm = result["findmore"]
+    assert fm["indexed"] == 1_500 and fm["queries"] == 20 and fm["k"] == 50
+    assert 0 < fm["median_ms"] <= fm["p95_ms"] and fm["recall_at_k"] > 0.5
+    summary = result["summary"]
+    assert set(summary["speedup_vs_dense"]["700"]) == {"default_method", "sparse_hdbscan"}
+    assert summary["goals"]["findmore_median_ms"]["goal"] == 5
+    assert "speedup_at_700" in summary["goals"] and summary["errors"] == []
+    saved = json.loads((out / "cluster-latest.json").read_text())
+    assert saved["summary"] == json.loads(json.dumps(summary))
+    assert (out / "cluster-latest.png").stat().st_size > 10_000
+    assert len(list(out.glob("cluster-2*.json"))) == 1
