@@ -20,11 +20,13 @@ Average linkage, exactly, on a sparse graph
     says which clusters may merge (some of their members are neighbours). On lfw-dev this
     reproduces dense average linkage (BCubed F 0.942) at k = 30.
 
-Size-aware merging (``pair_threshold``, ``max_separation``, ``separation_noise``)
+Size-aware merging (``pair_threshold``, ``size_exponent``, ``max_separation``, ...)
     One fixed threshold is a poor rule: two lone faces that look alike are often two
-    strangers, while two large clusters at the same average distance but with distinct
-    centres are two people. So two single faces pair up only below ``pair_threshold``, and
-    two clusters merge only if the squared distance of their means, ``2 d - s_A - s_B`` (s =
+    strangers, a face as close to a crowd of one person's faces is nearly always that
+    person, and two large clusters at the same average distance but with distinct centres
+    are two people. So two single faces pair up only below ``pair_threshold``; the limit
+    rises towards ``distance_threshold`` as ``(|A| |B|) ** -size_exponent`` falls; and two
+    clusters merge only if the squared distance of their means, ``2 d - s_A - s_B`` (s =
     spread, the mean squared distance of a cluster's faces to their mean), stays within
     ``max_separation`` plus what sampling noise explains, ``separation_noise * (1/|A| +
     1/|B|)``. docs/clustering-quality.md records the search that chose these.
@@ -576,6 +578,7 @@ def graph_linkage(x: np.ndarray, graph: sp.csr_matrix, threshold: float, *,
     -------
     int64 array (n,): a cluster id per face (the id of one of its members), not compacted.
     """
+    _check_choice("linkage", linkage, LINKAGES)
     n = x.shape[0]
     if linkage == "single":
         cut = graph.copy()

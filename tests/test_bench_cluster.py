@@ -21,7 +21,7 @@ def test_bench_cluster_quick_writes_json_and_plot(tmp_path):
     assert ours["bcubed_f"] > 0.95  # synthetic people are easy; a broken run is not
     fm = result["findmore"]
     assert fm["indexed"] == 1_500 and fm["queries"] == 20 and fm["k"] == 50
-    assert 0 < fm["median_ms"] <= fm["p95_ms"] and fm["recall_at_k"] > 0.5
+    assert 0 < fm["median_ms"] <= fm["p95_ms"] and fm["recall_close"] > 0.9
     summary = result["summary"]
     assert set(summary["speedup_vs_dense"]["700"]) == {"default_method", "sparse_hdbscan"}
     assert summary["goals"]["findmore_median_ms"]["goal"] == 5
