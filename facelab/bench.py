@@ -153,6 +153,8 @@ def _write(result: dict[str, Any], out: Path, name: str,
 #: minute, 1 M if it fits) and the sizes at which a dense n x n baseline still fits in memory.
 CLUSTER_SIZES = (10_000, 100_000, 1_000_000)
 DENSE_SIZES = (5_000, 10_000, 20_000)
+#: HNSW search breadths measured for find-more (the catalog's index uses 128).
+FINDMORE_EXPANSION = (64, 128, 256, 512)
 
 
 def _synth_faces(space: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -221,14 +223,16 @@ def _findmore(x: np.ndarray, spec: dict[str, Any]) -> dict[str, Any]:
     """Single-query latency of a k-nearest search in a usearch index of all faces.
 
     The index is built in chunks until all faces are in or ``build_budget_s`` is spent
-    (HNSW insertion is the slow part on two cores); latency is then measured one query at a
-    time, as find-more asks, and recall@k against an exact search of the same faces.
+    (HNSW insertion is the slow part on two cores). Latency is then measured one query at a
+    time, as find-more asks, at each HNSW search breadth of ``FINDMORE_EXPANSION``, with
+    recall against an exact search of the same faces; the headline is breadth 128, the
+    catalog index's setting.
     """
     from usearch.index import Index
 
     k, n_queries = int(spec["k"]), int(spec["queries"])
     index = Index(ndim=x.shape[1], metric="cos", dtype=spec.get("dtype", "i8"),
-                  connectivity=16, expansion_add=64, expansion_search=128)
+                  connectivity=16, expansion_add=64)
     t0 = time.perf_counter()
     built = 0
     chunk = 50_000
@@ -239,32 +243,39 @@ def _findmore(x: np.ndarray, spec: dict[str, Any]) -> dict[str, Any]:
     build_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     queries = x[rng.choice(built, size=min(n_queries, built), replace=False)]
-    for q in queries[:5]:  # warm caches
-        index.search(q, k)
-    lat, found = [], []
-    for q in queries:
-        t = time.perf_counter()
-        m = index.search(q, k)
-        lat.append(time.perf_counter() - t)
-        found.append(np.asarray(m.keys, np.int64))
     sims = queries @ x[:built].T  # (queries x indexed): a few hundred rows at most
     exact = np.argsort(-sims, axis=1)[:, :k]
     exact_sims = np.take_along_axis(sims, exact, 1)
-    hit = np.stack([np.isin(e, f) for e, f in zip(exact, found, strict=True)])
+    del sims
     # Among synthetic strangers the 50 nearest faces are ~equidistant (cosine ~0.05), so
-    # which of them come back says nothing; what find-more needs are the faces within the
-    # space's clustering distance.
+    # which of them come back says little; what find-more needs are the faces within the
+    # space's clustering distance ("close").
     from .cluster import default_params
 
     close = exact_sims >= 1.0 - float(default_params(spec["space"])["distance_threshold"])
-    lat_ms = np.asarray(lat) * 1e3
-    return {"indexed": built, "build_s": round(build_s, 1), "k": k, "queries": len(lat),
-            "median_ms": round(float(np.median(lat_ms)), 3),
-            "p95_ms": round(float(np.quantile(lat_ms, 0.95)), 3),
-            "recall_at_k": round(float(hit.mean()), 4),
-            "recall_close": round(float(hit[close].mean()), 4) if close.any() else None,
-            "close_pairs": int(close.sum()), "dtype": spec.get("dtype", "i8"),
-            "rss_peak_mib": round(_maxrss_mib(), 1)}
+    by_ef = []
+    for ef in spec.get("expansion_search", FINDMORE_EXPANSION):
+        index.expansion_search = int(ef)
+        for q in queries[:5]:  # warm caches
+            index.search(q, k)
+        lat, hits = [], []
+        for q, e in zip(queries, exact, strict=True):
+            t = time.perf_counter()
+            m = index.search(q, k)
+            lat.append(time.perf_counter() - t)
+            hits.append(np.isin(e, np.asarray(m.keys, np.int64)))
+        hit = np.stack(hits)
+        lat_ms = np.asarray(lat) * 1e3
+        by_ef.append({"expansion_search": int(ef),
+                      "median_ms": round(float(np.median(lat_ms)), 3),
+                      "p95_ms": round(float(np.quantile(lat_ms, 0.95)), 3),
+                      "recall_at_k": round(float(hit.mean()), 4),
+                      "recall_close": round(float(hit[close].mean()), 4)
+                      if close.any() else None})
+    head = next((r for r in by_ef if r["expansion_search"] == 128), by_ef[0])
+    return {"indexed": built, "build_s": round(build_s, 1), "k": k, "queries": len(queries),
+            **head, "close_pairs": int(close.sum()), "by_expansion_search": by_ef,
+            "dtype": spec.get("dtype", "i8"), "rss_peak_mib": round(_maxrss_mib(), 1)}
 
 
 def _run_worker(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
