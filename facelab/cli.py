@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="column of person names: imported as persons (source 'import')")
     sub.add_parser("settings", parents=[common], help="every setting, its value and reason")
     _people_parsers(sub, common)
+    _research_parsers(sub, common)
     p = sub.add_parser("bench", parents=[common], help="benchmarks writing JSON + plots")
     p.add_argument("what", choices=("detect", "cluster"))
     p.add_argument("--images", default=None, help="photo folder (default: lfw-dev images)")
@@ -106,6 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cluster: sizes for the dense scikit-learn baseline, e.g. 5000,20000")
     p.add_argument("--quick", action="store_true", help="cluster: tiny sizes, seconds")
     return parser
+
+
+def _research_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """evaluate, calibrate, simulate, train: the research commands.
+
+    Each parser sets ``handler=fn(args, settings) -> exit code``; ``_dispatch`` calls it.
+    """
+    # --- evaluate / calibrate ---
+    # --- simulate ---
+    # --- train ---
+
+
+# --- research command handlers (evaluate / calibrate) ---
+# --- research command handlers (simulate) ---
+# --- research command handlers (train) ---
 
 
 def _cluster_opts(p: argparse.ArgumentParser) -> None:
@@ -341,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return int(handler(args, settings))
     if args.command == "settings":
         for row in Settings.describe():
             value = getattr(settings, row["name"])
