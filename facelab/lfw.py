@@ -49,11 +49,20 @@ class Truth:
 
 def load(catalog: Catalog, folder: str | os.PathLike[str] | None = None, *,
          space: str = "dlib") -> Truth:
-    """Import lfw-dev's dlib embeddings into ``space`` (idempotent) and return the truth."""
+    """Import lfw-dev's dlib embeddings into ``space`` (idempotent) and return the truth.
+
+    ``folder`` is the lfw-dev folder (``embeddings-dlib.parquet`` + ``images/``) or any labeled
+    Parquet file of the same columns (``path``, ``identity``, ``embedding``), such as the
+    synthetic library of ``facelab demo``; its photos, if any, lie in ``images/`` beside it.
+    """
     folder = Path(folder) if folder else default_dir()
-    if folder is None or not (folder / PARQUET).is_file():
-        raise FacelabError("lfw-dev not found: pass the folder holding embeddings-dlib.parquet")
-    parquet = folder / PARQUET
+    if folder is not None and folder.is_file():
+        parquet, folder = folder, folder.parent
+    elif folder is None or not (folder / PARQUET).is_file():
+        raise FacelabError("lfw-dev not found: pass the folder holding embeddings-dlib.parquet "
+                           "or a labeled Parquet file (path, identity, embedding)")
+    else:
+        parquet = folder / PARQUET
     import_faces(catalog, parquet, space=space, images_root=folder / "images")
     table = pq.read_table(parquet, columns=["path", "identity"])
     paths = np.array(table.column("path").to_pylist(), dtype=object)

@@ -1,0 +1,84 @@
+"""`facelab pipeline` and `facelab demo`: notebooks in order, reports, and a clear stop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from facelab.catalog import Catalog
+from facelab.cli import main
+from facelab.errors import ConfigError
+from facelab.workflow import STEPS, PipelineFailed, load_config, parse_sets, run_pipeline
+
+
+def test_sets_go_to_their_step_or_to_every_notebook():
+    cfg = parse_sets(["training.epochs=3", "seed=1", "photos=/x", "dual_clustering.method=dbscan"])
+    assert cfg == {"training": {"epochs": 3}, "parameters": {"seed": 1},
+                   "pipeline": {"photos": "/x"}, "dual_clustering": {"method": "dbscan"}}
+    with pytest.raises(ConfigError, match="not a step"):
+        parse_sets(["trainig.epochs=3"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_sets(["epochs"])
+
+
+def test_config_file_sections_are_checked(tmp_path):
+    good = tmp_path / "p.toml"
+    good.write_text('[pipeline]\nsteps = ["dual_clustering"]\n[parameters]\nseed = 2\n')
+    assert load_config(good)["parameters"] == {"seed": 2}
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[dual_clustrng]\nseed = 2\n")
+    with pytest.raises(ConfigError, match="unknown sections"):
+        load_config(bad)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[pipeline\n")
+    with pytest.raises(ConfigError, match="not valid"):
+        load_config(broken)
+
+
+def test_a_parameter_the_notebook_lacks_is_refused_before_anything_runs(tmp_path):
+    pytest.importorskip("papermill")
+    with pytest.raises(ConfigError, match="has no parameter"):
+        run_pipeline({"dual_clustering": {"mehtod": "dbscan"}}, steps=["dual_clustering"],
+                     out_root=tmp_path, name="typo", progress=False)
+    assert not list((tmp_path / "typo").glob("*.ipynb"))  # nothing ran
+
+
+def test_every_step_has_its_notebook():
+    nb = Path(__file__).resolve().parents[1] / "notebooks"
+    missing = [s.notebook for s in STEPS if not (nb / s.notebook).is_file()]
+    assert not missing
+
+
+@pytest.mark.slow
+def test_demo_runs_the_pipeline_and_a_failing_cell_stops_it(tmp_path, capsys):
+    pytest.importorskip("papermill")
+    ws = tmp_path / "demo"
+    rc = main(["demo", "--workspace", str(ws), "--people", "40", "--out", str(tmp_path / "r"),
+               "--steps", "detect,dual_clustering", "--set", "map_method=pca",
+               "--set", "gallery_clusters=1", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    run = tmp_path / "r" / "demo"
+    summary = json.loads((run / "summary.json").read_text())
+    status = {s["step"]: s["status"] for s in summary["steps"]}
+    assert status == {"detect": "skipped", "dual_clustering": "done"}
+    assert (run / "02_dual_clustering.ipynb").is_file()
+    assert (run / "02_dual_clustering.html").stat().st_size > 10_000  # figures inline
+    # the demo library is in the workspace, clustered, for the labeling notebook
+    cat = Catalog(ws)
+    assert cat.query("SELECT count(*) FROM faces WHERE space='dlib'")[0][0] > 100
+    assert cat.query("SELECT count(*) FROM clusters WHERE status='active'")[0][0] > 5
+    # a bad value fails inside the notebook: the pipeline stops there, keeps what ran
+    truth = ws / "synthetic" / "faces.parquet"
+    with pytest.raises(PipelineFailed, match="ConfigError") as info:
+        run_pipeline({"pipeline": {"truth": str(truth)},
+                      "dual_clustering": {"method": "nonsense"}},
+                     steps=["dual_clustering", "centroid_trimming"], out_root=tmp_path / "r",
+                     name="bad", progress=False)
+    steps = info.value.result.steps
+    assert [s.status for s in steps] == ["failed"]  # trimming never started
+    assert "cell" in steps[0].error and Path(steps[0].html).is_file()
+    saved = json.loads((tmp_path / "r" / "bad" / "summary.json").read_text())
+    assert saved["ok"] is False
