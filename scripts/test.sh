@@ -3,5 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Debian chromium + chromedriver for the browser test: required on CI, best effort elsewhere
+# (without them tests/test_browser.py skips outside CI)
+if ! bash scripts/browser_setup.sh; then
+  if [ -n "${CI:-}" ]; then exit 1; fi
+  echo "test.sh: no browser; tests/test_browser.py will be skipped" >&2
+fi
 .venv/bin/ruff check facelab tests
 .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,34 @@
+"""ipywidget galleries for labeling in JupyterLab (needs ``pip install 'facelab[notebooks]'``).
+
+* :class:`ClusterGallery` -- clusters of unknown faces, biggest first: drop wrong faces,
+  "Label 47 faces as …", confirm, undo.
+* :class:`SuggestionReview` -- a person's suggested faces, 24 a page: accept all, reject the
+  selected, undo.
+* :class:`PersonPage` -- a person's faces and prototypes: rename, hide, merge (and undo),
+  not this person, pin / unpin, explain.
+* :class:`RunProgress` -- every phase of a run, with pause and cancel.
+
+Each is a thin view over a controller: buttons call public methods (``select``, ``label``,
+``accept_all``, ``merge_into``, ...) that call the same facelab functions as the CLI, so a
+notebook cell or a test can do everything a click does. Tiles come from
+:class:`~facelab.widgets.thumbs.ThumbCache` (crops cached under ``<workspace>/thumbs/``).
+"""
+
+from importlib import import_module
+from typing import Any
+
+from .thumbs import ThumbCache, placeholder
+
+# The widget classes import ipywidgets; loading them on first use keeps ThumbCache usable
+# (e.g. to pre-crop tiles from a script) where ipywidgets is not installed.
+_WIDGETS = {"ClusterGallery": "gallery", "person_names": "gallery", "PersonPage": "person",
+            "RunProgress": "progress", "SuggestionReview": "review"}
+
+__all__ = ["ClusterGallery", "PersonPage", "RunProgress", "SuggestionReview", "ThumbCache",
+           "person_names", "placeholder"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WIDGETS:
+        return getattr(import_module(f".{_WIDGETS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

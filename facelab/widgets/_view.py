@@ -1,0 +1,143 @@
+"""View pieces shared by the galleries: a grid of selectable face tiles and a status line.
+
+Views only: they hold ipywidgets and call back into a controller; every decision (what is
+selected, what a click does to the catalog) lives in the controller classes, whose methods
+tests call directly. CSS classes (``facelab-...``) name the parts so a browser test can
+find them.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .thumbs import ThumbCache
+
+try:
+    import ipywidgets as w
+except ImportError as exc:  # pragma: no cover - ipywidgets is in the notebooks extra
+    raise ImportError("facelab.widgets needs ipywidgets 8: pip install 'facelab[notebooks]'"
+                      ) from exc
+
+
+class TileGrid:
+    """Face tiles (thumbnail + toggle button) in a wrapping row; a toggle selects its tile.
+
+    ``on_toggle(key, selected)`` is called when the user flips a tile; ``key`` is what the
+    controller selects by (a face id, or a suggestion id in the review queue).
+    """
+
+    def __init__(self, thumbs: ThumbCache, on_toggle: Callable[[int, bool], None], *,
+                 css: str, select_icon: str = "times") -> None:
+        self.thumbs = thumbs
+        self.on_toggle = on_toggle
+        self.select_icon = select_icon
+        self.box = w.Box(layout=w.Layout(display="flex", flex_flow="row wrap",
+                                         align_items="flex-start"))
+        self.box.add_class(css)
+        self.toggles: dict[int, w.ToggleButton] = {}
+        self.images: dict[int, w.Image] = {}
+        self._tiles: list[w.Widget] = []
+
+    def show(self, items: Sequence[tuple[int, int, str]], selected: set[int]) -> None:
+        """Replace the tiles by ``items`` = (key, face_id, caption), ``selected`` toggled on."""
+        for tile in self._tiles:  # close old widgets: each one holds a comm to the browser
+            tile.close()
+        self._tiles, self.toggles, self.images = [], {}, {}
+        jpegs = self.thumbs.get_many([face_id for _, face_id, _ in items])
+        size = self.thumbs.size
+        tiles = []
+        for (key, face_id, caption), jpeg in zip(items, jpegs, strict=True):
+            image = w.Image(value=jpeg, format="jpeg", width=size, height=size)
+            toggle = w.ToggleButton(value=key in selected, description=caption,
+                                    tooltip=f"face {face_id}: click to select",
+                                    layout=w.Layout(width=f"{size + 4}px"))
+            toggle.add_class("facelab-toggle")
+            toggle.add_class(f"facelab-key-{key}")
+            toggle.observe(self._flip(key), names="value")
+            tile = w.VBox([image, toggle], layout=w.Layout(margin="2px", padding="2px"))
+            tile.add_class("facelab-tile")
+            self.toggles[key], self.images[key] = toggle, image
+            self._tiles += [image, toggle, tile]
+            tiles.append(tile)
+        self.box.children = tiles
+        self.sync(selected)
+
+    def _flip(self, key: int) -> Callable[[dict[str, Any]], None]:
+        def handler(change: dict[str, Any]) -> None:
+            self.on_toggle(key, bool(change["new"]))
+        return handler
+
+    def sync(self, selected: set[int]) -> None:
+        """Make the tiles show ``selected`` (after a controller changed it)."""
+        for key, toggle in self.toggles.items():
+            on = key in selected
+            if toggle.value != on:
+                toggle.value = on  # fires on_toggle, which is idempotent
+            toggle.button_style = "danger" if on else ""
+            toggle.icon = self.select_icon if on else ""
+
+
+class StatusLine:
+    """One line saying what the last action did, with an Undo button when it can be undone."""
+
+    def __init__(self, on_undo: Callable[[], Any]) -> None:
+        self.text = w.HTML("")
+        self.text.add_class("facelab-status")
+        self.undo_button = w.Button(description="Undo", icon="undo",
+                                    layout=w.Layout(display="none", width="90px"))
+        self.undo_button.add_class("facelab-undo")
+        self.undo_button.on_click(lambda _b: on_undo())
+        self.box = w.HBox([self.text, self.undo_button])
+        self.value = ""  # the message as plain text, for tests and notebooks
+
+    def say(self, message: str, *, undo: bool = False, error: bool = False) -> None:
+        self.value = message
+        colour = "#b00020" if error else "inherit"
+        self.text.value = f"<span style='color:{colour}'>{html.escape(message)}</span>"
+        self.undo_button.layout.display = "" if undo else "none"
+
+
+def button(description: str, css: str, *, icon: str = "", style: str = "",
+           width: str = "auto") -> w.Button:
+    """A Button with a CSS class, for views and browser tests alike."""
+    b = w.Button(description=description, icon=icon, button_style=style,
+                 layout=w.Layout(width=width))
+    b.add_class(css)
+    return b
+
+
+class Picker:
+    """A Dropdown of ``(label, id)`` whose programmatic updates do not call back: only a
+    user's pick calls ``on_pick(id)`` (re-filling the options must not re-render a page)."""
+
+    def __init__(self, on_pick: Callable[[Any], None] | None, css: str, *,
+                 description: str = "", width: str = "360px") -> None:
+        self.box = w.Dropdown(options=[], value=None, description=description,
+                              layout=w.Layout(width=width))
+        self.box.add_class(css)
+        self._quiet = False
+        self._on_pick = on_pick
+        self.box.observe(self._changed, names="value")
+
+    def _changed(self, change: dict[str, Any]) -> None:
+        if not self._quiet and self._on_pick is not None and change["new"] is not None:
+            self._on_pick(change["new"])
+
+    @property
+    def value(self) -> Any:
+        return self.box.value
+
+    @property
+    def ids(self) -> list[Any]:
+        return [v for _, v in self.box.options]
+
+    def set(self, options: Sequence[tuple[str, Any]], value: Any) -> None:
+        """Replace the options and select ``value`` (None, or one not offered: nothing)."""
+        self._quiet = True
+        try:
+            self.box.options = list(options)
+            self.box.value = value if value in self.ids else None
+        finally:
+            self._quiet = False

@@ -1,0 +1,371 @@
+"""The suggestion review: per person, pages of suggested faces to accept or reject.
+
+Suggestions (:mod:`facelab.suggest`) are faces facelab thinks belong to a person. The review
+shows one person's queue, best score first, in pages of at most 24 tiles captioned with
+their scores: small enough to take in at a glance, which is what makes "accept all" safe.
+Clicking a tile selects it; **Reject selected** rules those faces out for the person
+(:func:`facelab.suggest.reject`), **Accept all** accepts the rest of the page
+(:func:`facelab.suggest.accept`; selected tiles are left alone, so the two buttons never
+contradict each other). **Undo** reverts the last of them, so the queue looks as before:
+
+* an accept is undone with :func:`facelab.people.undo_group` on the accept's event group
+  (the faces are unassigned exactly as they were), then :func:`requeue` puts the accepted
+  suggestions -- and those the accept made moot -- back in the queue;
+* a reject is undone with :func:`unreject`: the rejections it recorded are lifted and the
+  suggestions are pending again.
+
+``suggest.reject`` returns only a count, and facelab has no "un-reject" or "re-queue" yet,
+so those two small writes live here, as plain functions over the catalog; they are natural
+candidates for :mod:`facelab.suggest`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from .. import people, suggest
+from ..catalog import Catalog
+from ..errors import ConfigError, FacelabError
+from ..settings import Settings
+from ._view import Picker, StatusLine, TileGrid, button, w
+from .thumbs import ThumbCache
+
+#: Most tiles on one review page: the eye can check 24 faces at once; more and "accept all"
+#: starts accepting faces nobody looked at.
+MAX_PAGE = 24
+
+
+# --------------------------------------------------------------------------- catalog helpers
+
+
+def requeue(catalog: Catalog, suggestion_ids: list[int]) -> int:
+    """Make accepted or expired suggestions pending again, for faces that are unassigned.
+
+    Used after an accept was undone: the faces are back as they were, so their suggestions
+    are valid again. The face revision recorded in the evidence is updated to the face's
+    current one (undo bumped it), otherwise :func:`facelab.suggest.accept` would see a
+    changed face and refuse. ``expired_reason`` is dropped. Returns how many were requeued.
+    """
+    ids = sorted({int(s) for s in suggestion_ids})
+    if not ids:
+        return 0
+    with catalog.write() as con:
+        rows = con.execute(
+            "UPDATE suggestions s SET status='pending', decided_at=NULL, evidence="
+            "json_merge_patch(coalesce(s.evidence, '{}'), json_object('face_revision', "
+            "f.revision, 'expired_reason', NULL)) FROM faces f WHERE f.face_id = s.face_id "
+            "AND f.person_id IS NULL AND s.status IN ('accepted', 'expired') AND "
+            "s.suggestion_id IN (SELECT unnest($ids::BIGINT[])) RETURNING s.suggestion_id",
+            {"ids": ids}).fetchall()
+    return len(rows)
+
+
+def unreject(catalog: Catalog, suggestion_ids: list[int],
+             pairs: list[tuple[int, int]]) -> int:
+    """Undo :func:`facelab.suggest.reject`: suggestions pending again, ``pairs`` (face,
+    person) lifted from ``rejections``.
+
+    ``pairs`` must be the rejections that reject call *added* (see
+    :meth:`SuggestionReview.reject_selected`): a pair ruled out before, by someone else,
+    stays ruled out. Returns the number of suggestions back in the queue.
+    """
+    ids = sorted({int(s) for s in suggestion_ids})
+    if not ids:
+        return 0
+    with catalog.write() as con:
+        if pairs:
+            con.register("_fl_unrej", pa.table({
+                "face_id": pa.array([p[0] for p in pairs], pa.int64()),
+                "person_id": pa.array([p[1] for p in pairs], pa.int64())}))
+            con.execute("DELETE FROM rejections USING _fl_unrej u WHERE rejections.face_id = "
+                        "u.face_id AND rejections.person_id = u.person_id AND "
+                        "rejections.source = 'suggestion_reject'")
+            con.unregister("_fl_unrej")
+        rows = con.execute(
+            "UPDATE suggestions SET status='pending', decided_at=NULL WHERE status='rejected' "
+            "AND suggestion_id IN (SELECT unnest($ids::BIGINT[])) RETURNING suggestion_id",
+            {"ids": ids}).fetchall()
+    return len(rows)
+
+
+def _rejection_pairs(catalog: Catalog, face_ids: list[int]) -> set[tuple[int, int]]:
+    if not face_ids:
+        return set()
+    return {(int(f), int(p)) for f, p in catalog.query(
+        "SELECT face_id, person_id FROM rejections WHERE face_id IN (SELECT unnest(?))",
+        [sorted(set(face_ids))])}
+
+
+def _superseded_by(catalog: Catalog, accepted: list[int]) -> list[int]:
+    """Suggestions an accept expired as moot (same face, or same person and photo).
+
+    ``suggest.accept`` expires them in the transaction that accepts, and DuckDB's
+    ``current_timestamp`` is the transaction's start, so they share the accepted ones'
+    ``decided_at`` exactly.
+    """
+    if not accepted:
+        return []
+    return [int(r[0]) for r in catalog.query(
+        "SELECT s.suggestion_id FROM suggestions s WHERE s.status='expired' AND "
+        "json_extract_string(s.evidence, '$.expired_reason') IN ('face_assigned', "
+        "'same_photo') AND s.decided_at = (SELECT max(decided_at) FROM suggestions WHERE "
+        "suggestion_id IN (SELECT unnest(?)))", [accepted])]
+
+
+@dataclass
+class _Action:
+    kind: str                                   # accept | reject
+    suggestion_ids: list[int]
+    group_id: int | None = None
+    requeue: list[int] = field(default_factory=list)
+    pairs: list[tuple[int, int]] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- the widget
+
+
+class SuggestionReview:
+    """Review the pending suggestions of one person at a time.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The workspace.
+    person : int or str, optional
+        Whose queue to show first (id or name); default: the person with most pending.
+    space : str, optional
+        Only suggestions of this embedding space.
+    page_size : int, default=24
+        Tiles per page, at most :data:`MAX_PAGE`.
+    snowball : bool, default=False
+        Accepting also runs ``find_more`` for the person (``suggest.accept(snowball=True)``).
+    thumbs, settings
+        As for :class:`~facelab.widgets.ClusterGallery`.
+
+    Attributes
+    ----------
+    person_id : int or None
+        The person on show.
+    items : list of dict
+        Their pending suggestions (``suggest.pending`` rows), best score first.
+    selected : set of int
+        Selected suggestion ids (to reject).
+    history : list
+        Undoable actions, last one last.
+    """
+
+    def __init__(self, catalog: Catalog, person: int | str | None = None, *,
+                 space: str | None = None, page_size: int = MAX_PAGE, snowball: bool = False,
+                 thumbs: ThumbCache | None = None, settings: Settings | None = None) -> None:
+        if not 1 <= int(page_size) <= MAX_PAGE:
+            raise ConfigError(f"page_size={page_size} must be between 1 and {MAX_PAGE}: a "
+                              "review page must be small enough to check at a glance")
+        self.catalog = catalog
+        self.space = space
+        self.page_size = int(page_size)
+        self.snowball = snowball
+        self.settings = settings or Settings()
+        self.thumbs = thumbs or ThumbCache(catalog, settings=self.settings)
+        self.person_id: int | None = None
+        self.items: list[dict[str, Any]] = []
+        self.page = 0
+        self.selected: set[int] = set()
+        self.history: list[_Action] = []
+        self._names: dict[int, str | None] = {}
+        self._build()
+        first = (people.resolve_person(catalog, person, create=False)
+                 if person is not None else None)
+        self.refresh(first)
+
+    # ------------------------------------------------------------------ view
+    def _build(self) -> None:
+        self.person_box = Picker(self.show, "facelab-review-person", description="Person")
+        self.title = w.HTML()
+        self.grid = TileGrid(self.thumbs, self.select, css="facelab-review-grid")
+        self.accept_button = button("Accept all", "facelab-accept", icon="check",
+                                    style="success")
+        self.reject_button = button("Reject selected", "facelab-reject", icon="times",
+                                    style="danger")
+        self.prev_page_button = button("◀ page", "facelab-prev-page")
+        self.next_page_button = button("page ▶", "facelab-next-page")
+        self.accept_button.on_click(lambda _b: self._guard(self.accept_all))
+        self.reject_button.on_click(lambda _b: self._guard(self.reject_selected))
+        self.prev_page_button.on_click(lambda _b: self.turn(-1))
+        self.next_page_button.on_click(lambda _b: self.turn(+1))
+        self.status = StatusLine(lambda: self._guard(self.undo))
+        self.widget = w.VBox([
+            w.HBox([self.person_box.box, self.title]), self.grid.box,
+            w.HBox([self.accept_button, self.reject_button, self.prev_page_button,
+                    self.next_page_button]),
+            self.status.box])
+        self.widget.add_class("facelab-review")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _guard(self, action: Any) -> None:
+        try:
+            action()
+        except FacelabError as exc:
+            self.status.say(str(exc), error=True)
+
+    def _render(self) -> None:
+        page = self.page_items
+        name = self._names.get(self.person_id) or f"person {self.person_id}"
+        self.title.value = (f"<b>{len(self.items)} suggestion"
+                            f"{'s' if len(self.items) != 1 else ''} for {name}</b> · page "
+                            f"{self.page + 1} of {self.pages}" if self.person_id is not None
+                            else "<b>No suggestions to review</b>")
+        self.grid.show([(s["suggestion_id"], s["face_id"], f"{s['score']:.3f}") for s in page],
+                       self.selected)
+        self._render_buttons()
+        self.prev_page_button.disabled = self.page <= 0
+        self.next_page_button.disabled = self.page >= self.pages - 1
+
+    # ------------------------------------------------------------------ state
+    @property
+    def pages(self) -> int:
+        return max(1, -(-len(self.items) // self.page_size))
+
+    @property
+    def page_items(self) -> list[dict[str, Any]]:
+        lo = self.page * self.page_size
+        return self.items[lo:lo + self.page_size]
+
+    def queue(self) -> list[tuple[str, int]]:
+        """(label, person id) of everyone with pending suggestions, most pending first."""
+        # the same filter as suggest.pending, counted in the catalog: the queue of a large
+        # library holds many thousands of suggestions
+        sql = ("SELECT person_id, count(*) FROM suggestions WHERE status='pending' AND "
+               "(expires_at IS NULL OR expires_at > current_timestamp::TIMESTAMP)")
+        params: list[Any] = []
+        if self.space is not None:
+            sql += " AND space=?"
+            params.append(self.space)
+        everyone = people.persons(self.catalog, include_merged=True)
+        merged = {p["person_id"]: p["merged_into"] for p in everyone}
+        counts: dict[int, int] = {}
+        for pid, n in self.catalog.query(sql + " GROUP BY person_id", params):
+            seen: set[int] = set()
+            while merged.get(pid) is not None and pid not in seen:  # follow merges
+                seen.add(pid)
+                pid = merged[pid]
+            counts[pid] = counts.get(pid, 0) + int(n)
+        self._names = {p["person_id"]: p["name"] for p in everyone if p["merged_into"] is None}
+        order = sorted(counts, key=lambda p: (-counts[p], p))
+        return [(f"{self._names.get(p) or f'person {p}'} ({counts[p]})", p) for p in order
+                if p in self._names]
+
+    def refresh(self, person_id: int | None = None) -> None:
+        """Re-read who has suggestions and show ``person_id`` (even without suggestions);
+        default: the person on show while they have some left, else the one with most."""
+        options = self.queue()
+        ids = [p for _, p in options]
+        if person_id is None:
+            keep = self.person_id if self.person_id in ids else (ids[0] if ids else None)
+        else:
+            keep = int(person_id)
+        self.person_box.set(options, keep)
+        self.show(keep, page=self.page if keep == self.person_id else 0)
+
+    def show(self, person_id: int | None, *, page: int = 0) -> None:
+        """Show the pending suggestions of ``person_id`` (clears the selection)."""
+        self.person_id = None if person_id is None else int(person_id)
+        self.items = ([] if self.person_id is None else
+                      suggest.pending(self.catalog, person_id=self.person_id,
+                                      space=self.space))
+        self.page = max(0, min(page, self.pages - 1))
+        self.selected = set()
+        self.person_box.set(self.person_box.box.options, self.person_id)
+        self._render()
+
+    def turn(self, pages: int) -> None:
+        self.page = max(0, min(self.page + int(pages), self.pages - 1))
+        self.selected = set()
+        self._render()
+
+    def select(self, suggestion_id: int, selected: bool = True) -> None:
+        """Select a suggestion of the page (to reject it), or unselect it."""
+        sid = int(suggestion_id)
+        if sid not in {s["suggestion_id"] for s in self.page_items}:
+            raise FacelabError(f"suggestion {sid} is not on this page")
+        if selected:
+            self.selected.add(sid)
+        else:
+            self.selected.discard(sid)
+        self.grid.sync(self.selected)
+        self._render_buttons()
+
+    def _render_buttons(self) -> None:
+        page = self.page_items
+        unselected = sum(s["suggestion_id"] not in self.selected for s in page)
+        self.accept_button.description = f"Accept {unselected}" if self.selected else (
+            f"Accept all {unselected}")
+        self.accept_button.disabled = unselected == 0
+        self.reject_button.description = f"Reject {len(self.selected)} selected"
+        self.reject_button.disabled = not self.selected
+
+    # ------------------------------------------------------------------ actions
+    def accept_all(self) -> dict[str, Any]:
+        """Accept every suggestion of the page that is not selected; returns
+        ``suggest.accept``'s report."""
+        ids = [s["suggestion_id"] for s in self.page_items if s["suggestion_id"]
+               not in self.selected]
+        if not ids:
+            raise FacelabError("nothing to accept on this page")
+        report = suggest.accept(self.catalog, ids, snowball=self.snowball,
+                                settings=self.settings)
+        if report["accepted"]:
+            self.history.append(_Action(
+                "accept", list(report["accepted"]), group_id=report["group_id"],
+                requeue=list(report["accepted"]) + _superseded_by(self.catalog,
+                                                                  report["accepted"])))
+        keep = self.selected
+        self.refresh()
+        self.selected = {s for s in keep if s in {i["suggestion_id"] for i in self.page_items}}
+        self.grid.sync(self.selected)
+        self._render_buttons()
+        n = len(report["accepted"])
+        extra = f"; {len(report['conflicts'])} changed since and expired" if report[
+            "conflicts"] else ""
+        snow = f"; {report['snowball']} new suggestions" if report["snowball"] else ""
+        self.status.say(f"Accepted {n} face{'s' if n != 1 else ''}{extra}{snow} — undo?",
+                        undo=bool(report["accepted"]))
+        return report
+
+    def reject_selected(self) -> int:
+        """Reject the selected suggestions (never suggested for this person again)."""
+        chosen = [s for s in self.page_items if s["suggestion_id"] in self.selected]
+        if not chosen:
+            raise FacelabError("select the wrong faces first")
+        faces = [s["face_id"] for s in chosen]
+        before = _rejection_pairs(self.catalog, faces)
+        n = suggest.reject(self.catalog, [s["suggestion_id"] for s in chosen])
+        added = sorted(_rejection_pairs(self.catalog, faces) - before)
+        self.history.append(_Action("reject", [s["suggestion_id"] for s in chosen],
+                                    pairs=added))
+        self.refresh()
+        self.status.say(f"Rejected {n} face{'s' if n != 1 else ''} — undo?", undo=n > 0)
+        return n
+
+    def undo(self) -> int:
+        """Undo the last accept or reject; its suggestions are back in the queue. Returns
+        the number of suggestions requeued."""
+        if not self.history:
+            raise FacelabError("nothing to undo")
+        last = self.history.pop()
+        if last.kind == "accept":
+            people.undo_group(self.catalog, last.group_id)
+            n = requeue(self.catalog, last.requeue)
+            what = "accept"
+        else:
+            n = unreject(self.catalog, last.suggestion_ids, last.pairs)
+            what = "reject"
+        self.refresh()
+        self.status.say(f"Undone {what}: {n} suggestion{'s' if n != 1 else ''} back in the "
+                        "queue", undo=bool(self.history))
+        return n
+
