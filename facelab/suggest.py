@@ -67,10 +67,12 @@ __all__ = [
     "pending",
     "propagate",
     "reject",
+    "requeue",
     "score_against_prototypes",
     "select_queries",
     "stats",
     "suggest_for_people",
+    "unreject",
 ]
 
 #: Recorded in every suggestion's evidence; bump when scoring or selection changes, so the
@@ -504,6 +506,56 @@ def reject(catalog: Catalog, suggestion_ids: Iterable[int]) -> int:
         con.execute("UPDATE suggestions SET status='rejected', decided_at=current_timestamp::"
                     "TIMESTAMP WHERE suggestion_id IN (SELECT unnest($ids::BIGINT[]))",
                     {"ids": [int(r[0]) for r in rows]})
+    return len(rows)
+
+
+def requeue(catalog: Catalog, suggestion_ids: list[int]) -> int:
+    """Make accepted or expired suggestions pending again, for faces that are unassigned.
+
+    Used after an accept was undone: the faces are back as they were, so their suggestions
+    are valid again. The face revision recorded in the evidence is updated to the face's
+    current one (undo bumped it), otherwise :func:`accept` would see a
+    changed face and refuse. ``expired_reason`` is dropped. Returns how many were requeued.
+    """
+    ids = sorted({int(s) for s in suggestion_ids})
+    if not ids:
+        return 0
+    with catalog.write() as con:
+        rows = con.execute(
+            "UPDATE suggestions s SET status='pending', decided_at=NULL, evidence="
+            "json_merge_patch(coalesce(s.evidence, '{}'), json_object('face_revision', "
+            "f.revision, 'expired_reason', NULL)) FROM faces f WHERE f.face_id = s.face_id "
+            "AND f.person_id IS NULL AND s.status IN ('accepted', 'expired') AND "
+            "s.suggestion_id IN (SELECT unnest($ids::BIGINT[])) RETURNING s.suggestion_id",
+            {"ids": ids}).fetchall()
+    return len(rows)
+
+
+def unreject(catalog: Catalog, suggestion_ids: list[int],
+             pairs: list[tuple[int, int]]) -> int:
+    """Undo :func:`reject`: suggestions pending again, ``pairs`` (face,
+    person) lifted from ``rejections``.
+
+    ``pairs`` must be the rejections that reject call *added* (see
+    :meth:`facelab.widgets.SuggestionReview.reject_selected`): a pair ruled out before, by
+    someone else, stays ruled out. Returns the number of suggestions back in the queue.
+    """
+    ids = sorted({int(s) for s in suggestion_ids})
+    if not ids:
+        return 0
+    with catalog.write() as con:
+        if pairs:
+            con.register("_fl_unrej", pa.table({
+                "face_id": pa.array([p[0] for p in pairs], pa.int64()),
+                "person_id": pa.array([p[1] for p in pairs], pa.int64())}))
+            con.execute("DELETE FROM rejections USING _fl_unrej u WHERE rejections.face_id = "
+                        "u.face_id AND rejections.person_id = u.person_id AND "
+                        "rejections.source = 'suggestion_reject'")
+            con.unregister("_fl_unrej")
+        rows = con.execute(
+            "UPDATE suggestions SET status='pending', decided_at=NULL WHERE status='rejected' "
+            "AND suggestion_id IN (SELECT unnest($ids::BIGINT[])) RETURNING suggestion_id",
+            {"ids": ids}).fetchall()
     return len(rows)
 
 

@@ -9,10 +9,10 @@ Clicking a tile selects it; **Reject selected** rules those faces out for the pe
 contradict each other). **Undo** reverts the last of them, so the queue looks as before:
 
 * an accept is undone with :func:`facelab.people.undo_group` on the accept's event group
-  (the faces are unassigned exactly as they were), then :func:`requeue` puts the accepted
-  suggestions -- and those the accept made moot -- back in the queue;
-* a reject is undone with :func:`unreject`: the rejections it recorded are lifted and the
-  suggestions are pending again.
+  (the faces are unassigned exactly as they were), then :func:`facelab.suggest.requeue`
+  puts the accepted suggestions -- and those the accept made moot -- back in the queue;
+* a reject is undone with :func:`facelab.suggest.unreject`: the rejections it recorded
+  are lifted and the suggestions are pending again.
 
 ``suggest.reject`` returns only a count, and facelab has no "un-reject" or "re-queue" yet,
 so those two small writes live here, as plain functions over the catalog; they are natural
@@ -23,8 +23,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-import pyarrow as pa
 
 from .. import people, suggest
 from ..catalog import Catalog
@@ -39,56 +37,6 @@ MAX_PAGE = 24
 
 
 # --------------------------------------------------------------------------- catalog helpers
-
-
-def requeue(catalog: Catalog, suggestion_ids: list[int]) -> int:
-    """Make accepted or expired suggestions pending again, for faces that are unassigned.
-
-    Used after an accept was undone: the faces are back as they were, so their suggestions
-    are valid again. The face revision recorded in the evidence is updated to the face's
-    current one (undo bumped it), otherwise :func:`facelab.suggest.accept` would see a
-    changed face and refuse. ``expired_reason`` is dropped. Returns how many were requeued.
-    """
-    ids = sorted({int(s) for s in suggestion_ids})
-    if not ids:
-        return 0
-    with catalog.write() as con:
-        rows = con.execute(
-            "UPDATE suggestions s SET status='pending', decided_at=NULL, evidence="
-            "json_merge_patch(coalesce(s.evidence, '{}'), json_object('face_revision', "
-            "f.revision, 'expired_reason', NULL)) FROM faces f WHERE f.face_id = s.face_id "
-            "AND f.person_id IS NULL AND s.status IN ('accepted', 'expired') AND "
-            "s.suggestion_id IN (SELECT unnest($ids::BIGINT[])) RETURNING s.suggestion_id",
-            {"ids": ids}).fetchall()
-    return len(rows)
-
-
-def unreject(catalog: Catalog, suggestion_ids: list[int],
-             pairs: list[tuple[int, int]]) -> int:
-    """Undo :func:`facelab.suggest.reject`: suggestions pending again, ``pairs`` (face,
-    person) lifted from ``rejections``.
-
-    ``pairs`` must be the rejections that reject call *added* (see
-    :meth:`SuggestionReview.reject_selected`): a pair ruled out before, by someone else,
-    stays ruled out. Returns the number of suggestions back in the queue.
-    """
-    ids = sorted({int(s) for s in suggestion_ids})
-    if not ids:
-        return 0
-    with catalog.write() as con:
-        if pairs:
-            con.register("_fl_unrej", pa.table({
-                "face_id": pa.array([p[0] for p in pairs], pa.int64()),
-                "person_id": pa.array([p[1] for p in pairs], pa.int64())}))
-            con.execute("DELETE FROM rejections USING _fl_unrej u WHERE rejections.face_id = "
-                        "u.face_id AND rejections.person_id = u.person_id AND "
-                        "rejections.source = 'suggestion_reject'")
-            con.unregister("_fl_unrej")
-        rows = con.execute(
-            "UPDATE suggestions SET status='pending', decided_at=NULL WHERE status='rejected' "
-            "AND suggestion_id IN (SELECT unnest($ids::BIGINT[])) RETURNING suggestion_id",
-            {"ids": ids}).fetchall()
-    return len(rows)
 
 
 def _rejection_pairs(catalog: Catalog, face_ids: list[int]) -> set[tuple[int, int]]:
@@ -359,10 +307,10 @@ class SuggestionReview:
         last = self.history.pop()
         if last.kind == "accept":
             people.undo_group(self.catalog, last.group_id)
-            n = requeue(self.catalog, last.requeue)
+            n = suggest.requeue(self.catalog, last.requeue)
             what = "accept"
         else:
-            n = unreject(self.catalog, last.suggestion_ids, last.pairs)
+            n = suggest.unreject(self.catalog, last.suggestion_ids, last.pairs)
             what = "reject"
         self.refresh()
         self.status.say(f"Undone {what}: {n} suggestion{'s' if n != 1 else ''} back in the "
