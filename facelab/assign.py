@@ -166,8 +166,20 @@ def assign(catalog: Catalog, space: str, settings: Settings | None = None, *,
            run_id: int | None = None, batch_size: int = 5000, limit: int | None = None,
            progress: bool = True, suggest_after: bool = True) -> AssignReport:
     """Run the two-tier pass over every unassigned face of ``space``; then (with
-    ``suggest_after``) queue suggestions for the people who gained faces."""
-    settings = (settings or Settings()).for_space(space)
+    ``suggest_after``) queue suggestions for the people who gained faces.
+
+    Thresholds come from :func:`facelab.calibrate.thresholds_for`: explicit settings, else
+    the space's latest calibration (strategy ``exemplar``, the prototypes scored here), else
+    the space defaults. Every decision's evidence records them, and when they came from a
+    calibration, its id and strategy.
+    """
+    from .calibrate import thresholds_for
+
+    raw = settings or Settings()
+    th = thresholds_for(catalog, space, raw)
+    settings = raw.for_space(space).replace(auto_assign_threshold=th.auto,
+                                            suggest_threshold=th.suggest)
+    in_force = th.as_dict() if th.source == "calibration" else None
     report = AssignReport(space, run_id)
     items = _candidates(catalog, space, limit)
     report.candidates = len(items)
@@ -179,7 +191,7 @@ def assign(catalog: Catalog, space: str, settings: Settings | None = None, *,
         batch = items[start:start + batch_size]
         gained_before = dict(report.gained)
         with catalog.session():  # one connection per batch, released between batches
-            _assign_batch(catalog, space, settings, batch, run_id, report)
+            _assign_batch(catalog, space, settings, batch, run_id, report, in_force)
             # prototypes learn from this batch before the next one is scored
             for pid, n in report.gained.items():
                 if n != gained_before.get(pid):
@@ -199,7 +211,7 @@ def assign(catalog: Catalog, space: str, settings: Settings | None = None, *,
 
 def _assign_batch(catalog: Catalog, space: str, settings: Settings,
                   batch: Sequence[tuple[int, int]], run_id: int | None,
-                  report: AssignReport) -> None:
+                  report: AssignReport, in_force: dict | None = None) -> None:
     face_ids = np.array([f for f, _ in batch], np.int64)
     assets = np.array([a for _, a in batch], np.int64)
     p_person, p_face, _roles, p_vecs, _q = prototypes.prototypes_of(catalog, space)
@@ -221,7 +233,9 @@ def _assign_batch(catalog: Catalog, space: str, settings: Settings,
         "asset_id IN (SELECT unnest(?))", [space, sorted(set(assets.tolist()))])}
     final = one_per_photo(assets, s.person, s.score, tier, taken)
     report.demoted_same_photo += int(np.sum((tier == "auto") & (final == "suggest")))
-    thresholds = {"auto": settings.auto_assign_threshold, "suggest": settings.suggest_threshold}
+    # the thresholds in force; a calibration's also say which one (source, id, strategy)
+    thresholds = {**(in_force or {}), "auto": settings.auto_assign_threshold,
+                  "suggest": settings.suggest_threshold}
 
     def evidence(i: int) -> dict:
         return {"score": round(float(s.score[i]), 5), "runner_up": _finite(s.second[i]),

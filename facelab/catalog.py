@@ -262,6 +262,32 @@ ALTER TABLE events ADD COLUMN undone_by BIGINT;     -- group that reverted this 
 
 ALTER TABLE suggestions ADD COLUMN expires_at TIMESTAMP;
 """),
+    (3, "calibrated thresholds per space and matching strategy", """
+CREATE SEQUENCE threshold_seq START 1;
+
+-- thresholds measured on the user's labels (facelab calibrate); history is kept, the latest
+-- row of a (space, strategy) is in force unless settings override it
+CREATE TABLE thresholds (
+    threshold_id     BIGINT PRIMARY KEY DEFAULT nextval('threshold_seq'),
+    space            VARCHAR NOT NULL,
+    strategy         VARCHAR NOT NULL,          -- exemplar | centroid | multi
+    auto_assign      DOUBLE NOT NULL,
+    suggest          DOUBLE NOT NULL,
+    target_precision DOUBLE NOT NULL,
+    target_recall    DOUBLE NOT NULL,
+    confidence       DOUBLE NOT NULL,           -- of the one-sided precision bound
+    stranger_share   DOUBLE,                    -- share of strangers assumed (NULL: labels')
+    precision        DOUBLE,                    -- point estimate at auto_assign
+    precision_lower  DOUBLE,                    -- its lower confidence bound
+    coverage         DOUBLE,                    -- share of labeled faces scoring >= auto
+    recall           DOUBLE,                    -- share of findable faces rightly auto-assigned
+    n_above          BIGINT NOT NULL,
+    n_faces          BIGINT NOT NULL,
+    n_people         BIGINT NOT NULL,
+    created_at       TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    evidence         JSON
+);
+"""),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -52,3 +52,14 @@ def test_cluster_label_merge_undo_explain_from_the_cli(photo_folder, workspace):
     assert isinstance(stats, dict)
     cents = json.loads(cli("centroids", workspace=workspace).stdout)
     assert cents["run_id"] > 0
+
+
+def test_workspace_option_works_before_and_after_the_command(tmp_path, monkeypatch):
+    from facelab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["-w", str(tmp_path / "before"), "stats"]) == 0
+    assert main(["stats", "--workspace", str(tmp_path / "after"), "--no-progress"]) == 0
+    assert (tmp_path / "before" / "facelab.duckdb").is_file()
+    assert (tmp_path / "after" / "facelab.duckdb").is_file()
+    assert not (tmp_path / "data").exists()  # neither fell back to ./data
