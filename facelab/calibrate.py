@@ -67,7 +67,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import beta
 
 from .catalog import Catalog
 from .centroids import centroid_modes, person_centroids, robust_centroid, trim_fraction
@@ -305,6 +304,8 @@ def clopper_pearson_lower(k: np.ndarray | float, n: np.ndarray | float,
     k = np.asarray(k, np.float64)
     n = np.asarray(n, np.float64)
     with np.errstate(invalid="ignore"):
+        from scipy.stats import beta  # lazy: scipy.stats costs seconds, assign imports us
+
         out = beta.ppf(1.0 - confidence, np.maximum(k, 1e-300), n - k + 1.0)
     return np.where(k > 0, out, 0.0)
 

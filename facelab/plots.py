@@ -185,3 +185,163 @@ def embedding_map(vectors: np.ndarray, labels: np.ndarray, *, method: str = "uma
         ax.scatter(xy[m, 0], xy[m, 1], s=4, color=cmap(c % 20))
     ax.set(title=f"{len(x)} faces, {len(uniq)} clusters ({method})", xticks=[], yticks=[])
     return ax
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+def score_distributions(same: np.ndarray, diff: np.ndarray, *,
+                        thresholds: dict[str, float] | None = None, bins: int = 80,
+                        ax: Any = None) -> Any:
+    """Same-person vs different-person score histograms (densities), thresholds marked.
+
+    ``thresholds``: ``{label: value}``, e.g. ``{"auto": 0.966, "suggest": 0.942}``.
+    """
+    plt = _plt()
+    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    same, diff = np.asarray(same, float), np.asarray(diff, float)
+    both = np.r_[same, diff]
+    lo, hi = (float(np.percentile(both, 0.1)), float(both.max())) if both.size else (0, 1)
+    ax.hist(diff, bins=bins, range=(lo, hi), density=True, alpha=0.6, color="#c44e52",
+            label=f"different person ({diff.size:,} pairs)")
+    ax.hist(same, bins=bins, range=(lo, hi), density=True, alpha=0.6, color="#4c72b0",
+            label=f"same person ({same.size:,} pairs)")
+    for (name, value), ls in zip((thresholds or {}).items(), ("-", "--", ":", "-."),
+                                 strict=False):
+        ax.axvline(value, color="k", ls=ls, lw=1, label=f"{name} {value:.4f}")
+    ax.set(xlabel="cosine similarity", ylabel="density", title="score distributions")
+    ax.legend(fontsize=8, loc="upper left")
+    return ax
+
+
+def roc(fpr: np.ndarray, tpr: np.ndarray, *, eer: float | None = None,
+        eer_threshold: float | None = None, auc: float | None = None, ax: Any = None) -> Any:
+    """ROC curve (log false-positive axis, where thresholds for automation live), EER marked."""
+    plt = _plt()
+    ax = ax or plt.subplots(figsize=(5, 4))[1]
+    fpr, tpr = np.asarray(fpr, float), np.asarray(tpr, float)
+    pos = fpr > 0                  # a log axis has no 0: the curve starts at the first accept
+    floor = float(fpr[pos].min()) if pos.any() else 1e-6
+    ax.plot(fpr[pos], tpr[pos], color="#4c72b0",
+            label="ROC" + (f" (AUC {auc:.4f})" if auc is not None else ""))
+    if eer is not None:
+        what = f"EER {eer:.4f}" + (f" at {eer_threshold:.4f}" if eer_threshold is not None
+                                   else "")
+        ax.plot([max(eer, floor)], [1 - eer], "o", color="#c44e52", label=what)
+    ax.set(xscale="log", xlabel="false positive rate (different-person pairs accepted)",
+           ylabel="true positive rate", title="verification ROC")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def precision_coverage(calibrations: Sequence[Any], *, ax: Any = None) -> Any:
+    """Precision (and its lower bound) against coverage, per strategy, chosen points marked.
+
+    ``calibrations``: :class:`facelab.calibrate.Calibration` objects (their ``curve``);
+    coverage is the share of labeled faces scoring at or above a threshold.
+    """
+    plt = _plt()
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    colors = plt.get_cmap("tab10")
+    for i, cal in enumerate(calibrations):
+        c = cal.curve
+        if not c or c["threshold"].size == 0:
+            continue
+        color = colors(i % 10)
+        ax.plot(c["coverage"], c["precision"], color=color, label=f"{cal.strategy}")
+        ax.plot(c["coverage"], c["lower"], color=color, ls=":", lw=1)
+        if cal.ok:
+            ax.plot([cal.coverage], [cal.precision], "o", color=color,
+                    label=f"{cal.strategy}: auto {cal.auto:.4f}, {cal.coverage:.1%} covered")
+    if calibrations:
+        ax.axhline(calibrations[0].target_precision, color="k", lw=0.8, ls="--",
+                   label=f"target {calibrations[0].target_precision}")
+    # the region worth seeing: from the lowest precision of thresholds with >= 20 faces
+    lows = [float(c.curve["precision"][c.curve["n_above"] >= 20].min()) for c in calibrations
+            if c.curve and (c.curve["n_above"] >= 20).any()]
+    ax.set(xlabel="coverage (share of labeled faces auto-assigned)", ylabel="precision",
+           ylim=(max(0.0, min([0.9, *lows])), 1.001),
+           title="precision vs coverage (dotted: lower confidence bound)")
+    ax.legend(fontsize=7, loc="lower left")
+    return ax
+
+
+def calibrated_thresholds(calibrations: Sequence[Any], *, ax: Any = None) -> Any:
+    """The calibrated auto / suggestion thresholds per strategy, with the precision bound
+    and counts written beside them; refused strategies are listed with a cross."""
+    plt = _plt()
+    ax = ax or plt.subplots(figsize=(7, 0.9 + 0.6 * max(len(calibrations), 1)))[1]
+    for y, cal in enumerate(calibrations):
+        if not cal.ok:
+            ax.plot([], [])
+            ax.text(0.5, y, f"{cal.strategy}: refused", transform=ax.get_yaxis_transform(),
+                    ha="center", va="center", color="#c44e52")
+            continue
+        ax.plot([cal.suggest, cal.auto], [y, y], color="#999999", lw=6, alpha=0.5,
+                solid_capstyle="butt")
+        ax.plot([cal.auto], [y], "o", color="#4c72b0")
+        ax.plot([cal.suggest], [y], "|", color="#55a868", ms=14, mew=2)
+        ax.text(0.01, y + 0.22, f"auto {cal.auto:.4f}: precision {cal.precision:.4f} "
+                f"(lower bound {cal.precision_lower:.4f}), {cal.n_above:,} faces above; "
+                f"suggest {cal.suggest:.4f}", transform=ax.get_yaxis_transform(), fontsize=7)
+    ok = [v for c in calibrations if c.ok for v in (c.auto, c.suggest)]
+    if ok:
+        pad = max(0.002, 0.15 * (max(ok) - min(ok)))
+        ax.set_xlim(min(ok) - pad, max(ok) + pad)
+    ax.set_yticks(range(len(calibrations)), [c.strategy for c in calibrations])
+    ax.set_ylim(-0.5, len(calibrations) - 0.2)
+    ax.set(xlabel="cosine threshold (bar: suggestion band)", title="calibrated thresholds")
+    return ax
+
+
+# --------------------------------------------------------------------------- training
+
+
+def loss_curves(history: Sequence[dict[str, Any]], *, ax: Any = None) -> Any:
+    """Training and validation triplet loss per epoch (left axis) and validation ROC AUC
+    (right axis) from a :class:`facelab.train.TripletHead` ``history_``; epoch 0 is the
+    state before training. Returns the left axis."""
+    plt = _plt()
+    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    ep = np.array([h["epoch"] for h in history])
+
+    def col(key: str) -> np.ndarray:
+        return np.array([np.nan if h.get(key) is None else h[key] for h in history], float)
+
+    ax.plot(ep, col("train_loss"), "o-", color="#4c72b0", ms=3, label="train loss")
+    ax.plot(ep, col("val_loss"), "o-", color="#dd8452", ms=3, label="validation loss")
+    ax.set(xlabel="epoch", ylabel="triplet loss", title="training")
+    auc = col("val_auc")
+    lines, labels = ax.get_legend_handles_labels()
+    if np.isfinite(auc).any():
+        ax2 = ax.twinx()
+        ax2.plot(ep, auc, "s--", color="#55a868", ms=3, label="validation ROC AUC")
+        ax2.set_ylabel("validation ROC AUC (unseen people)")
+        more = ax2.get_legend_handles_labels()
+        lines, labels = lines + more[0], labels + more[1]
+    ax.legend(lines, labels, fontsize=8, loc="center right")
+    return ax
+
+
+def roc_compare(curves: dict[str, tuple[np.ndarray, np.ndarray]], *, ax: Any = None,
+                max_points: int = 2000) -> Any:
+    """ROC curves of several spaces on one axis (log false-positive rate), e.g. before /
+    after a projection: ``{label: (same-person scores, different-person scores)}``."""
+    plt = _plt()
+    ax = ax or plt.subplots(figsize=(5.5, 4))[1]
+    colors = plt.get_cmap("tab10")
+    for i, (label, (same, diff)) in enumerate(curves.items()):
+        same, diff = np.sort(np.asarray(same, float)), np.sort(np.asarray(diff, float))
+        if not same.size or not diff.size:
+            continue
+        t = np.unique(np.concatenate([same, diff]))
+        if t.size > max_points:
+            t = t[np.linspace(0, t.size - 1, max_points).astype(int)]
+        tpr = 1.0 - np.searchsorted(same, t, side="left") / same.size
+        fpr = 1.0 - np.searchsorted(diff, t, side="left") / diff.size
+        pos = fpr > 0
+        ax.plot(fpr[pos], tpr[pos], color=colors(i % 10), label=label)
+    ax.set(xscale="log", xlabel="false positive rate (different-person pairs accepted)",
+           ylabel="true positive rate", title="verification ROC")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax

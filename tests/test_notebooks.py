@@ -63,3 +63,56 @@ def test_dual_clustering_notebook_reports_quality_against_truth(tmp_path):
                         gallery_clusters=2)
     assert "assigned_to_known_people" in text and "bcubed" in text.lower()
     assert images >= 3
+
+
+def test_threshold_tuning_notebook_calibrates_and_writes_its_summary(tmp_path):
+    from .conftest import lfw_or_skip
+
+    lfw = lfw_or_skip()
+    out = tmp_path / "report"
+    # 10 % of the lfw people with two or more faces: ~80 people, ~370 faces; 0.95 needs
+    # 59 right faces above the threshold (0.995 would need 598, more than there are)
+    _run("02_threshold_tuning", tmp_path, workspace=str(tmp_path / "ws"), lfw_dir=str(lfw),
+         label_fraction=0.1, min_faces=2, target_precision=0.95, out_dir=str(out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["labels"]["people"] >= 50 and summary["labels"]["faces"] >= 200
+    assert summary["verification"]["auc"] > 0.99
+    assert 0.85 < summary["verification"]["eer_threshold"] < 0.95
+    cals = {c["strategy"]: c for c in summary["calibrations"]}
+    assert set(cals) == {"exemplar", "centroid", "multi"}
+    for c in cals.values():
+        assert c["refused"] is None and c["precision_lower"] >= 0.95 and c["n_above"] >= 59
+        assert c["suggest"] <= c["auto"] < 1.0
+    assert summary["in_force"]["source"] == "calibration"
+    assert summary["in_force"]["calibration_id"] == cals["exemplar"]["calibration_id"]
+    held = summary["held_out"]["exemplar"]
+    assert held["test"]["auto"]["n"] > 0 and held["test"]["auto"]["precision"] > 0.9
+    for name in summary["figures"]:
+        assert (out / name).stat().st_size > 10_000
+    assert len(summary["figures"]) == 4
+
+
+def test_triplet_training_notebook_learns_a_removable_nuisance(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "out"
+    # synthetic identities with a nuisance direction: a head has something to learn, and
+    # the run needs neither lfw-dev nor more than a few seconds of training
+    _, images = _run("05_triplet_training", tmp_path, workspace=str(tmp_path / "ws"),
+                     data="synthetic", synthetic_people=40, synthetic_dim=32, epochs=6,
+                     mining="semi-hard", margin=0.1, lr=3e-3, batch_people=8,
+                     clustering=False, compare_assignment=False, map_method="pca",
+                     out_dir=str(out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["split"]["train_people"] + summary["split"]["val_people"] == 40
+    assert [h["epoch"] for h in summary["history"]] == list(range(7))
+    val = summary["val"]
+    assert val["after"]["auc"] > val["before"]["auc"] + 0.05   # unseen people gained
+    assert summary["reembed"]["faces"] == summary["faces"] == 320
+    assert summary["reembed"]["dim"] == 128
+    assert {m["mining"] for m in summary["mining"]} == {"semi-hard", "hard", "random"}
+    (proj,) = summary["assignment"]
+    assert proj["space"] == "proj/notebook05" and proj["auto"] > 0
+    assert proj["auto_precision"] > 0.8 and "auto" in summary["thresholds"]
+    for name in ("loss.png", "roc.png", "map.png"):
+        assert (out / name).stat().st_size > 10_000
+    assert images >= 3
