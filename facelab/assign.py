@@ -147,8 +147,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _candidates(catalog: Catalog, space: str, limit: int | None) -> list[tuple[int, int]]:
-    """Unassigned faces nobody decided about: (face_id, asset_id), best quality first."""
-    sql = ("SELECT face_id, asset_id FROM faces WHERE space=? AND person_id IS NULL AND "
+    """Unassigned faces nobody decided about: (face_id, asset_id), best quality first.
+
+    Faces are those with a vector in ``space``: a detector space or a derived one
+    (``proj/<checkpoint>``), whose vectors live in ``embeddings``, not in ``faces``.
+    """
+    sql = ("SELECT face_id, asset_id FROM faces WHERE face_id IN (SELECT face_id FROM "
+           "face_vectors WHERE space=?) AND person_id IS NULL AND "
            f"(assigned_by IS NULL OR assigned_by NOT IN ({_human_sql()})) "
            "ORDER BY quality DESC, face_id")
     params: list = [space]

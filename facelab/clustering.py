@@ -69,10 +69,12 @@ def select_faces(catalog: Catalog, space: str, settings: Settings, *,
                  month: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Unassigned faces worth clustering: ``(face_ids, asset_ids)``, best quality first.
 
-    ``month`` ('YYYY-MM') restricts to photos taken in that month (a time bucket).
+    ``month`` ('YYYY-MM') restricts to photos taken in that month (a time bucket). A derived
+    space (``proj/<checkpoint>``) clusters the same faces, by their vectors in that space.
     """
     sql = ("SELECT f.face_id, f.asset_id FROM faces f JOIN assets a USING (asset_id) "
-           "WHERE f.space=? AND f.person_id IS NULL AND f.quality >= ?")
+           "WHERE f.face_id IN (SELECT face_id FROM face_vectors WHERE space=?) "
+           "AND f.person_id IS NULL AND f.quality >= ?")
     params: list[Any] = [space, settings.cluster_min_quality]
     if month:
         sql += " AND strftime(a.taken_at, '%Y-%m') = ?"

@@ -281,3 +281,22 @@ def test_cli_train_with_reembed_writes_json_and_resumes(tmp_path):
                  "--resume", "c1", "--epochs", "3", "--no-progress", "--json",
                  str(out)]) == 0
     assert json.loads(out.read_text())["epoch"] == 3
+
+
+def test_assign_and_cluster_work_in_a_projected_space(tmp_path):
+    """A derived space's vectors live in `embeddings`; assign and clustering must find them."""
+    from facelab.assign import assign
+    from facelab.clustering import cluster_unassigned
+    from facelab.settings import Settings
+
+    catalog, ids, _y, labeled = labeled_workspace(tmp_path)
+    result = train.train(catalog, "synth", name="p1",
+                         head=TripletHead(**FAST, epochs=2), progress=False)
+    train.reembed(catalog, result.head, "synth", result.space, progress=False)
+    settings = Settings(auto_assign_threshold=0.99, suggest_threshold=0.98)
+    report = assign(catalog, result.space, settings, progress=False, suggest_after=False)
+    assert report.candidates == int((~labeled).sum())  # every unlabeled face is a candidate
+    clusters = cluster_unassigned(catalog, result.space, settings)
+    assert clusters.faces == report.candidates - report.auto and clusters.clustered_faces > 0
+    spaces = {s for (s,) in catalog.query("SELECT DISTINCT space FROM clusters")}
+    assert spaces == {result.space}
