@@ -20,11 +20,18 @@ from .errors import FacelabError
 from .settings import Settings
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(*, sub: bool = True) -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name.
+
+    A subcommand's copy must not overwrite what was given before the command name
+    (``facelab -w DIR stats``): argparse lets a subparser's defaults win, so there they are
+    SUPPRESSed and only the top-level parser supplies them.
+    """
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--workspace", "-w", default=None,
+    p.add_argument("--workspace", "-w", default=argparse.SUPPRESS if sub else None,
                    help="workspace folder (default: $FACELAB_WORKSPACE or ./data)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   default=argparse.SUPPRESS if sub else False, help="no progress bars")
     return p
 
 
@@ -57,7 +64,7 @@ def _scan_opts(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    parser = argparse.ArgumentParser(prog="facelab", parents=[common],
+    parser = argparse.ArgumentParser(prog="facelab", parents=[_common(sub=False)],
                                      description="Faces in a photo library: detect, embed, "
                                      "cluster, label, tune.")
     parser.add_argument("--version", action="version", version=f"facelab {__version__}")
@@ -93,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("settings", parents=[common], help="every setting, its value and reason")
     _people_parsers(sub, common)
     _research_parsers(sub, common)
+    _workbench_parsers(sub, common)
     p = sub.add_parser("bench", parents=[common], help="benchmarks writing JSON + plots")
     p.add_argument("what", choices=("detect", "cluster"))
     p.add_argument("--images", default=None, help="photo folder (default: lfw-dev images)")
@@ -109,19 +117,268 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _workbench_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """pipeline and demo: the notebooks run unattended."""
+    steps = "detect, dual_clustering, centroid_trimming, threshold_tuning, training"
+    p = sub.add_parser("pipeline", parents=[common],
+                       help="run the research notebooks in order with papermill")
+    p.add_argument("--config", default=None, help="TOML or JSON file (see facelab.workflow)")
+    p.add_argument("--steps", default=None, help=f"comma-separated subset of: {steps}")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="[STEP.]KEY=VALUE",
+                   help="a parameter (JSON value or text); repeatable")
+    p.add_argument("--photos", default=None, help="photo folder for the detect step")
+    p.add_argument("--truth", default=None,
+                   help="labeled faces for the research steps (lfw-dev folder or Parquet)")
+    p.add_argument("--out", default="reports", help="reports root; the run goes in OUT/NAME")
+    p.add_argument("--name", default=None, help="run name (default pipeline-<time>)")
+    p.set_defaults(handler=_run_pipeline)
+    p = sub.add_parser("demo", parents=[common],
+                       help="a synthetic library (+ photos if given) through the whole pipeline")
+    p.add_argument("--photos", default=None, help="also detect the faces of these photos")
+    p.add_argument("--limit", type=int, default=None, help="detect at most N photos")
+    p.add_argument("--steps", default=None, help=f"comma-separated subset of: {steps}")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="[STEP.]KEY=VALUE")
+    p.add_argument("--out", default="reports", help="reports root; the run goes in OUT/demo")
+    p.add_argument("--people", type=int, default=200, help="synthetic people (as many strangers)")
+    p.set_defaults(handler=_run_demo)
+
+
+def _steps(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def _run_pipeline(args: argparse.Namespace, settings: Settings) -> int:
+    from .workflow import PipelineFailed, load_config, run_pipeline
+
+    cfg = load_config(args.config)
+    pipe = cfg.setdefault("pipeline", {})
+    pipe.setdefault("workspace", str(settings.workspace_path))
+    if args.photos:
+        pipe["photos"] = args.photos
+    if args.truth:
+        pipe["truth"] = args.truth
+    try:
+        result = run_pipeline(cfg, steps=_steps(args.steps), sets=args.sets, out_root=args.out,
+                              name=args.name, progress=not args.no_progress)
+    except PipelineFailed as exc:
+        print(exc.result)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(result)
+    return 0
+
+
+def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from .demo import run_demo
+    from .workflow import PipelineFailed
+
+    workspace = args.workspace or str(Path("data") / "demo")
+    try:
+        out = run_demo(workspace, photos=args.photos, photo_limit=args.limit,
+                       out_root=args.out, steps=_steps(args.steps), sets=args.sets,
+                       n_persons=args.people, progress=not args.no_progress)
+    except PipelineFailed as exc:
+        print(exc.result)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    ws = out["workspace"]
+    print(f"demo workspace {ws['workspace']}: {ws['faces']} synthetic faces of {ws['people']} "
+          f"identities, {ws['clusters']} clusters, {ws['photos_detected']} photos detected")
+    steps = out["pipeline"]["steps"]
+    for s in steps:
+        print(f"  {s['step']:<18} {s['status']:<8} {s['seconds']:7.1f} s  "
+              f"{s.get('html') or s.get('reason') or ''}")
+    print(f"done in {out['seconds']:.0f} s; reports in {out['pipeline']['out_dir']}; label the "
+          f"clusters in notebooks/06_labeling.ipynb (workspace={ws['workspace']})")
+    return 0
+
+
 def _research_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """evaluate, calibrate, simulate, train: the research commands.
 
     Each parser sets ``handler=fn(args, settings) -> exit code``; ``_dispatch`` calls it.
     """
     # --- evaluate / calibrate ---
+    p = sub.add_parser("evaluate", parents=[common],
+                       help="verification AUC/EER, assignment bands, clustering vs labels")
+    p.add_argument("--space", default=None)
+    p.add_argument("--parquet", default=None, metavar="FILE",
+                   help="external truth: labeled embeddings (default: the catalog's labels)")
+    p.add_argument("--identity-col", default="identity")
+    p.add_argument("--embedding-col", default="embedding")
+    p.add_argument("--pairs", type=int, default=200_000,
+                   help="different-person pairs sampled (and cap on same-person pairs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, metavar="OUT", help="write the full report here")
+    p.set_defaults(handler=_evaluate_cmd)
+    p = sub.add_parser("calibrate", parents=[common],
+                       help="set a space's thresholds from the labels (precision bound)")
+    p.add_argument("--space", default=None)
+    p.add_argument("--precision", type=float, default=0.995,
+                   help="target precision of auto-assignment (one-sided lower bound)")
+    p.add_argument("--recall", type=float, default=0.90,
+                   help="target share of labeled faces found at or above the suggestion "
+                   "threshold")
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--strangers", type=float, default=None, metavar="SHARE",
+                   help="share of the faces assign meets that belong to nobody labeled "
+                   "(default: only the people labeled once play strangers)")
+    p.add_argument("--strategy", choices=("exemplar", "centroid", "multi", "all"),
+                   default="exemplar", help="exemplar = the prototypes `assign` scores with")
+    p.add_argument("--dry-run", action="store_true", help="measure only, store nothing")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the results here")
+    p.set_defaults(handler=_calibrate_cmd)
     # --- simulate ---
+    p = sub.add_parser("simulate", parents=[common],
+                       help="an oracle user names the people: clicks per labeling strategy")
+    p.add_argument("--truth", required=True, metavar="TRUTH.parquet",
+                   help="identity per face: the Parquet the faces were imported from "
+                   "(path [+ box] + identity columns)")
+    p.add_argument("--json", dest="json_out", default=None, metavar="OUT.json",
+                   help="write actions, floor, accuracy, per-strategy results and curves")
+    p.add_argument("--strategy", choices=("plain", "snowball", "best", "all"), default="best")
+    p.add_argument("--target-share", type=float, default=0.98,
+                   help="stop once this share of the faces of people seen twice or more is "
+                   "correctly named")
+    p.add_argument("--space", default=None)
+    p.add_argument("--identity-col", default="identity")
+    p.add_argument("--path-col", default="path")
+    p.add_argument("--max-actions", type=int, default=None,
+                   help="give up after this many clicks (default 4 x floor + 100)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--in-place", action="store_true",
+                   help="label the workspace itself (default: a temporary copy)")
+    g.add_argument("--keep", default=None, metavar="DIR",
+                   help="run on copies in DIR/<strategy> and keep them")
+    p.add_argument("--plot", default=None, metavar="OUT.png", help="curves of all strategies")
+    p.set_defaults(handler=_simulate_cmd)
     # --- train ---
+    p = sub.add_parser("train", parents=[common],
+                       help="train a projection head on the labeled faces (triplet loss)")
+    p.add_argument("--space", default=None, help="source space (default: the model's)")
+    p.add_argument("--name", default=None,
+                   help="checkpoint name; its space is proj/NAME (default: SPACE-DATE)")
+    p.add_argument("--epochs", type=int, default=None, help="total epochs (default 10)")
+    p.add_argument("--mining", choices=("semi-hard", "hard", "random"), default=None,
+                   help="triplet selection in each P x K batch (default hard)")
+    p.add_argument("--margin", type=float, default=None, help="cosine distance (default 0.02)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-4)")
+    p.add_argument("--min-faces", type=int, default=None,
+                   help="fewest faces of a training person (default 2)")
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help="share of people held out, unseen, for validation (default 0.2)")
+    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda if present)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--resume", default=None, metavar="CKPT",
+                   help="continue a checkpoint (name or .pt path) up to --epochs")
+    p.add_argument("--reembed", action="store_true",
+                   help="then project every face of the space into proj/NAME (+ its index)")
+    p.add_argument("--reassign", action="store_true",
+                   help="then assign unassigned faces in proj/NAME (implies --reembed)")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the full summary here")
+    p.set_defaults(handler=_train_cmd)
 
 
 # --- research command handlers (evaluate / calibrate) ---
+def _evaluate_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    from .evaluate import evaluate, format_evaluation
+
+    catalog = Catalog(settings.workspace_path, lock_timeout=settings.lock_timeout)
+    try:
+        space = _space(args, catalog, settings)
+    except FacelabError:
+        if not args.parquet:
+            raise
+        space = "parquet"  # external truth only: no catalog space to compare clusters with
+    report = evaluate(catalog, space, parquet=args.parquet, identity_col=args.identity_col,
+                      embedding_col=args.embedding_col, settings=settings,
+                      max_same=args.pairs, n_diff=args.pairs, seed=args.seed)
+    print(format_evaluation(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def _calibrate_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when every strategy was calibrated, 2 when one was refused (reason printed)."""
+    from .calibrate import STRATEGIES, calibrate, format_calibration, thresholds_for
+
+    catalog = Catalog(settings.workspace_path, lock_timeout=settings.lock_timeout)
+    space = _space(args, catalog, settings)
+    strategies = STRATEGIES if args.strategy == "all" else (args.strategy,)
+    results = calibrate(catalog, space, settings, strategies=strategies,
+                        target_precision=args.precision, target_recall=args.recall,
+                        confidence=args.confidence, stranger_share=args.strangers,
+                        dry_run=args.dry_run)
+    for cal in results:
+        print(format_calibration(cal))
+    th = thresholds_for(catalog, space, settings)
+    print(f"in force for `facelab assign` [{space}]: auto {th.auto:.4f}, suggest "
+          f"{th.suggest:.4f} ({th.source}"
+          f"{f' #{th.calibration_id}' if th.calibration_id else ''})")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps([c.evidence() for c in results], indent=2,
+                                              default=str))
+    return 0 if all(c.ok for c in results) else 2
+
+
 # --- research command handlers (simulate) ---
+def _simulate_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when the chosen strategy reached the target share, 1 when none did."""
+    from . import simulate as sim
+
+    catalog = Catalog(settings.workspace_path, lock_timeout=settings.lock_timeout)
+    names = sim.STRATEGIES if args.strategy == "all" else (args.strategy,)
+    if args.in_place and len(names) > 1:
+        raise FacelabError("--in-place labels the workspace itself: run one --strategy")
+    truth = sim.load_truth(catalog, args.truth, space=args.space,
+                           identity_col=args.identity_col, path_col=args.path_col)
+    results = {}
+    for name in names:
+        keep = Path(args.keep) / name if args.keep else None
+        results[name] = sim.simulate(catalog, truth, strategy=name, settings=settings,
+                                     target_share=args.target_share,
+                                     max_actions=args.max_actions, in_place=args.in_place,
+                                     keep=keep, progress=not args.no_progress)
+    report = sim.summary(results)
+    print(sim.format_table(results))
+    print(f"chosen: {report['strategy']}: {report['actions']} clicks for {report['floor']} "
+          f"people ({report['actions_per_floor']:.3f} x the floor), accuracy "
+          f"{report['accuracy']:.4f}")
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(report, indent=2, default=str))
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        ax = sim.plot_curves(results)
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        ax.figure.savefig(args.plot, dpi=120, bbox_inches="tight")
+    return 0 if report["reached"] else 1
+
+
 # --- research command handlers (train) ---
+def _train_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when training finished, 130 when Ctrl-C stopped it (checkpoint saved)."""
+    from . import train as tr
+
+    catalog = Catalog(settings.workspace_path, lock_timeout=settings.lock_timeout)
+    space = _space(args, catalog, settings)
+    summary = tr.run_training(
+        catalog, space, name=args.name, resume=args.resume,
+        params={"epochs": args.epochs, "mining": args.mining, "margin": args.margin,
+                "lr": args.lr, "min_faces": args.min_faces,
+                "val_fraction": args.val_fraction, "device": args.device, "seed": args.seed},
+        with_reembed=args.reembed, with_reassign=args.reassign,
+        settings=settings, progress=not args.no_progress)
+    print(tr.format_summary(summary))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
+    return 130 if summary["interrupted"] else 0
 
 
 def _cluster_opts(p: argparse.ArgumentParser) -> None:
