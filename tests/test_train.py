@@ -289,7 +289,7 @@ def test_assign_and_cluster_work_in_a_projected_space(tmp_path):
     from facelab.clustering import cluster_unassigned
     from facelab.settings import Settings
 
-    catalog, ids, _y, labeled = labeled_workspace(tmp_path)
+    catalog, _ids, _y, labeled = labeled_workspace(tmp_path)
     result = train.train(catalog, "synth", name="p1",
                          head=TripletHead(**FAST, epochs=2), progress=False)
     train.reembed(catalog, result.head, "synth", result.space, progress=False)
