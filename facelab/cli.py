@@ -183,7 +183,7 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     ws = out["workspace"]
     print(f"demo workspace {ws['workspace']}: {ws['faces']} synthetic faces of {ws['people']} "
-          f"identities, {ws['clusters']} clusters, {ws['photos_detected']} photos detected")
+          f"identities, {ws['clusters']} clusters")
     steps = out["pipeline"]["steps"]
     for s in steps:
         print(f"  {s['step']:<18} {s['status']:<8} {s['seconds']:7.1f} s  "

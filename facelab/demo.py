@@ -75,6 +75,7 @@ def build_demo(workspace: str | os.PathLike[str], *, photos: str | os.PathLike[s
     """Create (or refresh; every step is idempotent) the demo workspace."""
     from .clustering import cluster_unassigned
     from .exchange import import_faces
+    from .vectors import VectorIndex
 
     t0 = time.perf_counter()
     ws = Path(workspace).absolute()
@@ -85,6 +86,7 @@ def build_demo(workspace: str | os.PathLike[str], *, photos: str | os.PathLike[s
     catalog = Catalog(ws, lock_timeout=settings.lock_timeout)
     report = import_faces(catalog, truth, space=DEMO_SPACE)
     cluster_unassigned(catalog, DEMO_SPACE, settings)
+    VectorIndex.open(catalog, DEMO_SPACE)  # find-more and doctor expect the space's index
     detected = 0
     if photos:
         from .pipeline import run
@@ -106,13 +108,15 @@ def run_demo(workspace: str | os.PathLike[str] = "data/demo", *,
     from .workflow import run_pipeline
 
     t0 = time.perf_counter()
-    demo = build_demo(workspace, photos=photos, photo_limit=photo_limit, n_persons=n_persons,
-                      progress=progress)
+    # the photos are detected by the pipeline's detect step (01_detect.ipynb), not here
+    demo = build_demo(workspace, n_persons=n_persons, progress=progress)
     cfg: dict[str, Any] = {"pipeline": {"workspace": demo.workspace, "truth": demo.truth,
                                         "photos": str(photos) if photos else ""},
                            "parameters": {"space": DEMO_SPACE}}
     if photo_limit:
         cfg["detect"] = {"limit": int(photo_limit)}
+    # the demo shows the training notebook, not the mining study: one mining, fewer epochs
+    cfg["training"] = {"compare_mining": False, "epochs": 5}
     result = run_pipeline(cfg, steps=steps, sets=sets, out_root=out_root, name="demo",
                           progress=progress)
     return {"workspace": demo.__dict__, "pipeline": result.as_dict(),

@@ -70,6 +70,9 @@ def test_demo_runs_the_pipeline_and_a_failing_cell_stops_it(tmp_path, capsys):
     cat = Catalog(ws)
     assert cat.query("SELECT count(*) FROM faces WHERE space='dlib'")[0][0] > 100
     assert cat.query("SELECT count(*) FROM clusters WHERE status='active'")[0][0] > 5
+    from facelab.doctor import doctor
+
+    assert doctor(cat).ok  # the space's vector index is built too
     # a bad value fails inside the notebook: the pipeline stops there, keeps what ran
     truth = ws / "synthetic" / "faces.parquet"
     with pytest.raises(PipelineFailed, match="ConfigError") as info:
