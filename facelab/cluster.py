@@ -50,7 +50,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
-import numbers
 import time
 from typing import Any
 
@@ -61,6 +60,9 @@ from numba.typed import Dict as NumbaDict
 from numba.typed import List as NumbaList
 from scipy.sparse.csgraph import connected_components
 
+from .checks import check_choice as _check_choice
+from .checks import check_float as _check_float
+from .checks import check_int as _check_int
 from .errors import ConfigError
 from .settings import Settings
 
@@ -131,29 +133,10 @@ SPACE_CLUSTER_DEFAULTS: dict[str, dict[str, Any]] = {
 # --------------------------------------------------------------------------- validation
 
 
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if ok and (value < low or (high is not None and value > high)):  # type: ignore[operator]
-        ok = False
-    if not ok:
-        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ConfigError(f"{name}={value!r} must be an integer {rng}")
 
 
-def _check_float(name: str, value: object, low: float, high: float, *,
-                 low_open: bool = False) -> None:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        v = float(value)  # type: ignore[arg-type]
-        ok = math.isfinite(v) and (v > low if low_open else v >= low) and v <= high
-    if not ok:
-        rng = f"{'(' if low_open else '['}{low}, {high}]"
-        raise ConfigError(f"{name}={value!r} must be a number in {rng}")
 
 
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in choices:
-        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
 
 
 def _as_unit_rows(vectors: Any, name: str = "X") -> np.ndarray:

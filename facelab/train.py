@@ -66,7 +66,7 @@ import math
 import platform
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,9 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from .catalog import Catalog, vector_array
+from .checks import check_choice as _check_choice
+from .checks import check_float as _check_float
+from .checks import check_int as _check_int
 from .errors import ConfigError, DimensionMismatch, FacelabError
 
 __all__ = [
@@ -149,30 +152,10 @@ def _torch() -> Any:
 # --------------------------------------------------------------------------- validation
 
 
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
-    if ok and (value < low or (high is not None and value > high)):  # type: ignore[operator]
-        ok = False
-    if not ok:
-        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ConfigError(f"{name}={value!r} must be an integer {rng}")
 
 
-def _check_float(name: str, value: object, low: float, high: float, *,
-                 low_open: bool = False, high_open: bool = False) -> None:
-    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool)
-    if ok:
-        v = float(value)  # type: ignore[arg-type]
-        ok = (math.isfinite(v) and (v > low if low_open else v >= low)
-              and (v < high if high_open else v <= high))
-    if not ok:
-        rng = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ConfigError(f"{name}={value!r} must be a number in {rng}")
 
 
-def _check_choice(name: str, value: object, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
 
 
 def _as_matrix(x: Any, name: str = "X") -> np.ndarray:

@@ -12,6 +12,7 @@ import html
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..errors import FacelabError
 from .thumbs import ThumbCache
 
 try:
@@ -141,3 +142,21 @@ class Picker:
             self.box.value = value if value in self.ids else None
         finally:
             self._quiet = False
+
+
+class Panel:
+    """Base of the galleries: shows ``self.widget`` in a notebook and turns a button's
+    FacelabError into the status line (``self.status``), not a traceback lost in the
+    browser's log."""
+
+    widget: Any
+    status: StatusLine
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _guard(self, action: Callable[[], Any]) -> None:
+        try:
+            action()
+        except FacelabError as exc:
+            self.status.say(str(exc), error=True)

@@ -24,7 +24,7 @@ from ..catalog import Catalog
 from ..clustering import clusters as list_clusters
 from ..errors import ConfigError, FacelabError
 from ..settings import Settings
-from ._view import StatusLine, TileGrid, button, w
+from ._view import Panel, StatusLine, TileGrid, button, w
 from .thumbs import ThumbCache
 
 
@@ -41,7 +41,7 @@ def _check_page_size(page_size: int) -> int:
     return int(page_size)
 
 
-class ClusterGallery:
+class ClusterGallery(Panel):
     """Label clusters of unassigned faces, biggest first.
 
     Parameters
@@ -126,17 +126,6 @@ class ClusterGallery:
             self.status.box,
         ])
         self.widget.add_class("facelab-cluster-gallery")
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
-
-    def _guard(self, action: Any) -> None:
-        """Run a button's action; a FacelabError becomes the status line, not a traceback
-        lost in the browser's log."""
-        try:
-            action()
-        except FacelabError as exc:
-            self.status.say(str(exc), error=True)
 
     def _render(self) -> None:
         n = len(self.clusters)

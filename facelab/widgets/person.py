@@ -31,7 +31,7 @@ from ..catalog import Catalog
 from ..errors import ConfigError, FacelabError
 from ..explain import explain, format_explanation
 from ..settings import Settings
-from ._view import Picker, StatusLine, TileGrid, button, w
+from ._view import Panel, Picker, StatusLine, TileGrid, button, w
 from .thumbs import ThumbCache
 
 
@@ -48,7 +48,7 @@ def _label(p: dict[str, Any]) -> str:
     return f"{name} (#{p['person_id']}, {p['n_faces']} faces{hidden})"
 
 
-class PersonPage:
+class PersonPage(Panel):
     """One person: faces, prototypes, rename, hide, merge (+ undo), not-this-person, pin,
     explain.
 
@@ -148,15 +148,6 @@ class PersonPage:
                     self.merge_button]),
             self.status.box, self.explain_out])
         self.widget.add_class("facelab-person-page")
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
-
-    def _guard(self, action: Any) -> None:
-        try:
-            action()
-        except FacelabError as exc:
-            self.status.say(str(exc), error=True)
 
     def _explain_clicked(self) -> None:
         typed = self.explain_id.value.strip()

@@ -19,7 +19,7 @@ from typing import Any
 from ..catalog import Catalog
 from ..errors import CatalogError, ConfigError, FacelabError
 from ..status import runs
-from ._view import StatusLine, button, w
+from ._view import Panel, StatusLine, button, w
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ _STYLE = {"done": "success", "failed": "danger", "running": "info", "skipped": "
           "pending": ""}
 
 
-class RunProgress:
+class RunProgress(Panel):
     """Phase bars of one run.
 
     Parameters
@@ -69,15 +69,6 @@ class RunProgress:
                                       self.cancel_button]), self.status.box])
         self.widget.add_class("facelab-run-progress")
         self.refresh()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
-
-    def _guard(self, action: Any) -> None:
-        try:
-            action()
-        except FacelabError as exc:
-            self.status.say(str(exc), error=True)
 
     def _read(self) -> dict[str, Any] | None:
         if self.run_id is None:

@@ -28,7 +28,7 @@ from .. import people, suggest
 from ..catalog import Catalog
 from ..errors import ConfigError, FacelabError
 from ..settings import Settings
-from ._view import Picker, StatusLine, TileGrid, button, w
+from ._view import Panel, Picker, StatusLine, TileGrid, button, w
 from .thumbs import ThumbCache
 
 #: Most tiles on one review page: the eye can check 24 faces at once; more and "accept all"
@@ -75,7 +75,7 @@ class _Action:
 # --------------------------------------------------------------------------- the widget
 
 
-class SuggestionReview:
+class SuggestionReview(Panel):
     """Review the pending suggestions of one person at a time.
 
     Parameters
@@ -150,15 +150,6 @@ class SuggestionReview:
                     self.next_page_button]),
             self.status.box])
         self.widget.add_class("facelab-review")
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
-
-    def _guard(self, action: Any) -> None:
-        try:
-            action()
-        except FacelabError as exc:
-            self.status.say(str(exc), error=True)
 
     def _render(self) -> None:
         page = self.page_items
