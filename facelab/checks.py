@@ -9,10 +9,13 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["check_choice", "check_float", "check_int"]
+__all__ = ["as_matrix", "check_choice", "check_float", "check_int"]
 
 
 def check_int(name: str, value: object, low: int, high: int | None = None) -> None:
@@ -42,3 +45,14 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
     """``value`` is one of ``choices``."""
     if not isinstance(value, str) or value not in choices:
         raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+
+
+def as_matrix(x: Any, name: str = "X") -> np.ndarray:
+    """``x`` as a finite float32 (faces x dimensions) matrix, or a ConfigError naming it."""
+    a = np.asarray(x, dtype=np.float32)
+    if a.ndim != 2 or a.shape[1] < 1:
+        raise ConfigError(f"{name} must be a 2-d array (faces x dimensions), got shape "
+                          f"{a.shape}")
+    if not np.isfinite(a).all():
+        raise ConfigError(f"{name} holds NaN or infinite values; drop those faces first")
+    return a

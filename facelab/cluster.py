@@ -60,6 +60,7 @@ from numba.typed import Dict as NumbaDict
 from numba.typed import List as NumbaList
 from scipy.sparse.csgraph import connected_components
 
+from .checks import as_matrix
 from .checks import check_choice as _check_choice
 from .checks import check_float as _check_float
 from .checks import check_int as _check_int
@@ -133,19 +134,8 @@ SPACE_CLUSTER_DEFAULTS: dict[str, dict[str, Any]] = {
 # --------------------------------------------------------------------------- validation
 
 
-
-
-
-
-
-
 def _as_unit_rows(vectors: Any, name: str = "X") -> np.ndarray:
-    x = np.asarray(vectors, dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] < 1:
-        raise ConfigError(f"{name} must be a 2-d array (faces x dimensions), got shape "
-                          f"{x.shape}")
-    if not np.isfinite(x).all():
-        raise ConfigError(f"{name} holds NaN or infinite values; drop those faces first")
+    x = as_matrix(vectors, name)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     if (norms <= 0).any():
         raise ConfigError(f"{name} holds all-zero rows, which have no direction")

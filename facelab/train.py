@@ -76,6 +76,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from .catalog import Catalog, vector_array
+from .checks import as_matrix as _as_matrix
 from .checks import check_choice as _check_choice
 from .checks import check_float as _check_float
 from .checks import check_int as _check_int
@@ -150,22 +151,6 @@ def _torch() -> Any:
 
 
 # --------------------------------------------------------------------------- validation
-
-
-
-
-
-
-
-
-def _as_matrix(x: Any, name: str = "X") -> np.ndarray:
-    a = np.asarray(x, dtype=np.float32)
-    if a.ndim != 2 or a.shape[1] < 1:
-        raise ConfigError(f"{name} must be a 2-d array (faces x dimensions), got shape "
-                          f"{a.shape}")
-    if not np.isfinite(a).all():
-        raise ConfigError(f"{name} holds NaN or infinite values; drop those faces first")
-    return a
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

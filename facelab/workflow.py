@@ -175,7 +175,7 @@ def _merge(base: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
 def _declared(notebook: Path) -> dict[str, Any]:
     import papermill as pm
 
-    return {k: v for k, v in pm.inspect_notebook(str(notebook)).items()}
+    return dict(pm.inspect_notebook(str(notebook)))
 
 
 def _step_parameters(step: Step, declared: dict[str, Any], cfg: dict[str, Any],
