@@ -467,14 +467,29 @@ def test_find_more_prototypes_reach_a_second_mode(catalog: Catalog) -> None:
 
 def test_find_more_through_the_usearch_graph(catalog: Catalog, lib: Library,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large candidate sets go through the HNSW graph, not brute force: same answer here."""
-    person = label(catalog, lib.of(2)[:10], "two")
-    exact = suggest.find_more(catalog, person, SPACE, limit=30)
-    exact_faces = {r[0] for r in pending_rows(catalog, person)}
-    catalog.query("DELETE FROM suggestions")
+    """Large candidate sets go through the HNSW graph, not brute force: nearly the same answer.
+
+    HNSW is approximate: on tightly packed face spaces a few faces per thousand end up
+    unreachable in the graph (measured with usearch's defaults on lfw-dev: 4-17 of 6,269 faces
+    per build, whatever the connectivity), so the graph path is held to recall, not equality.
+    """
+    people_ = [label(catalog, lib.of(i)[:10], f"p{i}") for i in (1, 2, 3)]
+
+    def suggestions() -> dict[tuple[int, int], float]:
+        found = {}
+        for person in people_:
+            suggest.find_more(catalog, person, SPACE, limit=30)
+            found |= {(r[0], r[1]): r[2] for r in pending_rows(catalog, person)}
+        catalog.query("DELETE FROM suggestions")
+        return found
+
+    exact = suggestions()
     monkeypatch.setattr(vectors, "EXACT_SUBSET_MAX", 0)
-    assert suggest.find_more(catalog, person, SPACE, limit=30) == exact
-    assert {r[0] for r in pending_rows(catalog, person)} == exact_faces
+    graph = suggestions()
+    common = exact.keys() & graph.keys()
+    assert len(exact) >= 45  # ~19 of each person's 30 unlabeled faces clear the threshold
+    assert len(common) >= 0.85 * len(exact) and len(common) >= 0.85 * len(graph)
+    assert all(abs(exact[key] - graph[key]) < 1e-5 for key in common)
 
 
 def test_suggest_for_people(catalog: Catalog, lib: Library) -> None:

@@ -227,7 +227,7 @@ def test_train_reembed_and_reassign_in_a_catalog(tmp_path):
     from facelab.vectors import VectorIndex
     index, report = VectorIndex.open(catalog, "proj/t1")
     assert len(index) == len(ids) and index.dim == 32 and report.action == "fresh"
-    found, _ = index.search(vecs[:5], 1)
+    found, _ = index.search(vecs[:5], 1, exact=True)  # contents, not graph recall
     np.testing.assert_array_equal(found[:, 0], got_ids[:5])
     # re-embedding again replaces, never duplicates
     assert train.reembed(catalog, result.head, "synth", "proj/t1", progress=False)["faces"] \
