@@ -420,3 +420,106 @@ def _write_cluster(result: dict[str, Any], out: Path) -> None:
     fig.savefig(out / f"cluster-{stamp}.png", dpi=110)
     fig.savefig(out / "cluster-latest.png", dpi=110)
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- vector index
+
+def _lost(index: Any, keys: np.ndarray, x: np.ndarray) -> int:
+    """Faces whose own vector does not bring them back among the 3 nearest (breadth 128)."""
+    index.expansion_search = 128
+    found = index.search(x, min(3, len(index)), log=False).keys.reshape(len(x), -1)
+    return int((~(found == keys[:, None]).any(axis=1)).sum())
+
+
+def bench_index(*, sizes: list[int] | None = None, builds: int = 3, lfw: Path | None = None,
+                out: Path = Path("reports/bench"), quick: bool = False) -> dict[str, Any]:
+    """Build time and unreachable faces of the catalog's usearch index, three ways.
+
+    ``parallel`` is usearch's own multi-threaded insertion (the baseline), ``facelab`` is the
+    same followed by :func:`facelab.vectors.reconnect`, ``single`` is single-threaded
+    insertion. Each build is timed in turn in the same process, ``builds`` times per data
+    set, on synthetic ArcFace-like faces of each size and on lfw-dev's dlib faces.
+    """
+    from usearch.index import Index
+
+    from .vectors import EXPANSION_SEARCH, reconnect
+
+    sizes = sizes or ([2_000] if quick else [20_000])
+    data: list[tuple[str, np.ndarray]] = []
+    for n in sizes:
+        x, _ = _synth_faces("insightface/buffalo_l", n, seed=3)
+        data.append((f"synthetic ArcFace {n:,}", x))
+    lfw = lfw if lfw is not None else _lfw_dir()
+    if lfw is not None:
+        import pyarrow.parquet as pq
+        emb = pq.read_table(lfw / "embeddings-dlib.parquet", columns=["embedding"])
+        data.append(("lfw-dev dlib", np.asarray(emb.column(0).to_pylist(), np.float32)))
+    rows = []
+    for name, x in data:
+        x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+        keys = np.arange(1, len(x) + 1, dtype=np.uint64)
+        for build in range(builds):
+            for how in ("parallel", "facelab", "single"):
+                index = Index(ndim=x.shape[1], metric="cos", dtype="f32",
+                              expansion_search=EXPANSION_SEARCH)
+                t0 = time.perf_counter()
+                index.add(keys, x, threads=1 if how == "single" else 0, log=False)
+                relinked = reconnect(index, keys, x) if how == "facelab" else 0
+                seconds = time.perf_counter() - t0
+                rows.append({"data": name, "n": len(x), "build": build, "how": how,
+                             "seconds": round(seconds, 3), "relinked": relinked,
+                             "unreachable": _lost(index, keys, x)})
+    summary = []
+    for name, _ in data:
+        mine = [r for r in rows if r["data"] == name]
+        base = statistics.median(r["seconds"] for r in mine if r["how"] == "parallel")
+        for how in ("parallel", "facelab", "single"):
+            rs = [r for r in mine if r["how"] == how]
+            summary.append({"data": name, "how": how,
+                            "time_ratio": round(statistics.median(r["seconds"] for r in rs)
+                                                / base, 2),
+                            "unreachable_max": max(r["unreachable"] for r in rs),
+                            "unreachable_mean": round(statistics.mean(r["unreachable"]
+                                                                      for r in rs), 2)})
+    result = {"summary": summary, "runs": rows, "cpu_count": os.cpu_count(),
+              "platform": platform.platform()}
+    _write_index(result, Path(out))
+    return result
+
+
+def _lfw_dir() -> Path | None:
+    from .lfw import default_dir
+
+    return default_dir()
+
+
+def _write_index(result: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    text = json.dumps(result, indent=2)
+    (out / f"index-{stamp}.json").write_text(text)
+    (out / "index-latest.json").write_text(text)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r["data"] for r in result["summary"]))
+    hows = ("parallel", "facelab", "single")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    width = 0.8 / len(hows)
+    for j, how in enumerate(hows):
+        rs = [next(r for r in result["summary"] if r["data"] == n and r["how"] == how)
+              for n in names]
+        pos = np.arange(len(names)) + j * width
+        ax1.bar(pos, [r["time_ratio"] for r in rs], width, label=how)
+        ax2.bar(pos, [r["unreachable_mean"] for r in rs], width, label=how)
+    for ax in (ax1, ax2):
+        ax.set_xticks(np.arange(len(names)) + width, names, fontsize=8)
+    ax1.set(ylabel="build time / parallel build", title="index build time")
+    ax2.set(ylabel="faces no search can reach (mean per build)", title="unreachable faces")
+    ax1.legend(fontsize=8)
+    fig.suptitle(f"usearch index builds, {result['cpu_count']} CPUs")
+    fig.tight_layout()
+    fig.savefig(out / f"index-{stamp}.png", dpi=110)
+    fig.savefig(out / "index-latest.png", dpi=110)
+    plt.close(fig)

@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _research_parsers(sub, common)
     _workbench_parsers(sub, common)
     p = sub.add_parser("bench", parents=[common], help="benchmarks writing JSON + plots")
-    p.add_argument("what", choices=("detect", "cluster"))
+    p.add_argument("what", choices=("detect", "cluster", "index"))
     p.add_argument("--images", default=None, help="photo folder (default: lfw-dev images)")
     p.add_argument("--limit", type=int, default=240, help="images per configuration")
     p.add_argument("--threads", default="0,2", help="loader-thread counts to compare")
@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cluster: faces per measurement, e.g. 10000,100000,1000000")
     p.add_argument("--dense-sizes", default=None,
                    help="cluster: sizes for the dense scikit-learn baseline, e.g. 5000,20000")
-    p.add_argument("--quick", action="store_true", help="cluster: tiny sizes, seconds")
+    p.add_argument("--quick", action="store_true", help="cluster, index: tiny sizes, seconds")
+    p.add_argument("--builds", type=int, default=3, help="index: builds per data set and way")
     return parser
 
 
@@ -621,6 +622,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         for row in Settings.describe():
             value = getattr(settings, row["name"])
             print(f"{row['name']:<18} {value!s:<24} {row['range']:<22} {row['reason']}")
+        return 0
+    if args.command == "bench" and args.what == "index":
+        from .bench import bench_index
+        result = bench_index(sizes=[int(v) for v in args.sizes.split(",")] if args.sizes
+                             else None, builds=args.builds, quick=args.quick,
+                             out=Path(args.out))
+        print(json.dumps(result["summary"], indent=2))
         return 0
     if args.command == "bench" and args.what == "cluster":
         from .bench import bench_cluster

@@ -63,7 +63,9 @@ class RunReport:
                          f"{d.images_per_s:.1f} img/s, model busy {d.model_busy:.0%}")
         if self.index:
             lines.append(f"  index   {self.index.action}: +{self.index.added} "
-                         f"-{self.index.removed}, {self.index.size} vectors")
+                         f"-{self.index.removed}, {self.index.size} vectors"
+                         + (f" ({self.index.reconnected} re-linked)"
+                            if self.index.reconnected else ""))
         if self.assign:
             a = self.assign
             lines.append(f"  assign  {a.candidates} unassigned faces: {a.auto} assigned to known "

@@ -29,6 +29,16 @@ EXACT_SUBSET_MAX = 20_000
 # queries on tightly packed spaces like dlib's (measured on lfw-dev); 128 halves that at a
 # small cost in latency. It is a search-time setting, applied on every load.
 EXPANSION_SEARCH = 128
+# usearch inserts on all cores; concurrent insertion leaves a few faces with no usable
+# incoming link, so no search finds them (`facelab bench index`, usearch 2.26, 2 CPUs:
+# lfw-dev's 6,269 dlib faces, 1-9 per build; single-threaded insertion loses none but takes
+# 1.6-2x as long). After each insertion the new faces look themselves up at a narrow breadth
+# (it flags the same faces as breadth 128 at a third of the cost) and those not found are
+# re-inserted one at a time: 0 lost on lfw-dev, at 1.4x the parallel build time. On synthetic
+# people of up to 1,000 near-equidistant faces, 2.7 % of faces are missed even after a
+# single-threaded build (the search, not the linking, gets lost); re-linking recovers a third.
+RECONNECT_EXPANSION = 32
+RECONNECT_ROUNDS = 3
 # How many vectors `verify` re-reads from both sides to detect vectors changed in place.
 VERIFY_SAMPLE = 1_000
 
@@ -68,6 +78,7 @@ class SyncReport:
     added: int = 0
     removed: int = 0
     size: int = 0
+    reconnected: int = 0  # faces re-inserted because the graph could not reach them
 
 
 class VectorIndex:
@@ -106,11 +117,11 @@ class VectorIndex:
         generation = catalog.generation(space)
         ids, vecs = catalog.vectors(space)
         index = _new_index(dim)
-        if len(ids):
-            index.add(ids.astype(np.uint64), vecs, log=False)
+        reconnected = _add(index, ids, vecs)
         self = cls(catalog, space, index, dim)
         self.save(generation)
-        return self, SyncReport(space, "rebuilt", added=len(ids), size=len(index))
+        return self, SyncReport(space, "rebuilt", added=len(ids), size=len(index),
+                                reconnected=reconnected)
 
     def rebuild(self) -> SyncReport:
         fresh, report = self._rebuild(self.catalog, self.space, self.dim)
@@ -126,12 +137,13 @@ class VectorIndex:
         extra = np.setdiff1d(idx_ids, cat_ids, assume_unique=True)
         if len(extra):
             self.index.remove(extra.astype(np.uint64))
+        reconnected = 0
         if len(missing):
             ids, vecs = self.catalog.vectors(self.space, missing)
-            self.index.add(ids.astype(np.uint64), vecs, log=False)
+            reconnected = _add(self.index, ids, vecs)
         self.save(generation)
         return SyncReport(self.space, "caught_up", added=len(missing), removed=len(extra),
-                          size=len(self.index))
+                          size=len(self.index), reconnected=reconnected)
 
     def save(self, generation: int) -> None:
         """Write the index atomically (temp file + rename) with its sidecar."""
@@ -241,6 +253,45 @@ def _read_meta(path: Path) -> dict:
         return json.loads(_meta_path(path).read_text())
     except (OSError, ValueError):
         return {}
+
+
+def _add(index: Index, ids: np.ndarray, vecs: np.ndarray) -> int:
+    """Insert faces, then re-insert those the graph cannot reach; how many were re-inserted."""
+    if len(ids) == 0:
+        return 0
+    keys = np.asarray(ids, dtype=np.uint64)
+    index.add(keys, vecs, log=False)
+    return reconnect(index, keys, vecs)
+
+
+def reconnect(index: Index, keys: np.ndarray, vecs: np.ndarray) -> int:
+    """Re-insert, single-threaded, the given faces that a search for their own vector misses.
+
+    A face is reachable when it is among the 3 nearest results of its own vector (3, not 1,
+    so exact duplicates do not count as lost). Returns how many distinct faces were
+    re-inserted; faces still lost after ``RECONNECT_ROUNDS`` rounds are left as they are.
+    """
+    keys = np.asarray(keys, dtype=np.uint64)
+    vecs = np.asarray(vecs, dtype=np.float32)
+    k = min(3, len(index))
+    if len(keys) == 0 or k == 0:
+        return 0
+    breadth = index.expansion_search
+    redone: set[int] = set()
+    try:
+        index.expansion_search = RECONNECT_EXPANSION
+        todo = np.arange(len(keys))
+        for _ in range(RECONNECT_ROUNDS):
+            found = index.search(vecs[todo], k, log=False).keys.reshape(len(todo), -1)
+            todo = todo[~(found == keys[todo, None]).any(axis=1)]
+            if len(todo) == 0:
+                break
+            index.remove(keys[todo])
+            index.add(keys[todo], vecs[todo], threads=1, log=False)
+            redone.update(keys[todo].tolist())
+    finally:
+        index.expansion_search = breadth
+    return len(redone)
 
 
 def _new_index(dim: int) -> Index:

@@ -30,3 +30,18 @@ def test_bench_cluster_quick_writes_json_and_plot(tmp_path):
     assert saved["summary"] == json.loads(json.dumps(summary))
     assert (out / "cluster-latest.png").stat().st_size > 10_000
     assert len(list(out.glob("cluster-2*.json"))) == 1
+
+
+def test_bench_index_compares_three_ways_to_build(tmp_path):
+    from facelab.bench import bench_index
+
+    result = bench_index(quick=True, builds=1, out=tmp_path)
+    rows = {(r["data"], r["how"]): r for r in result["summary"]}
+    assert {how for _, how in rows} == {"parallel", "facelab", "single"}
+    assert all(r["time_ratio"] == 1.0 for (_, how), r in rows.items() if how == "parallel")
+    for data, how in rows:
+        if how == "facelab":  # re-linking never leaves more faces unreachable
+            assert rows[data, how]["unreachable_mean"] <= rows[data, "parallel"]["unreachable_mean"]
+    if ("lfw-dev dlib", "facelab") in rows:  # and on real faces it leaves none
+        assert rows["lfw-dev dlib", "facelab"]["unreachable_max"] == 0
+    assert (tmp_path / "index-latest.json").exists() and (tmp_path / "index-latest.png").exists()
