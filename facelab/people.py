@@ -50,7 +50,7 @@ SOURCES = HUMAN_SOURCES | {AUTO}
 
 # person-level actions undo knows how to revert (create has nothing sensible to revert to:
 # hide the person instead)
-_PERSON_UNDOABLE = {"merge", "unmerge", "rename", "hide"}
+_PERSON_UNDOABLE = {"merge", "unmerge", "rename", "hide", "create", "uncreate"}
 
 
 @dataclass
@@ -161,24 +161,53 @@ def _find(con: duckdb.DuckDBPyConnection, name: str) -> int | None:
     return next((int(pid) for pid, n in rows if _name_key(n) == key), None)
 
 
-def _create(con: duckdb.DuckDBPyConnection, name: str | None) -> int:
+def _create(con: duckdb.DuckDBPyConnection, name: str | None, group: int | None = None) -> int:
+    """A new person; its ``create`` event joins ``group`` (the action that needed the person,
+    so undoing that action retracts the person too) or a group of its own."""
     clean = None if name is None else _clean_name(name)
     pid = int(con.execute("INSERT INTO persons (name) VALUES (?) RETURNING person_id",
                           [clean]).fetchall()[0][0])
-    _person_event(con, _new_group(con), "create", None, pid, {"name": clean})
+    _person_event(con, _new_group(con) if group is None else group, "create", None, pid,
+                  {"name": clean})
     return pid
 
 
-def _resolve(con: duckdb.DuckDBPyConnection, person: int | str, create: bool
-             ) -> tuple[int | None, bool]:
-    """``(person_id, created)``; person_id None only when absent and ``create`` is False."""
+def _retract(con: duckdb.DuckDBPyConnection, person_id: int, group: int) -> bool:
+    """Undo a person's creation: delete the person when nothing refers to it any more.
+
+    A person still holding faces, rejections or merged people stays (it is in use; the
+    undo only reverts what its own group did). Its machine state (prototypes, centroid,
+    pending suggestions) goes with it. An ``uncreate`` event records the name, so undoing
+    the undo brings the same person id back.
+    """
+    in_use = con.execute(
+        "SELECT (SELECT count(*) FROM faces WHERE person_id=$p) "
+        "+ (SELECT count(*) FROM rejections WHERE person_id=$p) "
+        "+ (SELECT count(*) FROM persons WHERE merged_into=$p) "
+        "+ (SELECT count(*) FROM suggestions WHERE person_id=$p AND status<>'pending')",
+        {"p": person_id}).fetchall()[0][0]
+    row = con.execute("SELECT name, hidden, merged_into FROM persons WHERE person_id=?",
+                      [person_id]).fetchall()
+    if in_use or not row or row[0][2] is not None:
+        return False
+    for table in ("prototypes", "centroids", "suggestions", "persons"):
+        con.execute(f"DELETE FROM {table} WHERE person_id=?", [person_id])
+    _person_event(con, group, "uncreate", person_id, None,
+                  {"name": row[0][0], "hidden": bool(row[0][1])})
+    return True
+
+
+def _resolve(con: duckdb.DuckDBPyConnection, person: int | str, create: bool,
+             group: int | None = None) -> tuple[int | None, bool]:
+    """``(person_id, created)``; person_id None only when absent and ``create`` is False.
+    A created person's event joins ``group`` (see :func:`_create`)."""
     if isinstance(person, str):
         found = _find(con, _clean_name(person))
         if found is not None:
             return found, False
         if not create:
             return None, False
-        return _create(con, person), True
+        return _create(con, person, group), True
     return _check_person(con, person), False
 
 
@@ -518,10 +547,11 @@ def move_faces(catalog: Catalog, face_ids: Iterable[int] | np.ndarray, person: i
                expected_revisions: dict[int, int] | None = None) -> AssignResult:
     """A user moves faces to a person (id, or name: created when new). One transaction."""
     with catalog.write() as con:
-        pid, _ = _resolve(con, person, True)
+        group = _new_group(con)
+        pid, _ = _resolve(con, person, True, group)
         return _apply(con, face_ids, pid, source="user", action="move",
                       expected_revisions=expected_revisions, run_id=None, evidence=None,
-                      group_id=None)
+                      group_id=group)
 
 
 def remove_faces(catalog: Catalog, face_ids: Iterable[int] | np.ndarray, *,
@@ -574,7 +604,7 @@ def label_cluster(catalog: Catalog, cluster_id: str, person: int | str, *,
     Otherwise, in one transaction: the faces are assigned (source ``cluster_label``, action
     ``label``), the cluster is marked ``labeled`` with its person, and the person's
     prototypes in the cluster's space are refreshed. The plan's ``group_id`` undoes all of
-    it but the person's creation (:func:`undo_group`).
+    it, including the person's creation when this label created it (:func:`undo_group`).
     """
     exclude = _ids(exclude_faces)
     if dry_run:
@@ -585,10 +615,10 @@ def label_cluster(catalog: Catalog, cluster_id: str, person: int | str, *,
         plan, space = _label_plan(con, cluster_id, person, exclude)
         if plan.n_faces == 0 and not plan.excluded:
             return plan  # nothing to do: in particular, no empty person is created
-        if plan.person_id is None:
-            plan.person_id = _create(con, plan.name)
-        pid = plan.person_id
         group = _new_group(con)
+        if plan.person_id is None:
+            plan.person_id = _create(con, plan.name, group)
+        pid = plan.person_id
         if plan.excluded:
             _exclude(con, np.array(plan.excluded, np.int64), pid, cluster_id, group)
         if plan.n_faces:
@@ -788,6 +818,13 @@ def _undo(con: duckdb.DuckDBPyConnection, where: str, params: Sequence[Any], wha
                         [bool(ev.get("old_hidden")), old])
             _person_event(con, group, "hide", old, old, {"old_hidden": ev.get("new_hidden"),
                                                          "new_hidden": ev.get("old_hidden")})
+        elif r["action"] == "uncreate":  # redo of a creation: the same id and name again
+            if con.execute("SELECT 1 FROM persons WHERE person_id=?", [old]).fetchall():
+                raise CatalogConflict(f"person {old} exists again; nothing was undone")
+            con.execute("INSERT INTO persons (person_id, name, hidden) VALUES (?, ?, ?)",
+                        [old, ev.get("name"), bool(ev.get("hidden"))])
+            _person_event(con, group, "create", None, old, {"name": ev.get("name")})
+        # "create" is undone after the faces, once they no longer hold the person
 
     # faces: back to the state before their first event
     restore = [fid for fid in last if fid not in skip]
@@ -836,6 +873,10 @@ def _undo(con: duckdb.DuckDBPyConnection, where: str, params: Sequence[Any], wha
                         "status='labeled' AND cluster_id IN (SELECT cluster_id FROM _fl_cl)")
             con.unregister("_fl_cl")
 
+    for r in reversed(person_rows):
+        if r["action"] == "create":
+            _retract(con, r["new_person_id"], group)
+
     done = [r["event_id"] for r in rows if r["face_id"] is None or r["face_id"] not in skip]
     con.register("_fl_done", pa.table({"event_id": pa.array(done, pa.int64())}))
     con.execute("UPDATE events SET undone_by=? WHERE event_id IN "
@@ -850,11 +891,12 @@ def undo_group(catalog: Catalog, group_id: int, *, skip_conflicts: bool = False)
     Each face gets back exactly the person, ``assigned_by`` and ``cluster_id`` it had before
     the group, and the rejections the group added or lifted are reverted; a merge is
     un-merged (``merged_into`` NULL, the source's prototypes back as they were); a labeled
-    cluster is open again. Only faces still as the group left them (same person, same
-    revision) are restored: otherwise :class:`CatalogConflict` names the faces and nothing
-    is written, unless ``skip_conflicts`` leaves those faces (and their events) alone. The
-    reverting events form a new group (action ``undo``), which can itself be undone.
-    Events written without this module's ``evidence.undo`` record are reverted by person
+    cluster is open again; a person the group created is deleted once nothing refers to it
+    (undoing the undo brings it back under the same id). Only faces still as the group left
+    them (same person, same revision) are restored: otherwise :class:`CatalogConflict` names
+    the faces and nothing is written, unless ``skip_conflicts`` leaves those faces (and their
+    events) alone. The reverting events form a new group (action ``undo``), which can itself
+    be undone. Events written without this module's ``evidence.undo`` record are reverted by person
     only (``assigned_by`` and ``cluster_id`` become NULL).
     """
     with catalog.write() as con:

@@ -16,6 +16,7 @@ from facelab.people import (
     label_cluster,
     merge_persons,
     move_faces,
+    persons,
     remove_faces,
     rename_person,
     resolve_person,
@@ -390,10 +391,15 @@ def test_undo_run_conflicts_with_later_user_decisions_unless_skipped(cat, faces)
 def test_undo_of_unknown_group_says_so(cat):
     with pytest.raises(FacelabError, match="no events"):
         undo_group(cat, 424242)
-    create_person(cat, "Anna")
+    anna = create_person(cat, "Anna")
     create = events(cat, action="create")[0]
-    with pytest.raises(FacelabError, match="'create' event, which cannot be undone"):
+    undo_group(cat, create["group_id"])  # an unused person's creation is simply retracted
+    assert find_person(cat, "Anna") is None
+    with pytest.raises(FacelabError, match="already undone"):
         undo_group(cat, create["group_id"])
+    redo = events(cat, action="uncreate")[0]
+    undo_group(cat, redo["group_id"])
+    assert find_person(cat, "Anna") == anna
 
 
 def test_undo_restores_the_state_before_the_first_event_of_a_face_in_the_group(cat, faces):
@@ -449,6 +455,38 @@ def test_label_cluster_assigns_excludes_and_refreshes_prototypes(cat, faces):
     after = snapshot(cat)
     assert after["faces"] == before["faces"] and after["rejections"] == before["rejections"]
     assert after["clusters"] == [("c1", "active", None)]
+
+
+def test_undoing_a_label_that_created_the_person_leaves_no_empty_person(cat, faces):
+    add_cluster(cat, "c1", SPACE, faces[:4])
+    before = snapshot(cat)
+    plan = label_cluster(cat, "c1", "Zoe")
+    assert plan.created and prototypes_of(cat, SPACE)[0].size
+    undo_group(cat, plan.group_id)
+    assert find_person(cat, "Zoe") is None and persons(cat) == []
+    assert snapshot(cat)["faces"] == before["faces"] and prototypes_of(cat, SPACE)[0].size == 0
+    assert cat.query("SELECT status, person_id FROM clusters") == [("active", None)]
+    # undoing the undo brings Zoe back, same id, with her faces
+    redo = events(cat, action="uncreate")[0]["group_id"]
+    undo_group(cat, redo)
+    assert find_person(cat, "Zoe") == plan.person_id
+    assert [r[0] for r in face_rows(cat, faces[:4])] == [plan.person_id] * 4
+
+
+def test_undoing_a_label_keeps_a_created_person_that_is_in_use_since(cat, faces):
+    add_cluster(cat, "c1", SPACE, faces[:4])
+    plan = label_cluster(cat, "c1", "Zoe")
+    move_faces(cat, faces[10:11], "zoe")  # the user gave Zoe another face meanwhile
+    undo_group(cat, plan.group_id)
+    assert find_person(cat, "Zoe") == plan.person_id
+    assert [r[0] for r in face_rows(cat, faces[:4])] == [None] * 4
+
+
+def test_moving_faces_to_a_new_name_is_undone_with_the_person(cat, faces):
+    result = move_faces(cat, faces[:2], "Newcomer")
+    undo_group(cat, result.group_id)
+    assert find_person(cat, "Newcomer") is None
+    assert [r[0] for r in face_rows(cat, faces[:2])] == [None, None]
 
 
 def test_label_cluster_creates_the_person_and_refuses_unknown_clusters(cat, faces):
