@@ -181,10 +181,9 @@ def _import_identities(catalog: Catalog, space: str, names: list[str | None],
         for row, face_id in rows:
             if names[row]:
                 by_name.setdefault(str(names[row]), []).append(int(face_id))
-        for name, face_ids in sorted(by_name.items()):
-            person_id = people.resolve_person(catalog, name, create=True, con=con)
-            people.assign_faces(catalog, face_ids, person_id, source="import",
-                                action="import", con=con)
+        if by_name:
+            people.assign_by_name(catalog, dict(sorted(by_name.items())), source="import",
+                                  action="import", con=con)
 
 
 def _matrix(column: pa.ChunkedArray, path: object) -> np.ndarray:

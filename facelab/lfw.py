@@ -103,22 +103,24 @@ def label_known(catalog: Catalog, truth: Truth, *, fraction: float = 0.3, min_fa
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(eligible, size=round(fraction * len(eligible)),
                                replace=False)) if len(eligible) else []
-    out: dict[str, int] = {}
+    picked: dict[str, list[int]] = {}
+    for name in chosen:
+        all_ids = truth.face_ids[truth.identity == name]
+        take = max(2, round(per_person * len(all_ids)))
+        picked[str(name)] = np.sort(rng.permutation(all_ids)[:take]).tolist()
+    if not picked:
+        return {}
     with catalog.session(), catalog.write() as con:
-        for name in chosen:
-            pid = people.resolve_person(catalog, str(name), create=True, con=con)
-            all_ids = truth.face_ids[truth.identity == name]
-            take = max(2, round(per_person * len(all_ids)))
-            ids = np.sort(rng.permutation(all_ids)[:take]).tolist()
-            free = [f for (f,) in con.execute(
-                "SELECT face_id FROM faces WHERE face_id IN (SELECT unnest(?)) AND "
-                "person_id IS NULL", [ids]).fetchall()]
-            if free:
-                people.assign_faces(catalog, free, pid, source=source, action="assign",
-                                    con=con)
-            out[str(name)] = pid
-        for pid in out.values():
-            prototypes.refresh_prototypes(catalog, pid, truth.space)
+        wanted = [f for ids in picked.values() for f in ids]
+        free = {f for (f,) in con.execute(
+            "SELECT face_id FROM faces WHERE face_id IN (SELECT unnest(?)) AND "
+            "person_id IS NULL", [wanted]).fetchall()}
+        people.assign_by_name(catalog, {name: [f for f in ids if f in free]
+                                        for name, ids in picked.items()},
+                              source=source, action="assign", con=con)
+        out = {name: people.find_person(catalog, name, con=con) for name in picked}
+    for pid in out.values():
+        prototypes.refresh_prototypes(catalog, pid, truth.space)
     return out
 
 

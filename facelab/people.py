@@ -383,19 +383,21 @@ def _evidence_texts(evidence: dict | list[dict] | None, n: int) -> list[str | No
     return one(evidence)
 
 
-def _state(con: duckdb.DuckDBPyConnection, ids: np.ndarray, person_id: int | None
+def _state(con: duckdb.DuckDBPyConnection, ids: np.ndarray, person: np.ndarray
            ) -> dict[str, np.ndarray]:
-    """Current person, decision, revision, cluster and rejections of ``ids`` (input order)."""
-    con.register("_fl_req", pa.table({"face_id": ids, "pos": np.arange(ids.size)}))
+    """Current person, decision, revision, cluster and rejections of ``ids`` (input order);
+    ``rej_new``: the face is rejected for its target ``person`` (one per face, -1: nobody)."""
+    con.register("_fl_req", pa.table({"face_id": ids, "pos": np.arange(ids.size),
+                                      "target": person}))
     try:
         table = con.sql(
             "SELECT r.pos, f.face_id IS NOT NULL AS present, f.person_id, f.assigned_by, "
             "f.revision, f.cluster_id, jn.face_id IS NOT NULL AS rej_new, "
             "jo.face_id IS NOT NULL AS rej_old FROM _fl_req r "
             "LEFT JOIN faces f ON f.face_id = r.face_id "
-            "LEFT JOIN rejections jn ON jn.face_id = r.face_id AND jn.person_id = $p "
+            "LEFT JOIN rejections jn ON jn.face_id = r.face_id AND jn.person_id = r.target "
             "LEFT JOIN rejections jo ON jo.face_id = r.face_id AND jo.person_id = f.person_id "
-            "ORDER BY r.pos", params={"p": person_id}).to_arrow_table()
+            "ORDER BY r.pos").to_arrow_table()
     finally:
         con.unregister("_fl_req")
 
@@ -414,10 +416,30 @@ def _state(con: duckdb.DuckDBPyConnection, ids: np.ndarray, person_id: int | Non
     }
 
 
-def _apply(con: duckdb.DuckDBPyConnection, face_ids: Any, person_id: int | None, *,
-           source: str, action: str, expected_revisions: dict[int, int] | None,
+def _check_persons(con: duckdb.DuckDBPyConnection, person_ids: np.ndarray) -> None:
+    """:func:`_check_person` for many ids in one query."""
+    wanted = np.unique(person_ids)
+    if wanted.size == 1:
+        _check_person(con, int(wanted[0]))
+        return
+    con.register("_fl_pids", pa.table({"person_id": wanted}))
+    try:
+        rows = con.execute("SELECT w.person_id, p.person_id IS NULL, p.merged_into FROM _fl_pids "
+                           "w LEFT JOIN persons p USING (person_id) WHERE p.person_id IS NULL "
+                           "OR p.merged_into IS NOT NULL ORDER BY 1 LIMIT 1").fetchall()
+    finally:
+        con.unregister("_fl_pids")
+    if rows:
+        _check_person(con, int(rows[0][0]))  # raises, naming the person
+
+
+def _apply(con: duckdb.DuckDBPyConnection, face_ids: Any, person_id: int | np.ndarray | None,
+           *, source: str, action: str, expected_revisions: dict[int, int] | None,
            run_id: int | None, evidence: dict | list[dict] | None, group_id: int | None,
            reject: bool = False, keep_assigned_by: bool = False) -> AssignResult:
+    """Give faces to a person: ``person_id`` is one id (or None: nobody) for all faces, or an
+    array of one person id per face (a batch to many people; the first entry of a repeated
+    face wins)."""
     if source not in SOURCES:
         raise ConfigError(f"source={source!r} must be one of {', '.join(sorted(SOURCES))}")
     raw = _ids(face_ids)
@@ -425,12 +447,22 @@ def _apply(con: duckdb.DuckDBPyConnection, face_ids: Any, person_id: int | None,
     order = np.argsort(first, kind="stable")
     ids, first = ids[order], first[order]           # unique, in input order
     texts = _evidence_texts(evidence, raw.size)
-    if person_id is not None:
-        person_id = _check_person(con, person_id)
+    per_face = isinstance(person_id, np.ndarray)
+    if per_face:
+        targets = np.asarray(person_id, np.int64)
+        if targets.shape != raw.shape:
+            raise ConfigError(f"{targets.size} person ids for {raw.size} faces")
+        if targets.size:
+            _check_persons(con, targets)
+        new_code = targets[first]
+    else:
+        if person_id is not None:
+            person_id = _check_person(con, person_id)
+        new_code = np.full(ids.size, -1 if person_id is None else person_id, np.int64)
     group = _new_group(con) if group_id is None else int(group_id)
     if ids.size == 0:
         return AssignResult([], {}, group)
-    st = _state(con, ids, person_id)
+    st = _state(con, ids, new_code)
     present = st["present"]
 
     if expected_revisions:
@@ -444,11 +476,11 @@ def _apply(con: duckdb.DuckDBPyConnection, face_ids: Any, person_id: int | None,
                 "nothing was written. Re-read them and decide again.", bad)
 
     old = np.where(present, st["person"], -1)
-    new_code = -1 if person_id is None else person_id
+    to_nobody = new_code < 0
     by = st["assigned_by"]
     new_by = by if keep_assigned_by else np.full(ids.size, source, dtype=object)
     same_person = old == new_code
-    unchanged = present & same_person & ((person_id is None) | (by == new_by))
+    unchanged = present & same_person & (to_nobody | (by == new_by))
     decided = np.zeros(ids.size, bool)
     rejected = np.zeros(ids.size, bool)
     if source == AUTO:
@@ -459,21 +491,21 @@ def _apply(con: duckdb.DuckDBPyConnection, face_ids: Any, person_id: int | None,
 
     idx = np.flatnonzero(change)
     if idx.size:
-        rej_add = [int(old[i]) if (reject and person_id is None and old[i] >= 0
+        rej_add = [int(old[i]) if (reject and to_nobody[i] and old[i] >= 0
                                    and not st["rej_old"][i]) else None for i in idx]
-        rej_remove = [person_id if (person_id is not None and source in HUMAN_SOURCES
-                                    and st["rej_new"][i]) else None for i in idx]
+        rej_remove = [int(new_code[i]) if (not to_nobody[i] and source in HUMAN_SOURCES
+                                           and st["rej_new"][i]) else None for i in idx]
         ev = ([texts[first[i]] for i in idx] if isinstance(texts, list)
               else [texts] * idx.size)
         chg = pa.table({
             "pos": pa.array(idx, pa.int64()),
             "face_id": pa.array(ids[idx], pa.int64()),
-            "new_person_id": pa.array([person_id] * idx.size, pa.int64()),
+            "new_person_id": pa.array([None if to_nobody[i] else int(new_code[i]) for i in idx],
+                                      pa.int64()),
             "new_assigned_by": pa.array(list(new_by[idx]), pa.string()),
             # a face given to a person leaves its cluster; one taken away stays out of any
             "new_cluster_id": pa.array(
-                [None] * idx.size if person_id is not None else list(st["cluster_id"][idx]),
-                pa.string()),
+                [st["cluster_id"][i] if to_nobody[i] else None for i in idx], pa.string()),
             "evidence": pa.array(ev, pa.string()),
             "rej_add": pa.array(rej_add, pa.int64()),
             "rej_remove": pa.array(rej_remove, pa.int64()),
@@ -524,6 +556,59 @@ def assign_faces(catalog: Catalog, face_ids: Iterable[int] | np.ndarray, person_
         return _apply(c, face_ids, person_id, source=source, action=action,
                       expected_revisions=expected_revisions, run_id=run_id, evidence=evidence,
                       group_id=group_id)
+
+
+def assign_by_name(catalog: Catalog, faces_by_name: dict[str, Sequence[int]], *,
+                   source: str, action: str = "assign",
+                   con: duckdb.DuckDBPyConnection | None = None) -> AssignResult:
+    """Give each name's faces to the person of that name, creating those who do not exist.
+
+    The batch form of :func:`resolve_person` + :func:`assign_faces` for thousands of people
+    (an import with an identity column): names are matched as :func:`find_person` does,
+    missing persons are created in one statement, and every face is assigned in one pass,
+    all in one group, so undoing it also retracts the persons it created. A face listed
+    under several names goes to the first.
+    """
+    with _connection(catalog, con) as c:
+        group = _new_group(c)
+        ids_of = _resolve_names(c, list(faces_by_name), group)
+        face_ids: list[int] = []
+        person_ids: list[int] = []
+        for name, fids in faces_by_name.items():
+            face_ids.extend(int(f) for f in fids)
+            person_ids.extend([ids_of[_name_key(_clean_name(name))]] * len(fids))
+        return _apply(c, np.asarray(face_ids, np.int64), np.asarray(person_ids, np.int64),
+                      source=source, action=action, expected_revisions=None, run_id=None,
+                      evidence=None, group_id=group)
+
+
+def _resolve_names(con: duckdb.DuckDBPyConnection, names: list[str], group: int
+                   ) -> dict[str, int]:
+    """``{name key: person_id}`` for ``names``, creating the missing persons in ``group``."""
+    existing: dict[str, int] = {}
+    for pid, name in con.execute("SELECT person_id, name FROM persons WHERE merged_into IS "
+                                 "NULL AND name IS NOT NULL ORDER BY created_at DESC, "
+                                 "person_id DESC").fetchall():
+        existing[_name_key(name)] = int(pid)  # oldest last, so the oldest wins
+    new: dict[str, str] = {}
+    for name in names:
+        clean = _clean_name(name)
+        if _name_key(clean) not in existing:
+            new.setdefault(_name_key(clean), clean)
+    if new:
+        con.register("_fl_names", pa.table({"pos": np.arange(len(new)),
+                                            "name": list(new.values())}))
+        try:
+            created = con.execute("INSERT INTO persons (name) SELECT name FROM _fl_names "
+                                  "ORDER BY pos RETURNING person_id, name").fetchall()
+        finally:
+            con.unregister("_fl_names")
+        con.executemany("INSERT INTO events (face_id, old_person_id, new_person_id, source, "
+                        "evidence, action, group_id) VALUES (NULL, NULL, ?, 'user', ?, "
+                        "'create', ?)",
+                        [[int(pid), _dumps({"name": name}), group] for pid, name in created])
+        existing |= {_name_key(name): int(pid) for pid, name in created}
+    return existing
 
 
 def unassign_faces(catalog: Catalog, face_ids: Iterable[int] | np.ndarray, *,
@@ -635,7 +720,7 @@ def label_cluster(catalog: Catalog, cluster_id: str, person: int | str, *,
 def _exclude(con: duckdb.DuckDBPyConnection, ids: np.ndarray, person_id: int, cluster_id: str,
              group_id: int) -> None:
     """Unassigned faces leave their cluster and are rejected for ``person_id``."""
-    st = _state(con, ids, person_id)
+    st = _state(con, ids, np.full(ids.size, person_id, np.int64))
     n = ids.size
     chg = pa.table({
         "pos": pa.array(np.arange(n), pa.int64()),

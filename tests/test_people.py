@@ -499,3 +499,19 @@ def test_label_cluster_creates_the_person_and_refuses_unknown_clusters(cat, face
     # an emptied cluster creates no empty person
     assert label_cluster(cat, "c1", "Yves").n_faces == 0
     assert find_person(cat, "Yves") is None
+
+
+def test_assign_by_name_batches_many_people_and_undoes_as_one(cat, faces):
+    anna = create_person(cat, "Anna")
+    before = snapshot(cat)
+    result = people.assign_by_name(cat, {"ANNA ": faces[:2], "Bo": faces[2:4],
+                                         "Cy": [faces[4], faces[0]]}, source="import",
+                                   action="import")
+    bo, cy = find_person(cat, "bo"), find_person(cat, "cy")
+    assert anna not in (bo, cy) and None not in (bo, cy)
+    assert [r[0] for r in face_rows(cat, faces[:5])] == [anna, anna, bo, bo, cy]  # first wins
+    assert {e["group_id"] for e in events(cat, action="create") if e["new"] != anna} \
+        == {result.group_id}
+    undo_group(cat, result.group_id)  # faces back, the two people it created retracted
+    assert snapshot(cat)["faces"] == before["faces"]
+    assert [p["person_id"] for p in persons(cat)] == [anna]
