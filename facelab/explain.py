@@ -55,7 +55,8 @@ def _why(info: dict[str, Any]) -> str:
             ev = last["evidence"]
             return (f"assigned to {who} automatically by run {ev.get('run_id')}: similarity "
                     f"{ev.get('score')} to prototype face {ev.get('prototype_face_id')} is at "
-                    f"or above the auto threshold {ev.get('thresholds', {}).get('auto')} "
+                    f"or above the auto threshold {ev.get('thresholds', {}).get('auto')}"
+                    f"{_origin(ev.get('thresholds', {}))} "
                     f"(runner-up {ev.get('runner_up')}; {ev.get('algorithm')})")
         how = {"user": "by a person", "cluster_label": "when its cluster was labeled",
                "suggestion_accept": "by accepting a suggestion", "import": "by an import"}
@@ -63,8 +64,12 @@ def _why(info: dict[str, Any]) -> str:
     pending = [s for s in info["suggestions"] if s["status"] == "pending"]
     if pending:
         s = pending[0]
+        th = (s["evidence"] or {}).get("thresholds") or {}
+        bar = th.get("suggest_threshold", th.get("suggest"))
         return (f"unassigned; suggested for person #{s['person_id']} with score {s['score']} "
-                f"({s['source']}), waiting for review")
+                f"({s['source']}"
+                + (f", threshold {bar}{_origin(th)}" if bar is not None else "")
+                + "), waiting for review")
     if info["cluster_id"]:
         return f"unassigned; grouped in cluster {info['cluster_id']} with similar faces"
     if info["assigned_by"] in ("user",) and info["rejected_persons"]:
@@ -72,6 +77,14 @@ def _why(info: dict[str, Any]) -> str:
     return ("unassigned and in no cluster: no known person scored above the suggestion "
             "threshold and clustering left it as noise (or its quality is below the "
             "clustering threshold)")
+
+
+def _origin(thresholds: dict[str, Any]) -> str:
+    """Where a threshold came from, when a calibration set it: " (calibration #3, exemplar)"."""
+    if thresholds.get("calibration_id") is None:
+        return ""
+    return (f" (calibration #{thresholds['calibration_id']}, "
+            f"{thresholds.get('strategy', 'exemplar')})")
 
 
 def format_explanation(info: dict[str, Any]) -> str:

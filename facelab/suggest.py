@@ -305,8 +305,10 @@ def find_more(catalog: Catalog, person_id: int, space: str, settings: Settings |
     person_id : int
         The person (a merged person is followed to the person it was merged into).
     space : str
-        Embedding space to search; ``suggest_threshold`` is read through
-        ``settings.for_space(space)``.
+        Embedding space to search. The suggestion threshold is the one in force for it
+        (:func:`facelab.calibrate.thresholds_for`: explicit settings, else the space's latest
+        calibration of the matching strategy - ``exemplar`` for prototypes, ``centroid`` for
+        centroids - else the space defaults); the evidence records which.
     method : {"prototypes", "centroid"}, default="prototypes"
         ``"prototypes"``: up to ``n_queries`` of the person's faces chosen by
         :func:`select_queries` (quality × diversity), seeded with the person's stored
@@ -333,7 +335,14 @@ def find_more(catalog: Catalog, person_id: int, space: str, settings: Settings |
         raise ConfigError(f"method={method!r} must be 'prototypes' or 'centroid'")
     if limit < 1:
         raise ConfigError(f"limit={limit} must be >= 1")
-    settings = (settings or Settings()).for_space(space)
+    from .calibrate import thresholds_for
+
+    raw = settings or Settings()
+    # the calibrated suggestion threshold of the matching strategy, unless set explicitly
+    th = thresholds_for(catalog, space, raw,
+                        strategy="centroid" if method == "centroid" else "exemplar")
+    settings = raw.for_space(space).replace(suggest_threshold=th.suggest,
+                                            auto_assign_threshold=th.auto)
     with catalog.write() as con:
         merged = _merge_map(con)
         target = _resolve(person_id, merged)
@@ -358,8 +367,9 @@ def find_more(catalog: Catalog, person_id: int, space: str, settings: Settings |
         else:
             queries, labels = _prototype_queries(con, catalog, space, target, face_ids, vecs,
                                                  quality, typical, settings, n_queries)
-        thresholds = {"suggest_threshold": settings.suggest_threshold,
-                      "auto_assign_threshold": settings.auto_assign_threshold}
+        thresholds = {"suggest_threshold": th.suggest, "auto_assign_threshold": th.auto,
+                      "source": th.source, "strategy": th.strategy,
+                      "calibration_id": th.calibration_id}
         rows_out = _suggest(con, _Indexes(catalog, index), space, target, merged, queries,
                             labels, k=limit, threshold=settings.suggest_threshold, limit=limit,
                             method=method, thresholds=thresholds, run_id=run_id)

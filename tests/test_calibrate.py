@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from facelab import calibrate, people, prototypes
+from facelab import calibrate, people, prototypes, suggest
 from facelab.assign import assign, score_faces
 from facelab.calibrate import (
     LooScores,
@@ -279,6 +279,7 @@ def test_calibration_is_stored_and_drives_assign_with_its_evidence(labeled):
     assert ev["thresholds"]["calibration_id"] == cal.calibration_id
     assert ev["thresholds"]["auto"] == pytest.approx(cal.auto)
     assert ev["score"] >= cal.auto - 1e-5
+    assert f"(calibration #{cal.calibration_id}, exemplar)" in explain(cat, face)["why"]
 
 
 def test_threshold_precedence_settings_then_calibration_then_space_default(labeled):
@@ -352,3 +353,22 @@ def test_lfw_dev_calibration_reaches_0995_with_a_bound(tmp_path):
     # dlib's genuine median is ~0.95 and impostor 99th percentile ~0.91: the threshold that
     # makes 2,023 people seen once (strangers here) safe lies just above the genuine median
     assert 0.95 < cal.auto < 0.98 and cal.suggest < cal.auto
+
+
+def test_find_more_uses_the_calibrated_threshold_of_its_strategy(labeled):
+    cat, _ = labeled
+    (ex,) = calibrate.calibrate(cat, DLIB, target_precision=0.95, target_recall=0.9)
+    (cent,) = calibrate.calibrate(cat, DLIB, strategies=["centroid"], target_precision=0.95,
+                                  target_recall=0.9)
+    person = people.find_person(cat, "P0")
+    for method, cal in (("prototypes", ex), ("centroid", cent)):
+        assert suggest.find_more(cat, person, DLIB, method=method, limit=50) > 0
+        rows = cat.query("SELECT face_id, score, evidence FROM suggestions WHERE "
+                         "status='pending'")
+        assert min(r[1] for r in rows) >= cal.suggest - 1e-5
+        th = json.loads(rows[0][2])["thresholds"]
+        assert (th["source"], th["calibration_id"], th["strategy"]) == (
+            "calibration", cal.calibration_id, cal.strategy)
+        why = explain(cat, rows[0][0])["why"]
+        assert f"calibration #{cal.calibration_id}, {cal.strategy}" in why
+        cat.query("DELETE FROM suggestions")
