@@ -50,8 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["LabeledFaces", "Verification", "adjusted_rand_index", "assignment_bands", "auc",
            "bcubed_prf", "catalog_labels", "clustering_report", "contingency",
            "equal_error_rate", "evaluate", "format_evaluation", "nmi", "noise_rate",
-           "pair_scores", "pairwise_prf", "parquet_labels", "person_report", "roc_curve",
-           "verification"]
+           "pair_indices", "pair_scores", "pairwise_prf", "parquet_labels", "person_report",
+           "roc_curve", "separation", "verification"]
 
 
 def contingency(true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray,
@@ -277,33 +277,27 @@ def _rowdot(x: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 65536) -> 
     return out
 
 
-def pair_scores(vectors: np.ndarray, labels: np.ndarray, *, max_same: int = 200_000,
-                n_diff: int = 200_000, seed: int | np.random.Generator | None = 0
-                ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Cosine scores of same-person and different-person pairs, never n x n.
+def pair_indices(labels: np.ndarray, *, max_same: int = 200_000, n_diff: int = 200_000,
+                 seed: int | np.random.Generator | None = 0
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Row indices of same-person and different-person pairs, never n x n.
 
     Same-person pairs: every one when there are at most ``max_same`` (the genuine
     distribution's tail decides thresholds, so small sets are used whole); otherwise
     ``max_same`` pairs drawn uniformly over all same-person pairs (a person is drawn with
     probability proportional to their pair count, then two distinct faces), so people with
     many faces weigh as they do in the full set. Different-person pairs: ``n_diff`` drawn
-    uniformly (two faces, rejected when one person). Cost O(n + pairs x dim).
+    uniformly (two faces, rejected when one person). O(n + pairs).
 
-    Returns
-    -------
-    same : float32 array
-    diff : float32 array
-    same_complete : bool
-        True when ``same`` holds every same-person pair (no sampling).
+    Returns ``(i_same, j_same, i_diff, j_diff, same_complete)``; ``same_complete`` is True
+    when the same-person pairs are all of them (no sampling).
     """
     if max_same < 0 or n_diff < 0:
         raise ConfigError(f"max_same={max_same} and n_diff={n_diff} must be >= 0")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     labels = np.asarray(labels)
-    if labels.ndim != 1 or len(labels) != len(vectors):
-        raise ConfigError(f"labels must be 1-d with one entry per vector; got {labels.shape} "
-                          f"for {len(vectors)} vectors")
-    x = _unit_rows(vectors)
+    if labels.ndim != 1:
+        raise ConfigError(f"labels must be 1-d; got shape {labels.shape}")
     _, codes = np.unique(labels, return_inverse=True)
     order = np.argsort(codes, kind="stable")
     sizes = np.bincount(codes).astype(np.int64)
@@ -326,18 +320,46 @@ def pair_scores(vectors: np.ndarray, labels: np.ndarray, *, max_same: int = 200_
         b = b + (b >= a)                               # a distinct second face
         i, j = order[starts[g] + a], order[starts[g] + b]
         complete = False
-    same = _rowdot(x, i, j)
-    diff = np.empty(0, np.float32)
+    di = dj = np.empty(0, np.int64)
     if sizes.size >= 2 and n_diff:
-        chunks, have = [], 0
+        got_i, got_j, have = [], [], 0
         while have < n_diff:
-            a = rng.integers(0, len(x), 2 * n_diff)
-            b = rng.integers(0, len(x), 2 * n_diff)
+            a = rng.integers(0, len(labels), 2 * n_diff)
+            b = rng.integers(0, len(labels), 2 * n_diff)
             keep = codes[a] != codes[b]
-            chunks.append(_rowdot(x, a[keep], b[keep]))
+            got_i.append(a[keep])
+            got_j.append(b[keep])
             have += int(keep.sum())
-        diff = np.concatenate(chunks)[:n_diff]
-    return same, diff, complete
+        di, dj = np.concatenate(got_i)[:n_diff], np.concatenate(got_j)[:n_diff]
+    as64 = [np.asarray(v, np.int64) for v in (i, j, di, dj)]
+    return as64[0], as64[1], as64[2], as64[3], complete
+
+
+def pair_scores(vectors: np.ndarray, labels: np.ndarray, *, max_same: int = 200_000,
+                n_diff: int = 200_000, seed: int | np.random.Generator | None = 0
+                ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Cosine scores of the pairs :func:`pair_indices` draws: ``(same, diff, same_complete)``
+    (float32 arrays). Cost O(n + pairs x dim), never n x n.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != len(vectors):
+        raise ConfigError(f"labels must be 1-d with one entry per vector; got {labels.shape} "
+                          f"for {len(vectors)} vectors")
+    i, j, di, dj, complete = pair_indices(labels, max_same=max_same, n_diff=n_diff, seed=seed)
+    x = _unit_rows(vectors)
+    return _rowdot(x, i, j), _rowdot(x, di, dj), complete
+
+
+def separation(same: np.ndarray, diff: np.ndarray) -> tuple[float, float, float]:
+    """``(auc, eer, eer_threshold)`` of same- vs different-person scores (NaN when either
+    side is empty), from :func:`roc_curve`, :func:`auc` and :func:`equal_error_rate`."""
+    same, diff = np.asarray(same, np.float64), np.asarray(diff, np.float64)
+    if not len(same) or not len(diff):
+        return float("nan"), float("nan"), float("nan")
+    fpr, tpr, thr = roc_curve(np.r_[np.ones(len(same), bool), np.zeros(len(diff), bool)],
+                              np.r_[same, diff])
+    eer, t = equal_error_rate(fpr, tpr, thr)
+    return auc(fpr, tpr), eer, t
 
 
 def roc_curve(y_true: np.ndarray, y_score: np.ndarray, *, drop_intermediate: bool = True

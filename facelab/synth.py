@@ -217,45 +217,18 @@ def make_space(space: str, n_persons: int = 50, **kwargs: Any) -> SynthFaces:
 def sample_pair_cosines(embeddings: np.ndarray, labels: np.ndarray, n_pairs: int = 20000,
                         *, seed: int | np.random.Generator | None = 0
                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Cosines of ``n_pairs`` random same-label pairs and ``n_pairs`` different-label pairs.
+    """Cosines of up to ``n_pairs`` same-label pairs (all of them when there are fewer) and
+    ``n_pairs`` different-label pairs: :func:`facelab.evaluate.pair_scores`, which never
+    forms n x n, so it also measures a real catalog's genuine/impostor distributions."""
+    from .evaluate import pair_scores
 
-    Same-label pairs: a random face whose label has at least two faces, with a random other
-    face of that label. Rows are assumed L2-normalised. O(n + n_pairs * dim), never n x n,
-    so it also measures a real catalog's genuine/impostor distributions.
-    """
     _check_int("n_pairs", n_pairs, 1)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    order = np.argsort(labels, kind="stable")
-    _, starts, sizes = np.unique(labels[order], return_index=True, return_counts=True)
-    group_of = np.repeat(np.arange(starts.size), sizes)  # group of each sorted position
-    eligible = np.flatnonzero(sizes[group_of] >= 2)
-    same = np.empty(0, dtype=np.float32)
-    if eligible.size:
-        pos = eligible[rng.integers(0, eligible.size, n_pairs)]
-        grp = group_of[pos]
-        start, size = starts[grp], sizes[grp]
-        step = rng.integers(1, size)  # 1..size-1: never the face itself
-        partner = start + (pos - start + step) % size
-        same = _rowdot(embeddings, order[pos], order[partner])
-    diff = np.empty(0, dtype=np.float32)
-    if starts.size >= 2:
-        chunks, have = [], 0
-        while have < n_pairs:
-            i = rng.integers(0, labels.size, 2 * n_pairs)
-            j = rng.integers(0, labels.size, 2 * n_pairs)
-            keep = labels[i] != labels[j]
-            chunks.append(_rowdot(embeddings, i[keep], j[keep]))
-            have += int(keep.sum())
-        diff = np.concatenate(chunks)[:n_pairs]
+    same, diff, _ = pair_scores(embeddings, labels, max_same=n_pairs, n_diff=n_pairs,
+                                seed=seed)
     return same, diff
 
 
 # --------------------------------------------------------------------------- internals
-
-
-def _rowdot(x: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", x[i], x[j], dtype=np.float64).astype(np.float32)
 
 
 def _check_int(name: str, value: object, low: int) -> None:

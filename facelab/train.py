@@ -223,93 +223,18 @@ def split_by_person(labels: np.ndarray, *, val_fraction: float = 0.2, min_faces:
 
 def sample_pairs(labels: np.ndarray, n_pairs: int = N_PAIRS, *, seed: int = 0
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Row indices of same-person pairs and different-person pairs, never n x n.
+    """Row indices ``(i_same, j_same, i_diff, j_diff)`` of at most ``n_pairs`` same-person
+    pairs (all of them when there are fewer) and ``n_pairs`` different-person pairs, never
+    n x n: :func:`facelab.evaluate.pair_indices`."""
+    from .evaluate import pair_indices
 
-    Same-person: every pair when a person's pairs total at most ``n_pairs``, else
-    ``n_pairs`` random ones. Different-person: ``n_pairs`` uniform random pairs of faces of
-    two people. Returns ``(i_same, j_same, i_diff, j_diff)``.
-    """
     _check_int("n_pairs", n_pairs, 1)
-    lab = np.asarray(labels)
-    n = lab.size
-    rng = np.random.default_rng(seed)
-    _, inv, counts = np.unique(lab, return_inverse=True, return_counts=True)
-    total_same = int(np.sum(counts * (counts - 1) // 2))
-    order = np.argsort(inv, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    if 0 < total_same <= n_pairs:
-        ii, jj = [], []
-        for s, c in zip(starts, counts, strict=True):
-            if c >= 2:
-                a, b = np.triu_indices(int(c), 1)
-                ii.append(order[s + a])
-                jj.append(order[s + b])
-        i_same, j_same = np.concatenate(ii), np.concatenate(jj)
-    elif total_same:
-        eligible = np.flatnonzero(counts[inv[order]] >= 2)
-        pos = eligible[rng.integers(0, eligible.size, n_pairs)]
-        grp = inv[order][pos]
-        step = rng.integers(1, counts[grp])
-        partner = starts[grp] + (pos - starts[grp] + step) % counts[grp]
-        i_same, j_same = order[pos], order[partner]
-    else:
-        i_same = j_same = np.empty(0, np.int64)
-    i_diff = j_diff = np.empty(0, np.int64)
-    if counts.size >= 2:
-        got_i, got_j, have = [], [], 0
-        while have < n_pairs:
-            i = rng.integers(0, n, 2 * n_pairs)
-            j = rng.integers(0, n, 2 * n_pairs)
-            keep = inv[i] != inv[j]
-            got_i.append(i[keep])
-            got_j.append(j[keep])
-            have += int(keep.sum())
-        i_diff = np.concatenate(got_i)[:n_pairs]
-        j_diff = np.concatenate(got_j)[:n_pairs]
-    return (i_same.astype(np.int64), j_same.astype(np.int64), i_diff.astype(np.int64),
-            j_diff.astype(np.int64))
+    return pair_indices(labels, max_same=n_pairs, n_diff=n_pairs, seed=seed)[:4]
 
 
 def _pair_cos(x: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     u = _unit(np.asarray(x, np.float32))
     return np.einsum("ij,ij->i", u[i], u[j]).astype(np.float64)
-
-
-def roc_auc(same: np.ndarray, diff: np.ndarray) -> float:
-    """Probability that a same-person pair scores above a different-person pair (ties
-    half): the area under the ROC curve, by ranks in O(n log n)."""
-    same, diff = np.asarray(same, np.float64), np.asarray(diff, np.float64)
-    if not len(same) or not len(diff):
-        return float("nan")
-    ranks = _average_ranks(np.concatenate([same, diff]))
-    u = ranks[: len(same)].sum() - len(same) * (len(same) + 1) / 2
-    return float(u / (len(same) * len(diff)))
-
-
-def _average_ranks(a: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties sharing their average (scipy's rankdata, without importing
-    scipy.stats, which takes seconds)."""
-    order = np.argsort(a, kind="mergesort")
-    s = a[order]
-    cuts = np.flatnonzero(np.diff(s)) + 1
-    starts = np.concatenate([[0], cuts])
-    ends = np.concatenate([cuts, [len(a)]])
-    ranks = np.empty(len(a), np.float64)
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    return ranks
-
-
-def equal_error(same: np.ndarray, diff: np.ndarray) -> tuple[float, float]:
-    """``(eer, threshold)``: the rate where false accepts (different-person pairs at or
-    above the threshold) equal false rejects (same-person pairs below it)."""
-    same, diff = np.sort(np.asarray(same, np.float64)), np.sort(np.asarray(diff, np.float64))
-    if not len(same) or not len(diff):
-        return float("nan"), float("nan")
-    t = np.unique(np.concatenate([same, diff]))
-    frr = np.searchsorted(same, t, side="left") / len(same)
-    far = 1.0 - np.searchsorted(diff, t, side="left") / len(diff)
-    k = int(np.argmin(np.abs(far - frr)))
-    return float((far[k] + frr[k]) / 2), float(t[k])
 
 
 def verification(x: np.ndarray, labels: np.ndarray, *, n_pairs: int = N_PAIRS,
@@ -324,13 +249,15 @@ def verification(x: np.ndarray, labels: np.ndarray, *, n_pairs: int = N_PAIRS,
     """
     i_s, j_s, i_d, j_d = pairs if pairs is not None else sample_pairs(labels, n_pairs,
                                                                       seed=seed)
+    from .evaluate import separation
+
     same, diff = _pair_cos(x, i_s, j_s), _pair_cos(x, i_d, j_d)
-    eer, thr = equal_error(same, diff)
+    roc_auc, eer, thr = separation(same, diff)
     tar = float("nan")
     if len(same) and len(diff):
         t_far = np.quantile(diff, 1.0 - FAR_REPORT, method="higher")
         tar = float(np.mean(same > t_far))
-    return {"auc": roc_auc(same, diff), "eer": eer, "eer_threshold": thr,
+    return {"auc": roc_auc, "eer": eer, "eer_threshold": thr,
             "tar_at_far": tar, "far": FAR_REPORT,
             "same_mean": float(same.mean()) if len(same) else float("nan"),
             "diff_mean": float(diff.mean()) if len(diff) else float("nan"),

@@ -165,7 +165,7 @@ def test_sample_pair_cosines_on_known_vectors() -> None:
     e = np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 0, 1], [0, 1, 0]], dtype=np.float32)
     labels = np.array([0, 0, 1, 2])
     same, diff = sample_pair_cosines(e, labels, 500, seed=0)
-    assert same.shape == (500,) and np.allclose(same, 0.6)
+    assert same.shape == (1,) and np.allclose(same, 0.6)  # the one same-label pair, once
     assert diff.shape == (500,)
     assert np.all(np.isclose(diff, 0.0, atol=1e-6) | np.isclose(diff, 0.8))
     nobody_twice, _ = sample_pair_cosines(e, np.arange(4), 10)

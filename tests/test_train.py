@@ -11,6 +11,7 @@ import pytest
 from facelab import people, train
 from facelab.catalog import Catalog
 from facelab.errors import ConfigError, DimensionMismatch, FacelabError
+from facelab.evaluate import separation
 from facelab.train import TripletHead
 
 from .people_helpers import add_photos
@@ -173,8 +174,8 @@ def test_verification_and_thresholds_on_known_scores():
     same = np.array([0.9, 0.8, 0.7, 0.6])
     diff = np.array([0.65, 0.5, 0.4, 0.3])
     # 15 of 16 (same, diff) pairs are ordered right; 0.6 < 0.65 is the one wrong pair
-    assert train.roc_auc(same, diff) == pytest.approx(15 / 16)
-    eer, thr = train.equal_error(same, diff)
+    roc_auc, eer, thr = separation(same, diff)
+    assert roc_auc == pytest.approx(15 / 16)
     assert eer == pytest.approx(0.25) and 0.6 <= thr <= 0.65
     t = train.derive_thresholds(same, diff, far_auto=0.25, far_suggest=0.5)
     # at most 1 of 4 impostors at or above auto; at most 2 at or above suggest
