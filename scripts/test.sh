@@ -9,5 +9,5 @@ if ! bash scripts/browser_setup.sh; then
   if [ -n "${CI:-}" ]; then exit 1; fi
   echo "test.sh: no browser; tests/test_browser.py will be skipped" >&2
 fi
-.venv/bin/ruff check facelab tests
+.venv/bin/ruff check facelab tests notebooks
 .venv/bin/python -m pytest -q "$@"
