@@ -449,7 +449,9 @@ def bench_index(*, sizes: list[int] | None = None, builds: int = 3, lfw: Path | 
     for n in sizes:
         x, _ = _synth_faces("insightface/buffalo_l", n, seed=3)
         data.append((f"synthetic ArcFace {n:,}", x))
-    lfw = lfw if lfw is not None else _lfw_dir()
+    from .lfw import default_dir
+
+    lfw = lfw if lfw is not None else default_dir()
     if lfw is not None:
         import pyarrow.parquet as pq
         emb = pq.read_table(lfw / "embeddings-dlib.parquet", columns=["embedding"])
@@ -485,12 +487,6 @@ def bench_index(*, sizes: list[int] | None = None, builds: int = 3, lfw: Path | 
               "platform": platform.platform()}
     _write_index(result, Path(out))
     return result
-
-
-def _lfw_dir() -> Path | None:
-    from .lfw import default_dir
-
-    return default_dir()
 
 
 def _write_index(result: dict[str, Any], out: Path) -> None:

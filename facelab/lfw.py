@@ -118,7 +118,7 @@ def label_known(catalog: Catalog, truth: Truth, *, fraction: float = 0.3, min_fa
         people.assign_by_name(catalog, {name: [f for f in ids if f in free]
                                         for name, ids in picked.items()},
                               source=source, action="assign", con=con)
-        out = {name: people.find_person(catalog, name, con=con) for name in picked}
+        out = people.find_persons(catalog, picked, con=con)
     for pid in out.values():
         prototypes.refresh_prototypes(catalog, pid, truth.space)
     return out

@@ -154,11 +154,18 @@ def _check_person(con: duckdb.DuckDBPyConnection, person_id: Any) -> int:
     return int(person_id)
 
 
+def _name_index(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """``{name key: person_id}`` of the persons not merged away; the oldest of a name wins."""
+    index: dict[str, int] = {}
+    for pid, name in con.execute("SELECT person_id, name FROM persons WHERE merged_into IS "
+                                 "NULL AND name IS NOT NULL ORDER BY created_at, "
+                                 "person_id").fetchall():
+        index.setdefault(_name_key(name), int(pid))
+    return index
+
+
 def _find(con: duckdb.DuckDBPyConnection, name: str) -> int | None:
-    key = _name_key(name)
-    rows = con.execute("SELECT person_id, name FROM persons WHERE merged_into IS NULL AND "
-                       "name IS NOT NULL ORDER BY created_at, person_id").fetchall()
-    return next((int(pid) for pid, n in rows if _name_key(n) == key), None)
+    return _name_index(con).get(_name_key(name))
 
 
 def _create(con: duckdb.DuckDBPyConnection, name: str | None, group: int | None = None) -> int:
@@ -252,6 +259,16 @@ def find_person(catalog: Catalog, name: str, *,
         return _find(con, clean)
     with catalog.read() as c:
         return _find(c, clean)
+
+
+def find_persons(catalog: Catalog, names: Iterable[str], *,
+                 con: duckdb.DuckDBPyConnection | None = None) -> dict[str, int | None]:
+    """:func:`find_person` for many names, reading the persons once: ``{name: id or None}``."""
+    if con is None:
+        with catalog.read() as c:
+            return find_persons(catalog, names, con=c)
+    index = _name_index(con)
+    return {name: index.get(_name_key(_clean_name(name))) for name in names}
 
 
 def resolve_person(catalog: Catalog, person: int | str, *, create: bool = True,
@@ -585,11 +602,7 @@ def assign_by_name(catalog: Catalog, faces_by_name: dict[str, Sequence[int]], *,
 def _resolve_names(con: duckdb.DuckDBPyConnection, names: list[str], group: int
                    ) -> dict[str, int]:
     """``{name key: person_id}`` for ``names``, creating the missing persons in ``group``."""
-    existing: dict[str, int] = {}
-    for pid, name in con.execute("SELECT person_id, name FROM persons WHERE merged_into IS "
-                                 "NULL AND name IS NOT NULL ORDER BY created_at DESC, "
-                                 "person_id DESC").fetchall():
-        existing[_name_key(name)] = int(pid)  # oldest last, so the oldest wins
+    existing = _name_index(con)
     new: dict[str, str] = {}
     for name in names:
         clean = _clean_name(name)

@@ -232,8 +232,8 @@ def sample_pairs(labels: np.ndarray, n_pairs: int = N_PAIRS, *, seed: int = 0
     return pair_indices(labels, max_same=n_pairs, n_diff=n_pairs, seed=seed)[:4]
 
 
-def _pair_cos(x: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    u = _unit(np.asarray(x, np.float32))
+def _pair_cos(u: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Cosines of rows ``i[k]``, ``j[k]`` of the unit-row matrix ``u``."""
     return np.einsum("ij,ij->i", u[i], u[j]).astype(np.float64)
 
 
@@ -251,7 +251,8 @@ def verification(x: np.ndarray, labels: np.ndarray, *, n_pairs: int = N_PAIRS,
                                                                       seed=seed)
     from .evaluate import separation
 
-    same, diff = _pair_cos(x, i_s, j_s), _pair_cos(x, i_d, j_d)
+    u = _unit(np.asarray(x, np.float32))
+    same, diff = _pair_cos(u, i_s, j_s), _pair_cos(u, i_d, j_d)
     roc_auc, eer, thr = separation(same, diff)
     tar = float("nan")
     if len(same) and len(diff):
@@ -1018,7 +1019,8 @@ def evaluate_head(head: TripletHead, x: np.ndarray, y: np.ndarray, *,
                                       seed=seed + 1)
 
     def rule(v: np.ndarray) -> dict[str, Any]:
-        return derive_thresholds(_pair_cos(v[m], i_s, j_s), _pair_cos(v[m], i_d, j_d),
+        u = _unit(np.asarray(v[m], np.float32))
+        return derive_thresholds(_pair_cos(u, i_s, j_s), _pair_cos(u, i_d, j_d),
                                  distinct_pairs=n * (n - 1) // 2)
 
     out["thresholds"] = {**rule(z), "from": part, "source_space": rule(x)}

@@ -160,3 +160,32 @@ class Panel:
             action()
         except FacelabError as exc:
             self.status.say(str(exc), error=True)
+
+
+class PagedPanel(Panel):
+    """A panel that pages through a list (named by ``_paged``) and selects tiles of its
+    ``grid``: the page arithmetic and the selection set the three galleries share."""
+
+    _paged: str  # attribute holding the list that is shown in pages
+    page: int
+    page_size: int
+    selected: set[int]
+    grid: TileGrid
+    _render: Callable[[], None]
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-len(getattr(self, self._paged)) // self.page_size))
+
+    def turn(self, pages: int) -> None:
+        """Move ``pages`` pages forward (negative: back); the selection is kept."""
+        self.page = max(0, min(self.page + int(pages), self.pages - 1))
+        self._render()
+
+    def _mark(self, key: int, selected: bool) -> None:
+        """Add ``key`` to the selection or take it out, and show it on the tiles."""
+        if selected:
+            self.selected.add(key)
+        else:
+            self.selected.discard(key)
+        self.grid.sync(self.selected)

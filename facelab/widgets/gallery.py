@@ -24,7 +24,7 @@ from ..catalog import Catalog
 from ..clustering import clusters as list_clusters
 from ..errors import ConfigError, FacelabError
 from ..settings import Settings
-from ._view import Panel, StatusLine, TileGrid, button, w
+from ._view import PagedPanel, StatusLine, TileGrid, button, w
 from .thumbs import ThumbCache
 
 
@@ -41,7 +41,7 @@ def _check_page_size(page_size: int) -> int:
     return int(page_size)
 
 
-class ClusterGallery(Panel):
+class ClusterGallery(PagedPanel):
     """Label clusters of unassigned faces, biggest first.
 
     Parameters
@@ -71,6 +71,8 @@ class ClusterGallery(Panel):
     last : LabelPlan or None
         The last label written (what Undo reverts).
     """
+
+    _paged = "members"
 
     def __init__(self, catalog: Catalog, space: str | None = None, *, page_size: int = 48,
                  thumbs: ThumbCache | None = None, settings: Settings | None = None) -> None:
@@ -163,10 +165,6 @@ class ClusterGallery(Panel):
         """Faces the Label button would label: the members not dropped."""
         return len(self.members) - len(self.selected)
 
-    @property
-    def pages(self) -> int:
-        return max(1, -(-len(self.members) // self.page_size))
-
     def refresh(self, cluster_id: str | None = None) -> None:
         """Re-read the clusters and show ``cluster_id`` (default: the one on show, or the
         cluster now at its position when it was labeled)."""
@@ -194,21 +192,12 @@ class ClusterGallery(Panel):
     def next_cluster(self) -> None:
         self.show(self.index + 1)
 
-    def turn(self, pages: int) -> None:
-        """Move ``pages`` pages forward (negative: back); the selection is kept."""
-        self.page = max(0, min(self.page + int(pages), self.pages - 1))
-        self._render()
-
     def select(self, face_id: int, selected: bool = True) -> None:
         """Mark a face of the cluster to drop (``selected``) or keep it again."""
         face_id = int(face_id)
         if face_id not in self.members:
             raise FacelabError(f"face {face_id} is not in cluster {self.cluster_id}")
-        if selected:
-            self.selected.add(face_id)
-        else:
-            self.selected.discard(face_id)
-        self.grid.sync(self.selected)
+        self._mark(face_id, selected)
         self._update_label_button()
 
     def toggle(self, face_id: int) -> None:

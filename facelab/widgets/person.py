@@ -31,7 +31,7 @@ from ..catalog import Catalog
 from ..errors import ConfigError, FacelabError
 from ..explain import explain, format_explanation
 from ..settings import Settings
-from ._view import Panel, Picker, StatusLine, TileGrid, button, w
+from ._view import PagedPanel, Picker, StatusLine, TileGrid, button, w
 from .thumbs import ThumbCache
 
 
@@ -48,7 +48,7 @@ def _label(p: dict[str, Any]) -> str:
     return f"{name} (#{p['person_id']}, {p['n_faces']} faces{hidden})"
 
 
-class PersonPage(Panel):
+class PersonPage(PagedPanel):
     """One person: faces, prototypes, rename, hide, merge (+ undo), not-this-person, pin,
     explain.
 
@@ -76,6 +76,8 @@ class PersonPage(Panel):
     explanation : str
         Text of the last :meth:`explain` call.
     """
+
+    _paged = "faces"
 
     def __init__(self, catalog: Catalog, person: int | str | None = None, *,
                  page_size: int = 48, thumbs: ThumbCache | None = None,
@@ -188,10 +190,6 @@ class PersonPage(Panel):
         info = self._info()
         return bool(info and info["hidden"])
 
-    @property
-    def pages(self) -> int:
-        return max(1, -(-len(self.faces) // self.page_size))
-
     def refresh(self, person_id: int | None = None) -> None:
         """Re-read the people and show ``person_id`` (default: the one on show, else the
         person with most faces)."""
@@ -225,20 +223,12 @@ class PersonPage(Panel):
             if p["person_id"] != self.person_id], None)
         self._render()
 
-    def turn(self, pages: int) -> None:
-        self.page = max(0, min(self.page + int(pages), self.pages - 1))
-        self._render()
-
     def select(self, face_id: int, selected: bool = True) -> None:
         """Select one of the person's faces (or a prototype) for the buttons."""
         fid = int(face_id)
         if fid not in self.faces:
             raise FacelabError(f"face {fid} is not a face of person {self.person_id}")
-        if selected:
-            self.selected.add(fid)
-        else:
-            self.selected.discard(fid)
-        self.grid.sync(self.selected)
+        self._mark(fid, selected)
         self.proto_grid.sync(self.selected)
 
     def _need_person(self) -> int:

@@ -28,7 +28,7 @@ from .. import people, suggest
 from ..catalog import Catalog
 from ..errors import ConfigError, FacelabError
 from ..settings import Settings
-from ._view import Panel, Picker, StatusLine, TileGrid, button, w
+from ._view import PagedPanel, Picker, StatusLine, TileGrid, button, w
 from .thumbs import ThumbCache
 
 #: Most tiles on one review page: the eye can check 24 faces at once; more and "accept all"
@@ -75,7 +75,7 @@ class _Action:
 # --------------------------------------------------------------------------- the widget
 
 
-class SuggestionReview(Panel):
+class SuggestionReview(PagedPanel):
     """Review the pending suggestions of one person at a time.
 
     Parameters
@@ -104,6 +104,8 @@ class SuggestionReview(Panel):
     history : list
         Undoable actions, last one last.
     """
+
+    _paged = "items"
 
     def __init__(self, catalog: Catalog, person: int | str | None = None, *,
                  space: str | None = None, page_size: int = MAX_PAGE, snowball: bool = False,
@@ -166,10 +168,6 @@ class SuggestionReview(Panel):
 
     # ------------------------------------------------------------------ state
     @property
-    def pages(self) -> int:
-        return max(1, -(-len(self.items) // self.page_size))
-
-    @property
     def page_items(self) -> list[dict[str, Any]]:
         lo = self.page * self.page_size
         return self.items[lo:lo + self.page_size]
@@ -222,20 +220,16 @@ class SuggestionReview(Panel):
         self._render()
 
     def turn(self, pages: int) -> None:
-        self.page = max(0, min(self.page + int(pages), self.pages - 1))
+        """Move ``pages`` pages; the selection is of one page's suggestions, so it is cleared."""
         self.selected = set()
-        self._render()
+        super().turn(pages)
 
     def select(self, suggestion_id: int, selected: bool = True) -> None:
         """Select a suggestion of the page (to reject it), or unselect it."""
         sid = int(suggestion_id)
         if sid not in {s["suggestion_id"] for s in self.page_items}:
             raise FacelabError(f"suggestion {sid} is not on this page")
-        if selected:
-            self.selected.add(sid)
-        else:
-            self.selected.discard(sid)
-        self.grid.sync(self.selected)
+        self._mark(sid, selected)
         self._render_buttons()
 
     def _render_buttons(self) -> None:
