@@ -2,15 +2,15 @@
 
 __version__ = "0.1.0"
 
-from .catalog import Catalog
-from .errors import (
+from facelab.errors import (
     CatalogBusy,
     DimensionMismatch,
     FacelabError,
     ImageError,
     ModelNotFound,
 )
-from .settings import Settings
+from facelab.settings import Settings
+from facelab.store.catalog import Catalog
 
 __all__ = ["Catalog", "CatalogBusy", "DimensionMismatch", "FacelabError", "ImageError",
            "ModelNotFound", "Settings", "__version__"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from facelab.errors import ConfigError
 
 ENV_PREFIX = "FACELAB_"
 

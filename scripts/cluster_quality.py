@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from facelab.cluster import FaceClusterer, default_params  # noqa: E402
-from facelab.evaluate import clustering_report  # noqa: E402
+from facelab.core.cluster import FaceClusterer, default_params  # noqa: E402
+from facelab.research.evaluate import clustering_report  # noqa: E402
 from facelab.settings import Settings  # noqa: E402
 
 PARQUET = ROOT.parent / "shared" / "data" / "lfw-dev" / "embeddings-dlib.parquet"

@@ -15,9 +15,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from facelab import exchange, simulate
-from facelab.catalog import Catalog
-from facelab.lfw import default_dir
+from facelab.research import simulate
+from facelab.research.lfw import default_dir
+from facelab.store import exchange
+from facelab.store.catalog import Catalog
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--out", default="/tmp/halves", help="folder for the halves' workspaces")

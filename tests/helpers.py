@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from facelab.catalog import Catalog, vector_array
+from facelab.store.catalog import Catalog, vector_array
 
 
 def add_faces(catalog: Catalog, space: str, vectors: np.ndarray, *, asset: str = "a") -> np.ndarray:

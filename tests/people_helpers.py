@@ -9,7 +9,7 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 import pyarrow as pa
 
-from facelab.catalog import Catalog, vector_array
+from facelab.store.catalog import Catalog, vector_array
 
 
 @contextmanager

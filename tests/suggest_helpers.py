@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from facelab import people, prototypes
-from facelab.catalog import Catalog, vector_array
-from facelab.synth import SynthFaces, make_space
+from facelab.people import naming, prototypes
+from facelab.research.synth import SynthFaces, make_space
+from facelab.store.catalog import Catalog, vector_array
 
 
 def add_photos(catalog: Catalog, space: str, vectors: np.ndarray, photos: np.ndarray, *,
@@ -85,8 +85,8 @@ def label(catalog: Catalog, face_ids: np.ndarray | list[int], name: str, *,
           space: str | None = None) -> int:
     """A new person holding ``face_ids``, labeled by a user (through ``people``); with
     ``space``, the person's prototypes there are chosen too, as labeling a cluster does."""
-    person = int(people.create_person(catalog, name))
-    people.assign_faces(catalog, [int(f) for f in face_ids], person, source="user")
+    person = int(naming.create_person(catalog, name))
+    naming.assign_faces(catalog, [int(f) for f in face_ids], person, source="user")
     if space is not None:
         prototypes.refresh_prototypes(catalog, person, space)
     return person

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from facelab import people
-from facelab.assign import assign, one_per_photo, score_faces, tiers, undo_run
-from facelab.catalog import Catalog
-from facelab.explain import explain, format_explanation
-from facelab.pipeline import tracked_run
+from facelab.library.run import tracked_run
+from facelab.people import naming
+from facelab.people.assign import assign, one_per_photo, score_faces, tiers, undo_run
+from facelab.people.explain import explain, format_explanation
 from facelab.settings import Settings
+from facelab.store.catalog import Catalog
 
 from .suggest_helpers import add_photos, label, make_library
 
@@ -79,10 +79,10 @@ def test_user_decisions_survive_and_rejections_hold(lib):
     alice = label(cat, library.of(0)[:8], "Alice", space=SPACE)
     bob = label(cat, library.of(1)[:8], "Bob", space=SPACE)
     mine = int(library.of(0)[10])        # an Alice face a user gave to Bob (on purpose)
-    people.assign_faces(cat, [mine], bob, source="user")
+    naming.assign_faces(cat, [mine], bob, source="user")
     freed = int(library.of(0)[11])        # an Alice face the user said is not Alice
-    people.assign_faces(cat, [freed], alice, source="user")
-    people.unassign_faces(cat, [freed], source="user", reject=True)
+    naming.assign_faces(cat, [freed], alice, source="user")
+    naming.unassign_faces(cat, [freed], source="user", reject=True)
     before = cat.query("SELECT face_id, person_id, assigned_by, revision FROM faces "
                        "WHERE assigned_by <> 'auto' OR assigned_by IS NULL ORDER BY face_id")
     with tracked_run(cat, "assign", {}) as run_id:

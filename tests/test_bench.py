@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from facelab.bench import bench_detect
+from facelab.research.bench import bench_detect
 from facelab.settings import Settings
 
 pytestmark = pytest.mark.slow

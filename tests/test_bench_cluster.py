@@ -2,7 +2,7 @@
 
 import json
 
-from facelab.bench import bench_cluster
+from facelab.research.bench import bench_cluster
 
 
 def test_bench_cluster_quick_writes_json_and_plot(tmp_path):
@@ -33,7 +33,7 @@ def test_bench_cluster_quick_writes_json_and_plot(tmp_path):
 
 
 def test_bench_index_compares_three_ways_to_build(tmp_path):
-    from facelab.bench import bench_index
+    from facelab.research.bench import bench_index
 
     result = bench_index(quick=True, builds=1, out=tmp_path)
     rows = {(r["data"], r["how"]): r for r in result["summary"]}

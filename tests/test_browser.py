@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from facelab import clustering, people
-from facelab.catalog import Catalog
+from facelab.people import clusters, naming
+from facelab.store.catalog import Catalog
 
 from .conftest import LFW, REPO
 
@@ -254,7 +254,7 @@ def test_label_a_cluster_in_jupyterlab_with_chromium(lab: Lab, browser, tmp_path
     t0 = time.monotonic()
     ws = tmp_path / "ws"
     catalog = _workspace(ws)
-    listed = clustering.clusters(catalog)
+    listed = clusters.clusters(catalog)
     largest = listed[0]
     members = {f for (f,) in catalog.query("SELECT face_id FROM faces WHERE cluster_id=? AND "
                                            "person_id IS NULL", [largest["cluster_id"]])}
@@ -273,7 +273,7 @@ def test_label_a_cluster_in_jupyterlab_with_chromium(lab: Lab, browser, tmp_path
     browser.save_screenshot(str(shot))
     print(f"screenshots: {SCREENSHOTS / '06_labeling-confirm.png'} (the question), {shot}")
 
-    pid = people.find_person(catalog, name)
+    pid = naming.find_person(catalog, name)
     assert pid is not None
     faces = {f for (f,) in catalog.query("SELECT face_id FROM faces WHERE person_id=?", [pid])}
     assert len(faces) == n and faces == members - {dropped}

@@ -7,9 +7,14 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from facelab import calibrate, people, prototypes, suggest
-from facelab.assign import assign, score_faces
-from facelab.calibrate import (
+from facelab.cli import main
+from facelab.errors import ConfigError
+from facelab.people import naming, prototypes, suggest
+from facelab.people.assign import assign, score_faces
+from facelab.people.centroids import person_centroids
+from facelab.people.explain import explain
+from facelab.research import calibrate
+from facelab.research.calibrate import (
     LooScores,
     calibrate_scores,
     choose_auto,
@@ -20,14 +25,10 @@ from facelab.calibrate import (
     rule_of_three,
     thresholds_for,
 )
-from facelab.catalog import Catalog
-from facelab.centroids import person_centroids
-from facelab.cli import main
-from facelab.errors import ConfigError
-from facelab.evaluate import LabeledFaces, catalog_labels
-from facelab.explain import explain
+from facelab.research.evaluate import LabeledFaces, catalog_labels
+from facelab.research.synth import make_space
 from facelab.settings import Settings
-from facelab.synth import make_space
+from facelab.store.catalog import Catalog
 
 from .people_helpers import add_photos, one_connection
 from .suggest_helpers import label, make_library
@@ -193,18 +194,18 @@ def test_exemplar_leave_one_out_equals_relabeling_without_the_face(tmp_path):
     cat = Catalog(tmp_path / "ws")
     with one_connection(cat):
         ids = add_photos(cat, DLIB, s.embeddings, quality=s.quality, years=years)
-        pid = {p: people.create_person(cat, f"P{p}") for p in np.unique(s.labels).tolist()}
+        pid = {p: naming.create_person(cat, f"P{p}") for p in np.unique(s.labels).tolist()}
         for p, person in pid.items():
-            people.assign_faces(cat, ids[s.labels == p].tolist(), person, source="user")
+            naming.assign_faces(cat, ids[s.labels == p].tolist(), person, source="user")
             prototypes.refresh_prototypes(cat, person, DLIB)
         loo = loo_scores(s.embeddings, s.labels, quality=s.quality, years=years)
         for i, fid in enumerate(ids.tolist()):
             person = pid[int(s.labels[i])]
-            people.assign_faces(cat, [fid], None, source="user")
+            naming.assign_faces(cat, [fid], None, source="user")
             prototypes.refresh_prototypes(cat, person, DLIB)
             pp, pf, _, pv, _ = prototypes.prototypes_of(cat, DLIB)
             ref = score_faces(s.embeddings[i:i + 1], pp, pf, pv)
-            people.assign_faces(cat, [fid], person, source="user")
+            naming.assign_faces(cat, [fid], person, source="user")
             prototypes.refresh_prototypes(cat, person, DLIB)
             assert pid[int(loo.persons[loo.predicted[i]])] == ref.person[0]
             assert loo.score[i] == pytest.approx(float(ref.score[0]), abs=1e-5)
@@ -337,7 +338,7 @@ def test_held_out_check_measures_people_calibration_never_saw(labeled):
 
 @pytest.mark.slow
 def test_lfw_dev_calibration_reaches_0995_with_a_bound(tmp_path):
-    from facelab import lfw
+    from facelab.research import lfw
 
     from .conftest import lfw_or_skip
 
@@ -360,7 +361,7 @@ def test_find_more_uses_the_calibrated_threshold_of_its_strategy(labeled):
     (ex,) = calibrate.calibrate(cat, DLIB, target_precision=0.95, target_recall=0.9)
     (cent,) = calibrate.calibrate(cat, DLIB, strategies=["centroid"], target_precision=0.95,
                                   target_recall=0.9)
-    person = people.find_person(cat, "P0")
+    person = naming.find_person(cat, "P0")
     for method, cal in (("prototypes", ex), ("centroid", cent)):
         assert suggest.find_more(cat, person, DLIB, method=method, limit=50) > 0
         rows = cat.query("SELECT face_id, score, evidence FROM suggestions WHERE "

@@ -7,8 +7,8 @@ import duckdb
 import numpy as np
 import pytest
 
-from facelab.catalog import SCHEMA_VERSION, Catalog
 from facelab.errors import CatalogBusy, DimensionMismatch
+from facelab.store.catalog import SCHEMA_VERSION, Catalog
 
 from .helpers import add_faces, unit_vectors
 
@@ -99,7 +99,7 @@ def test_lock_held_too_long_gives_clear_error(workspace):
 
 WRITER = """
 import sys
-from facelab.catalog import Catalog
+from facelab.store.catalog import Catalog
 cat = Catalog(sys.argv[1])
 for i in range(40):
     with cat.write() as con:
@@ -126,7 +126,7 @@ def test_dataframe_view_for_notebooks(workspace):
 
 
 def test_old_workspace_is_migrated_without_losing_faces(workspace, monkeypatch):
-    import facelab.catalog as catalog_mod
+    import facelab.store.catalog as catalog_mod
 
     full = list(catalog_mod.MIGRATIONS)
     monkeypatch.setattr(catalog_mod, "MIGRATIONS", full[:1])

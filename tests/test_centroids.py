@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from facelab.catalog import Catalog
-from facelab.centroids import (
+from facelab.people.centroids import (
     ALGORITHM,
     algorithm_tag,
     centroid_modes,
@@ -14,9 +13,10 @@ from facelab.centroids import (
     trim_fraction,
     trimmed_faces,
 )
-from facelab.people import assign_faces, create_person, merge_persons, remove_faces
+from facelab.people.naming import assign_faces, create_person, merge_persons, remove_faces
+from facelab.research.synth import make_identities, make_space
 from facelab.settings import Settings
-from facelab.synth import make_identities, make_space
+from facelab.store.catalog import Catalog
 
 from .people_helpers import add_photos, one_connection
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from facelab.catalog import Catalog
+from facelab.store.catalog import Catalog
 
 from .test_pipeline import cli
 

@@ -6,7 +6,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from facelab.cluster import (
+from facelab.core.cluster import (
     EXACT_MAX,
     SPACE_CLUSTER_DEFAULTS,
     FaceClusterer,
@@ -18,9 +18,9 @@ from facelab.cluster import (
     split_cluster,
 )
 from facelab.errors import ConfigError
-from facelab.evaluate import bcubed_prf
+from facelab.research.evaluate import bcubed_prf
+from facelab.research.synth import make_identities, make_space
 from facelab.settings import Settings
-from facelab.synth import make_identities, make_space
 
 ARC = "insightface/buffalo_l"
 METHODS = {

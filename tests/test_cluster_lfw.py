@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facelab.cluster import FaceClusterer, default_params
-from facelab.evaluate import clustering_report
+from facelab.core.cluster import FaceClusterer, default_params
+from facelab.research.evaluate import clustering_report
 from facelab.settings import Settings
 
 from .conftest import lfw_or_skip

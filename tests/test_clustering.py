@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from facelab import people
-from facelab.catalog import Catalog
-from facelab.clustering import cluster_dual, cluster_unassigned, clusters, split
+from facelab.people import naming
+from facelab.people.clusters import cluster_dual, cluster_unassigned, clusters, split
 from facelab.settings import Settings
+from facelab.store.catalog import Catalog
 
 from .suggest_helpers import add_photos, label, make_library
 
@@ -41,10 +41,10 @@ def test_labeling_takes_faces_out_and_the_next_run_keeps_other_ids(lib):
     cluster_unassigned(cat, SPACE, Settings(), min_cluster_size=5)
     m1 = _membership(cat)
     cid = m1[int(library.of(0)[0])]
-    plan = people.label_cluster(cat, cid, "Alice", dry_run=True)
+    plan = naming.label_cluster(cat, cid, "Alice", dry_run=True)
     size = cat.scalar("SELECT count(*) FROM faces WHERE cluster_id=?", [cid])
     assert plan.n_faces == size >= 20 and cat.scalar("SELECT count(*) FROM persons") == 0
-    people.label_cluster(cat, cid, "Alice")
+    naming.label_cluster(cat, cid, "Alice")
     r = cluster_unassigned(cat, SPACE, Settings(), min_cluster_size=5)
     assert r.clusters == 4 and r.kept_ids == 4
     assert cat.scalar("SELECT status FROM clusters WHERE cluster_id=?", [cid]) == "labeled"

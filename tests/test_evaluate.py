@@ -9,7 +9,7 @@ from sklearn.metrics import roc_curve as sk_roc_curve
 from sklearn.metrics.cluster import pair_confusion_matrix
 
 from facelab.errors import ConfigError
-from facelab.evaluate import (
+from facelab.research.evaluate import (
     adjusted_rand_index,
     assignment_bands,
     auc,
@@ -252,7 +252,7 @@ def _synthetic_parquet(path, n_persons=8, faces=5, seed=0):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from facelab.synth import make_space
+    from facelab.research.synth import make_space
 
     s = make_space("dlib/resnet_v1", n_persons, faces_per_person=faces, seed=seed,
                    shuffle=False)
@@ -264,9 +264,9 @@ def _synthetic_parquet(path, n_persons=8, faces=5, seed=0):
 
 
 def test_evaluate_reports_clusters_against_an_external_truth(tmp_path):
-    from facelab.catalog import Catalog
-    from facelab.evaluate import evaluate
-    from facelab.exchange import import_faces
+    from facelab.research.evaluate import evaluate
+    from facelab.store.catalog import Catalog
+    from facelab.store.exchange import import_faces
 
     from .people_helpers import add_cluster
 
@@ -297,9 +297,9 @@ def test_evaluate_reports_clusters_against_an_external_truth(tmp_path):
 def test_evaluate_cli_on_the_catalogs_own_labels(tmp_path, capsys):
     import json
 
-    from facelab.catalog import Catalog
     from facelab.cli import main
-    from facelab.evaluate import catalog_labels
+    from facelab.research.evaluate import catalog_labels
+    from facelab.store.catalog import Catalog
 
     from .suggest_helpers import label, make_library
 
@@ -307,9 +307,9 @@ def test_evaluate_cli_on_the_catalogs_own_labels(tmp_path, capsys):
     lib = make_library(cat, "dlib/resnet_v1", n_persons=5, faces_per_person=12, seed=1)
     for p in range(4):
         label(cat, lib.of(p)[:10], f"P{p}")
-    from facelab import people
-    auto = people.create_person(cat, "machine")
-    people.assign_faces(cat, lib.of(4).tolist(), auto, source="auto")
+    from facelab.people import naming
+    auto = naming.create_person(cat, "machine")
+    naming.assign_faces(cat, lib.of(4).tolist(), auto, source="auto")
     data = catalog_labels(cat, "dlib/resnet_v1")
     assert len(data) == 40 and set(data.labels.tolist()) == set(range(1, 5))
     out = tmp_path / "rep.json"

@@ -3,10 +3,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from facelab.catalog import Catalog
 from facelab.errors import DimensionMismatch, FacelabError
-from facelab.exchange import export, import_faces
-from facelab.vectors import VectorIndex
+from facelab.store.catalog import Catalog
+from facelab.store.exchange import export, import_faces
+from facelab.store.vectors import VectorIndex
 
 from .conftest import lfw_or_skip
 from .helpers import add_faces, unit_vectors

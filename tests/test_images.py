@@ -1,4 +1,4 @@
-"""facelab.images: every awkward file a photo library holds, generated in tmp_path.
+"""facelab.library.images: every awkward file a photo library holds, generated in tmp_path.
 
 Each test builds its input with Pillow (no binary fixtures) and checks both the happy path
 (pixels as a viewer shows them) and the failure kind the detection run will record.
@@ -21,9 +21,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from facelab import images
 from facelab.errors import ConfigError, ImageError
-from facelab.images import ImageInfo, LoadedImage, exif_capture_time, load_image, probe_image
+from facelab.library import images
+from facelab.library.images import (
+    ImageInfo,
+    LoadedImage,
+    exif_capture_time,
+    load_image,
+    probe_image,
+)
 
 MP = 10_000_000  # a generous max_pixels for the small test images
 

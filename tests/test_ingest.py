@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from facelab.catalog import Catalog
-from facelab.ingest import scan
+from facelab.library.scan import scan
 from facelab.settings import Settings
+from facelab.store.catalog import Catalog
 
 
 def _img(path: Path, color=(200, 50, 50), size=(64, 48), exif_time: str | None = None) -> Path:
@@ -115,7 +115,7 @@ def test_missing_folder_is_a_clear_error(workspace, tmp_path):
 def test_unreadable_file_is_reported_as_permission_error(workspace, library, monkeypatch):
     # root reads anything, so chmod 000 cannot make a file unreadable in CI containers;
     # make the hash step meet the same PermissionError the OS gives to ordinary users
-    import facelab.ingest as ingest
+    import facelab.library.scan as ingest
 
     real = ingest.file_hash
 

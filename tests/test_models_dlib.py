@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 
 from facelab.errors import ConfigError, ModelNotFound
-from facelab.models import DetectedFace, FaceModel, load_model, model_space
+from facelab.library.models import DetectedFace, FaceModel, load_model, model_space
 from facelab.settings import Settings
 
-dlib_mod = pytest.importorskip("facelab.models.dlib")
+dlib_mod = pytest.importorskip("facelab.library.models.dlib")
 pytest.importorskip("dlib")
 DlibModel = dlib_mod.DlibModel
 
@@ -244,8 +244,8 @@ def test_weights_found_without_pkg_resources(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_process_pool_gives_the_same_faces_as_one_process(lfw_dir):
-    from facelab.models import load_model
-    from facelab.models.pool import ProcessPoolModel
+    from facelab.library.models import load_model
+    from facelab.library.models.pool import ProcessPoolModel
     from facelab.settings import Settings
 
     paths = sorted((lfw_dir / "images").rglob("*.jpg"))[:5]

@@ -29,10 +29,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import facelab.models.insightface as ifm
+import facelab.library.models.insightface as ifm
 from facelab.errors import ConfigError, ModelError, ModelNotFound
-from facelab.models import DetectedFace, FaceModel, load_model, model_space
-from facelab.models.insightface import InsightFaceModel
+from facelab.library.models import DetectedFace, FaceModel, load_model, model_space
+from facelab.library.models.insightface import InsightFaceModel
 from facelab.settings import Settings
 
 PACK = "testpack"

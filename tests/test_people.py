@@ -4,10 +4,9 @@ import time
 import numpy as np
 import pytest
 
-from facelab import people
-from facelab.catalog import Catalog
 from facelab.errors import CatalogConflict, ConfigError, FacelabError
-from facelab.people import (
+from facelab.people import naming
+from facelab.people.naming import (
     AUTO,
     assign_faces,
     create_person,
@@ -24,8 +23,9 @@ from facelab.people import (
     undo_group,
     undo_run,
 )
-from facelab.prototypes import pin, prototypes_of, refresh_prototypes
-from facelab.synth import make_identities
+from facelab.people.prototypes import pin, prototypes_of, refresh_prototypes
+from facelab.research.synth import make_identities
+from facelab.store.catalog import Catalog
 
 from .people_helpers import (
     add_cluster,
@@ -116,10 +116,10 @@ def test_persons_lists_face_counts(cat, faces):
     assign_faces(cat, faces[:3], a, source="user")
     assign_faces(cat, faces[3:5], a, source=AUTO)
     assign_faces(cat, faces[5:6], b, source="user")
-    rows = {r["name"]: r for r in people.persons(cat)}
+    rows = {r["name"]: r for r in naming.persons(cat)}
     assert (rows["A"]["n_faces"], rows["A"]["n_auto"], rows["A"]["n_confirmed"]) == (5, 2, 3)
     assert rows["B"]["n_faces"] == 1
-    assert [r["name"] for r in people.persons(cat)] == ["A", "B"]  # most faces first
+    assert [r["name"] for r in naming.persons(cat)] == ["A", "B"]  # most faces first
 
 
 # --------------------------------------------------------------------------- assign
@@ -504,7 +504,7 @@ def test_label_cluster_creates_the_person_and_refuses_unknown_clusters(cat, face
 def test_assign_by_name_batches_many_people_and_undoes_as_one(cat, faces):
     anna = create_person(cat, "Anna")
     before = snapshot(cat)
-    result = people.assign_by_name(cat, {"ANNA ": faces[:2], "Bo": faces[2:4],
+    result = naming.assign_by_name(cat, {"ANNA ": faces[:2], "Bo": faces[2:4],
                                          "Cy": [faces[4], faces[0]]}, source="import",
                                    action="import")
     bo, cy = find_person(cat, "bo"), find_person(cat, "cy")

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facelab.catalog import Catalog
-from facelab.doctor import doctor
-from facelab.models import load_model
-from facelab.pipeline import run
+from facelab.library.models import load_model
+from facelab.library.run import run
+from facelab.library.status import error_assets, format_runs, runs
 from facelab.settings import Settings
-from facelab.status import error_assets, format_runs, runs
+from facelab.store.catalog import Catalog
+from facelab.store.doctor import doctor
 
 from .conftest import REPO
 
@@ -125,7 +125,7 @@ def test_salted_folder_completes_with_each_bad_file_reported(photo_folder, works
     doomed.write_bytes(good.read_bytes()[:-10] + b"deleted!!!")
     cat = Catalog(workspace)
     settings = Settings(model="dlib", batch_size=4)
-    from facelab.ingest import scan
+    from facelab.library.scan import scan
 
     scan(cat, photos, settings=settings, progress=False)
     doomed.unlink()  # deleted between scan and detect
@@ -156,7 +156,7 @@ def test_exif_rotated_photo_box_lands_on_face_as_displayed(photo_folder, tmp_pat
     exif = Image.Exif()
     exif[0x0112] = 8
     stored.save(rotated_dir / "rot.jpg", exif=exif, quality=95)
-    from facelab.images import load_image
+    from facelab.library.images import load_image
 
     shown = load_image(rotated_dir / "rot.jpg", max_pixels=10**8).rgb
     assert shown.shape == np.asarray(img).shape  # displayed as the original

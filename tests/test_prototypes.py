@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 
-from facelab.catalog import Catalog
 from facelab.errors import FacelabError
-from facelab.people import AUTO, assign_faces, create_person, merge_persons, move_faces
-from facelab.prototypes import (
+from facelab.people.naming import AUTO, assign_faces, create_person, merge_persons, move_faces
+from facelab.people.prototypes import (
     era_of,
     pin,
     prototypes_of,
@@ -13,8 +12,9 @@ from facelab.prototypes import (
     select_temporal,
     unpin,
 )
+from facelab.research.synth import make_identities
 from facelab.settings import Settings
-from facelab.synth import make_identities
+from facelab.store.catalog import Catalog
 
 from .people_helpers import add_photos, one_connection
 

@@ -62,7 +62,7 @@ def test_cli_reports_facelab_errors_without_traceback(tmp_path):
     assert out.returncode == 2
     assert out.stderr.startswith("error:") and "does not exist" in out.stderr
     assert "Traceback" not in out.stderr
-    from facelab.catalog import Catalog
+    from facelab.store.catalog import Catalog
 
     assert Catalog(tmp_path / "ws").scalar("SELECT count(*) FROM runs") == 0  # no failed run
 

@@ -11,13 +11,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from facelab import assign, clustering, people, simulate
-from facelab.catalog import Catalog
 from facelab.cli import main
 from facelab.errors import ConfigError, FacelabError
-from facelab.exchange import export, import_faces
-from facelab.simulate import load_truth, page_decision, score_labels
-from facelab.synth import make_space
+from facelab.people import assign, clusters, naming
+from facelab.research import simulate
+from facelab.research.simulate import load_truth, page_decision, score_labels
+from facelab.research.synth import make_space
+from facelab.store.catalog import Catalog
+from facelab.store.exchange import export, import_faces
 from tests.conftest import lfw_or_skip
 
 SPACE = "insightface/buffalo_l"
@@ -209,7 +210,7 @@ def test_oracle_decisions_survive_later_automatic_passes(tmp_path: Path) -> None
     assert catalog.scalar("SELECT count(*) FROM rejections WHERE person_id=?", [a]) == 2
     decided = catalog.query("SELECT face_id, person_id FROM faces WHERE person_id IS NOT NULL")
     assign.assign(catalog, SPACE, progress=False)
-    clustering.cluster_unassigned(catalog, SPACE)
+    clusters.cluster_unassigned(catalog, SPACE)
     assign.assign(catalog, SPACE, progress=False)
     assert catalog.query("SELECT face_id, person_id FROM faces WHERE person_id IS NOT "
                          "NULL") == decided
@@ -227,8 +228,8 @@ def test_best_merges_persons_the_workspace_started_with(tmp_path: Path) -> None:
     a_faces = [int(r[0]) for r in catalog.query(
         "SELECT f.face_id FROM faces f JOIN assets a USING (asset_id) WHERE a.content_hash "
         "LIKE 'path:A/%' ORDER BY f.face_id")]
-    people.move_faces(catalog, a_faces[:2], "Anna")      # two spellings of one person
-    people.move_faces(catalog, a_faces[2:], "Ann")
+    naming.move_faces(catalog, a_faces[:2], "Anna")      # two spellings of one person
+    naming.move_faces(catalog, a_faces[2:], "Ann")
     start = simulate.simulate(catalog, parquet, strategy="plain", target_share=1.0,
                               max_actions=0, progress=False)
     # Anna and Ann hold two faces of A each: Anna (created first) stands for A, Ann for

@@ -11,11 +11,12 @@ import duckdb
 import numpy as np
 import pytest
 
-from facelab import people, suggest, vectors
-from facelab.catalog import Catalog
 from facelab.errors import CatalogError, ConfigError
+from facelab.people import naming, suggest
+from facelab.research.synth import make_space
 from facelab.settings import Settings
-from facelab.synth import make_space
+from facelab.store import vectors
+from facelab.store.catalog import Catalog
 from tests.suggest_helpers import Library, add_photos, label, make_library, sims_to
 
 SPACE = "insightface/buffalo_l"
@@ -283,8 +284,8 @@ def test_accept_after_face_changed_is_a_conflict(catalog: Catalog, lib: Library)
     # someone labels the first face as somebody else meanwhile
     other = label(catalog, [first["face_id"]], "someone else")
     # and the second face is assigned then handed back to nobody: same person (None), new rev
-    people.assign_faces(catalog, [second["face_id"]], other, source="user")
-    people.unassign_faces(catalog, [second["face_id"]], reject=False)
+    naming.assign_faces(catalog, [second["face_id"]], other, source="user")
+    naming.unassign_faces(catalog, [second["face_id"]], reject=False)
     report = suggest.accept(catalog, [first["suggestion_id"], second["suggestion_id"]])
     assert report["accepted"] == []
     assert sorted(report["conflicts"]) == sorted([first["suggestion_id"],
@@ -369,7 +370,7 @@ def test_cleanup_after_merge_and_deletion(catalog: Catalog, lib: Library) -> Non
     # the user had ruled one of B's faces out for A
     catalog.query("INSERT INTO rejections (face_id, person_id, source) VALUES (?, ?, 'remove')",
                   [only_b[0], a])
-    people.merge_persons(catalog, b, a)
+    naming.merge_persons(catalog, b, a)
     # and one suggested face of A's disappears (its photo was deleted)
     gone = next(iter(pending_a))
     catalog.query("DELETE FROM faces WHERE face_id=?", [gone])

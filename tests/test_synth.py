@@ -1,4 +1,4 @@
-"""facelab.synth: the synthetic identities have the statistics they promise."""
+"""facelab.research.synth: the synthetic identities have the statistics they promise."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from facelab.errors import ConfigError
-from facelab.synth import (
+from facelab.research.synth import (
     SPACE_PRESETS,
     SynthFaces,
     make_identities,

@@ -8,11 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from facelab import people, train
-from facelab.catalog import Catalog
 from facelab.errors import ConfigError, DimensionMismatch, FacelabError
-from facelab.evaluate import separation
-from facelab.train import TripletHead
+from facelab.people import naming
+from facelab.research import train
+from facelab.research.evaluate import separation
+from facelab.research.train import TripletHead
+from facelab.store.catalog import Catalog
 
 from .people_helpers import add_photos
 
@@ -203,8 +204,8 @@ def labeled_workspace(tmp_path, *, n_persons: int = 24, faces: int = 8, label_sh
             mine = np.flatnonzero(y == p)
             pick = rng.permutation(mine)[: int(len(mine) * label_share)]
             labeled[pick] = True
-            pid = people.create_person(catalog, f"person {p}")
-            people.assign_faces(catalog, ids[pick].tolist(), pid, source="user")
+            pid = naming.create_person(catalog, f"person {p}")
+            naming.assign_faces(catalog, ids[pick].tolist(), pid, source="user")
     return catalog, ids, y, labeled
 
 
@@ -225,7 +226,7 @@ def test_train_reembed_and_reassign_in_a_catalog(tmp_path):
     np.testing.assert_array_equal(got_ids, np.sort(ids))
     _, src = catalog.vectors("synth", got_ids)
     np.testing.assert_allclose(vecs, result.head.transform(src), atol=1e-6)
-    from facelab.vectors import VectorIndex
+    from facelab.store.vectors import VectorIndex
     index, report = VectorIndex.open(catalog, "proj/t1")
     assert len(index) == len(ids) and index.dim == 32 and report.action == "fresh"
     found, _ = index.search(vecs[:5], 1, exact=True)  # contents, not graph recall
@@ -286,8 +287,8 @@ def test_cli_train_with_reembed_writes_json_and_resumes(tmp_path):
 
 def test_assign_and_cluster_work_in_a_projected_space(tmp_path):
     """A derived space's vectors live in `embeddings`; assign and clustering must find them."""
-    from facelab.assign import assign
-    from facelab.clustering import cluster_unassigned
+    from facelab.people.assign import assign
+    from facelab.people.clusters import cluster_unassigned
     from facelab.settings import Settings
 
     catalog, _ids, _y, labeled = labeled_workspace(tmp_path)

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from facelab.catalog import Catalog
-from facelab.doctor import doctor
 from facelab.errors import DimensionMismatch
-from facelab.synth import make_space
-from facelab.vectors import VectorIndex, index_path, verify
+from facelab.research.synth import make_space
+from facelab.store.catalog import Catalog
+from facelab.store.doctor import doctor
+from facelab.store.vectors import VectorIndex, index_path, verify
 
 from .helpers import add_faces, unit_vectors
 

@@ -1,7 +1,7 @@
 """Labeling widgets driven from Python: set values, click buttons, check the catalog.
 
 Workspaces are real: synthetic faces written to Parquet and imported (``exchange.
-import_faces``), clustered (``clustering.cluster_unassigned``); thumbnails come from real
+import_faces``), clustered (``clusters.cluster_unassigned``); thumbnails come from real
 lfw-dev photos imported with ``images_root``, and from a generated photo whose face box is
 known to the pixel.
 """
@@ -20,10 +20,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from facelab import clustering, exchange, people, prototypes, suggest
-from facelab.catalog import Catalog
 from facelab.errors import ConfigError, FacelabError
+from facelab.people import clusters, naming, prototypes, suggest
 from facelab.settings import Settings
+from facelab.store import exchange
+from facelab.store.catalog import Catalog
 
 pytest.importorskip("ipywidgets")
 from facelab.widgets import (
@@ -51,7 +52,7 @@ def synth_parquet(path: Path, *, seed: int = 3) -> Path:
     small box (quality ~0.45, below ``cluster_min_quality``: left out of the clusters) but an
     embedding as good as the others, so find-more has faces to suggest.
     """
-    from facelab.synth import make_space
+    from facelab.research.synth import make_space
 
     faces = make_space("dlib/resnet_v1", n_persons=4, faces_per_person=[15, 12, 9, 6],
                        n_strangers=2, seed=seed)
@@ -93,10 +94,10 @@ def build_workspace(folder: Path, *, lfw: bool = False) -> Catalog:
     if lfw:
         parquet = lfw_parquet(folder / "faces.parquet")
         exchange.import_faces(catalog, parquet, space="dlib/lfw", images_root=LFW / "images")
-        clustering.cluster_unassigned(catalog, "dlib/lfw")
+        clusters.cluster_unassigned(catalog, "dlib/lfw")
     else:
         exchange.import_faces(catalog, synth_parquet(folder / "faces.parquet"), space=SPACE)
-        clustering.cluster_unassigned(catalog, SPACE)
+        clusters.cluster_unassigned(catalog, SPACE)
     return catalog
 
 
@@ -255,9 +256,9 @@ def test_label_cluster_with_dropped_faces_through_the_buttons(catalog: Catalog) 
     assert g.confirm_box.layout.display == ""           # the confirmation step
     assert g.question.value == f"<b>Label {len(members) - 2} faces as Ada Lovelace " \
                                "(new person)?</b>"
-    assert people.find_person(catalog, "Ada Lovelace") is None   # nothing written yet
+    assert naming.find_person(catalog, "Ada Lovelace") is None   # nothing written yet
     g.confirm_button.click()
-    pid = people.find_person(catalog, "Ada Lovelace")
+    pid = naming.find_person(catalog, "Ada Lovelace")
     assert pid is not None
     owners = person_of(catalog, members)
     assert {f for f, p in owners.items() if p == pid} == set(members) - set(drop)
@@ -278,7 +279,7 @@ def test_confirmation_count_is_the_dry_run_count(catalog: Catalog) -> None:
     g.toggle(g.members[1])
     g.toggle(g.members[1])                              # toggled twice: kept
     question = g.ask("grace")                           # an existing person, any case
-    plan = people.label_cluster(catalog, g.cluster_id, pid, exclude_faces=[g.members[0]],
+    plan = naming.label_cluster(catalog, g.cluster_id, pid, exclude_faces=[g.members[0]],
                                 dry_run=True)
     assert question == plan.question() == f"Label {len(g.members) - 1} faces as Grace?"
     g.cancel_button.click()
@@ -293,8 +294,8 @@ def test_confirmation_count_is_the_dry_run_count(catalog: Catalog) -> None:
 def test_name_box_autocompletes_over_people(catalog: Catalog) -> None:
     labeled(catalog, "Ada")
     labeled(catalog, "Grace")
-    hidden = people.create_person(catalog, "Stranger")
-    people.hide_person(catalog, hidden)
+    hidden = naming.create_person(catalog, "Stranger")
+    naming.hide_person(catalog, hidden)
     g = ClusterGallery(catalog, SPACE)
     assert set(g.name_box.options) == {"Ada", "Grace"}
     assert g.name_box.ensure_option is False            # a new name is allowed

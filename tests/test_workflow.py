@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from facelab.catalog import Catalog
 from facelab.cli import main
 from facelab.errors import ConfigError
-from facelab.workflow import STEPS, PipelineFailed, load_config, parse_sets, run_pipeline
+from facelab.research.pipeline import STEPS, PipelineFailed, load_config, parse_sets, run_pipeline
+from facelab.store.catalog import Catalog
 
 
 def test_sets_go_to_their_step_or_to_every_notebook():
@@ -70,7 +70,7 @@ def test_demo_runs_the_pipeline_and_a_failing_cell_stops_it(tmp_path, capsys):
     cat = Catalog(ws)
     assert cat.query("SELECT count(*) FROM faces WHERE space='dlib'")[0][0] > 100
     assert cat.query("SELECT count(*) FROM clusters WHERE status='active'")[0][0] > 5
-    from facelab.doctor import doctor
+    from facelab.store.doctor import doctor
 
     assert doctor(cat).ok  # the space's vector index is built too
     # a bad value fails inside the notebook: the pipeline stops there, keeps what ran

@@ -17,7 +17,7 @@ notebook cell or a test can do everything a click does. Tiles come from
 from importlib import import_module
 from typing import Any
 
-from .thumbs import ThumbCache, placeholder
+from facelab.widgets.thumbs import ThumbCache, placeholder
 
 # The widget classes import ipywidgets; loading them on first use keeps ThumbCache usable
 # (e.g. to pre-crop tiles from a script) where ipywidgets is not installed.

@@ -12,8 +12,8 @@ import html
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import FacelabError
-from .thumbs import ThumbCache
+from facelab.errors import FacelabError
+from facelab.widgets.thumbs import ThumbCache
 
 try:
     import ipywidgets as w

@@ -1,14 +1,14 @@
 """The cluster gallery: name a whole cluster in one click, after dropping its wrong faces.
 
-Clusters of unassigned faces come largest first (:func:`facelab.clustering.clusters`): the
+Clusters of unassigned faces come largest first (:func:`facelab.people.clusters.clusters`): the
 biggest cluster names the most faces per click. One cluster is shown at a time, in pages of
 face tiles. Clicking a tile marks it as *not this person* (dropped); "Label 47 faces as …"
 takes a name from a box that autocompletes over the people already known, asks the
-question :func:`facelab.people.label_cluster` computes without writing (``dry_run``: the
+question :func:`facelab.people.naming.label_cluster` computes without writing (``dry_run``: the
 count, whether the name is a new person, which faces stay out), and only the confirmation
 writes, with the dropped faces as ``exclude_faces`` (they leave the cluster and are never
 suggested for that person again). The status line says what happened and offers Undo
-(:func:`facelab.people.undo_group` on the label's event group), which re-opens the cluster.
+(:func:`facelab.people.naming.undo_group` on the label's event group), which re-opens the cluster.
 
 Every button calls a method of :class:`ClusterGallery` (``select``, ``ask``, ``confirm``,
 ``label``, ``undo``, ``show``, ``next_cluster``, ...), the same calls a test or a notebook
@@ -19,19 +19,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import people
-from ..catalog import Catalog
-from ..clustering import clusters as list_clusters
-from ..errors import ConfigError, FacelabError
-from ..settings import Settings
-from ._view import PagedPanel, StatusLine, TileGrid, button, w
-from .thumbs import ThumbCache
+from facelab.errors import ConfigError, FacelabError
+from facelab.people import naming
+from facelab.people.clusters import clusters as list_clusters
+from facelab.settings import Settings
+from facelab.store.catalog import Catalog
+from facelab.widgets._view import PagedPanel, StatusLine, TileGrid, button, w
+from facelab.widgets.thumbs import ThumbCache
 
 
 def person_names(catalog: Catalog) -> list[str]:
     """Names of the people one may label as (not merged away, not hidden), most faces first,
     without repeats: the options of the name box's autocompletion."""
-    names = [p["name"] for p in people.persons(catalog) if p["name"] and not p["hidden"]]
+    names = [p["name"] for p in naming.persons(catalog) if p["name"] and not p["hidden"]]
     return list(dict.fromkeys(names))
 
 
@@ -60,7 +60,7 @@ class ClusterGallery(PagedPanel):
     Attributes
     ----------
     clusters : list of dict
-        The active clusters, largest first, as :func:`facelab.clustering.clusters` lists
+        The active clusters, largest first, as :func:`facelab.people.clusters.clusters` lists
         them; ``index`` is the one on show.
     members : list of int
         Unassigned faces of the cluster on show, best quality first.
@@ -86,8 +86,8 @@ class ClusterGallery(PagedPanel):
         self.page = 0
         self.members: list[int] = []
         self.selected: set[int] = set()
-        self.pending: people.LabelPlan | None = None
-        self.last: people.LabelPlan | None = None
+        self.pending: naming.LabelPlan | None = None
+        self.last: naming.LabelPlan | None = None
         self._build()
         self.refresh()
 
@@ -204,14 +204,14 @@ class ClusterGallery(PagedPanel):
         self.select(face_id, int(face_id) not in self.selected)
 
     # ------------------------------------------------------------------ actions
-    def plan(self, name: str | None = None) -> people.LabelPlan:
+    def plan(self, name: str | None = None) -> naming.LabelPlan:
         """What labeling now would do, written nowhere (``label_cluster(dry_run=True)``)."""
         name = (name if name is not None else self.name_box.value).strip()
         if not name:
             raise FacelabError("type a name first")
         if self.cluster_id is None:
             raise FacelabError("there is no cluster to label")
-        return people.label_cluster(self.catalog, self.cluster_id, name,
+        return naming.label_cluster(self.catalog, self.cluster_id, name,
                                     exclude_faces=sorted(self.selected), dry_run=True,
                                     settings=self.settings)
 
@@ -232,14 +232,14 @@ class ClusterGallery(PagedPanel):
         self.pending = None
         self.confirm_box.layout.display = "none"
 
-    def confirm(self) -> people.LabelPlan:
+    def confirm(self) -> naming.LabelPlan:
         """Write the pending label (with the dropped faces excluded) and show the next
         cluster; the status line offers Undo."""
         if self.pending is None:
             raise FacelabError("nothing to confirm: press Label first")
         plan = self.pending
         who = plan.name or f"person {plan.person_id}"
-        done = people.label_cluster(self.catalog, plan.cluster_id,
+        done = naming.label_cluster(self.catalog, plan.cluster_id,
                                     plan.person_id if plan.person_id is not None else who,
                                     exclude_faces=sorted(self.selected),
                                     settings=self.settings)
@@ -252,7 +252,7 @@ class ClusterGallery(PagedPanel):
                         f"{who}{dropped} — undo?", undo=done.group_id is not None)
         return done
 
-    def label(self, name: str) -> people.LabelPlan:
+    def label(self, name: str) -> naming.LabelPlan:
         """Ask and confirm in one call (what a notebook cell or a test does)."""
         self.ask(name)
         return self.confirm()
@@ -263,7 +263,7 @@ class ClusterGallery(PagedPanel):
         if self.last is None or self.last.group_id is None:
             raise FacelabError("nothing to undo")
         last, self.last = self.last, None
-        n = people.undo_group(self.catalog, last.group_id)
+        n = naming.undo_group(self.catalog, last.group_id)
         self.refresh(last.cluster_id)
         self.status.say(f"Undone: {n} face{'s' if n != 1 else ''} of cluster "
                         f"{last.cluster_id} are unlabeled again")

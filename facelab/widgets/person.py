@@ -6,13 +6,13 @@ Clicking tiles selects faces; the buttons act on the selection or on the person,
 through the function the CLI uses:
 
 =====================  ==========================================================
-rename                 :func:`facelab.people.rename_person`
-hide / show            :func:`facelab.people.hide_person`
-merge into …           :func:`facelab.people.merge_persons` (the page follows)
-not this person        :func:`facelab.people.remove_faces` (unassigned + rejected)
-pin / unpin            :func:`facelab.prototypes.pin` / :func:`~facelab.prototypes.unpin`
-explain                :func:`facelab.explain.explain` of any face
-undo                   :func:`facelab.people.undo_group` of the last action
+rename                 :func:`facelab.people.naming.rename_person`
+hide / show            :func:`facelab.people.naming.hide_person`
+merge into …           :func:`facelab.people.naming.merge_persons` (the page follows)
+not this person        :func:`facelab.people.naming.remove_faces` (unassigned + rejected)
+pin / unpin            :func:`~facelab.people.prototypes.pin` / ``unpin``
+explain                :func:`facelab.people.explain.explain` of any face
+undo                   :func:`facelab.people.naming.undo_group` of the last action
 =====================  ==========================================================
 
 Undo covers rename, hide, merge and "not this person": each writes an event group, and the
@@ -26,13 +26,13 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
-from .. import people, prototypes
-from ..catalog import Catalog
-from ..errors import ConfigError, FacelabError
-from ..explain import explain, format_explanation
-from ..settings import Settings
-from ._view import PagedPanel, Picker, StatusLine, TileGrid, button, w
-from .thumbs import ThumbCache
+from facelab.errors import ConfigError, FacelabError
+from facelab.people import naming, prototypes
+from facelab.people.explain import explain, format_explanation
+from facelab.settings import Settings
+from facelab.store.catalog import Catalog
+from facelab.widgets._view import PagedPanel, Picker, StatusLine, TileGrid, button, w
+from facelab.widgets.thumbs import ThumbCache
 
 
 @dataclass
@@ -97,7 +97,7 @@ class PersonPage(PagedPanel):
         self.history: list[_Done] = []
         self._people: list[dict[str, Any]] = []
         self._build()
-        first = (people.resolve_person(catalog, person, create=False)
+        first = (naming.resolve_person(catalog, person, create=False)
                  if person is not None else None)
         self.refresh(first)
 
@@ -193,7 +193,7 @@ class PersonPage(PagedPanel):
     def refresh(self, person_id: int | None = None) -> None:
         """Re-read the people and show ``person_id`` (default: the one on show, else the
         person with most faces)."""
-        self._people = people.persons(self.catalog)
+        self._people = naming.persons(self.catalog)
         ids = [p["person_id"] for p in self._people]
         keep = person_id if person_id is not None else self.person_id
         keep = keep if keep in ids else (ids[0] if ids else None)
@@ -246,7 +246,7 @@ class PersonPage(PagedPanel):
     def rename(self, name: str) -> None:
         """Rename the person (undoable)."""
         pid = self._need_person()
-        people.rename_person(self.catalog, pid, name)
+        naming.rename_person(self.catalog, pid, name)
         self._remember("rename", pid, pid)
         self.name_box.value = ""
         self.refresh()
@@ -256,7 +256,7 @@ class PersonPage(PagedPanel):
     def hide(self, hidden: bool = True) -> None:
         """Hide the person from listings (or show them again); undoable."""
         pid = self._need_person()
-        people.hide_person(self.catalog, pid, hidden)
+        naming.hide_person(self.catalog, pid, hidden)
         self._remember("hide", pid, pid)
         self.refresh()
         self.status.say(f"{'Hid' if hidden else 'Showed'} person #{pid} — undo?", undo=True)
@@ -267,8 +267,8 @@ class PersonPage(PagedPanel):
         pid = self._need_person()
         if target is None:
             raise FacelabError("choose the person to merge into")
-        dst = people.resolve_person(self.catalog, target, create=False)
-        group = people.merge_persons(self.catalog, pid, dst)
+        dst = naming.resolve_person(self.catalog, target, create=False)
+        group = naming.merge_persons(self.catalog, pid, dst)
         self.history.append(_Done("merge", group, pid))
         self.refresh(dst)
         self.status.say(f"Merged person #{pid} into #{dst} — undo?", undo=True)
@@ -279,7 +279,7 @@ class PersonPage(PagedPanel):
         suggested or auto-assigned to them again. Returns the faces removed."""
         pid = self._need_person()
         ids = self._chosen(face_ids)
-        result = people.remove_faces(self.catalog, ids)
+        result = naming.remove_faces(self.catalog, ids)
         if result.changed:
             self.history.append(_Done("remove", result.group_id, pid))
         self.refresh()
@@ -330,7 +330,7 @@ class PersonPage(PagedPanel):
         if not self.history:
             raise FacelabError("nothing to undo")
         last = self.history.pop()
-        n = people.undo_group(self.catalog, last.group_id)
+        n = naming.undo_group(self.catalog, last.group_id)
         self.refresh(last.person_id)
         self.status.say(f"Undone {last.what}" + (f": {n} face{'s' if n != 1 else ''} back"
                                                  if n else ""), undo=bool(self.history))

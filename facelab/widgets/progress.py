@@ -1,10 +1,10 @@
 """Run progress: every phase of a run (scan → detect → assign → cluster) as a bar.
 
 A run (``facelab run`` in a terminal, or a notebook cell) records its phases and their
-counts in the catalog (``runs``, ``run_phases``; :func:`facelab.status.runs` reads them), so
+counts in the catalog (``runs``, ``run_phases``; :func:`facelab.library.status.runs` reads them), so
 any process can watch it. :class:`RunProgress` shows one run -- by default the newest -- with
 one bar per phase, pending phases included, and Pause / Cancel buttons that ask the run to
-stop after its current batch (:meth:`facelab.catalog.Catalog.request`, what ``facelab
+stop after its current batch (:meth:`facelab.store.catalog.Catalog.request`, what ``facelab
 pause`` / ``facelab cancel`` do). :meth:`RunProgress.watch` re-reads it every few seconds
 in a background thread until the run ends; each read opens the catalog for milliseconds,
 which the run's writer waits out (the catalog's lock retry).
@@ -16,10 +16,10 @@ import logging
 import threading
 from typing import Any
 
-from ..catalog import Catalog
-from ..errors import CatalogError, ConfigError, FacelabError
-from ..status import runs
-from ._view import Panel, StatusLine, button, w
+from facelab.errors import CatalogError, ConfigError, FacelabError
+from facelab.library.status import runs
+from facelab.store.catalog import Catalog
+from facelab.widgets._view import Panel, StatusLine, button, w
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class RunProgress(Panel):
     Attributes
     ----------
     run : dict or None
-        The run as :func:`facelab.status.runs` returns it, phases included.
+        The run as :func:`facelab.library.status.runs` returns it, phases included.
     bars : dict
         phase -> IntProgress.
     """

@@ -1,22 +1,22 @@
 """The suggestion review: per person, pages of suggested faces to accept or reject.
 
-Suggestions (:mod:`facelab.suggest`) are faces facelab thinks belong to a person. The review
+Suggestions (:mod:`facelab.people.suggest`) are faces facelab thinks belong to a person. The review
 shows one person's queue, best score first, in pages of at most 24 tiles captioned with
 their scores: small enough to take in at a glance, which is what makes "accept all" safe.
 Clicking a tile selects it; **Reject selected** rules those faces out for the person
-(:func:`facelab.suggest.reject`), **Accept all** accepts the rest of the page
-(:func:`facelab.suggest.accept`; selected tiles are left alone, so the two buttons never
+(:func:`facelab.people.suggest.reject`), **Accept all** accepts the rest of the page
+(:func:`facelab.people.suggest.accept`; selected tiles are left alone, so the two buttons never
 contradict each other). **Undo** reverts the last of them, so the queue looks as before:
 
-* an accept is undone with :func:`facelab.people.undo_group` on the accept's event group
-  (the faces are unassigned exactly as they were), then :func:`facelab.suggest.requeue`
+* an accept is undone with :func:`facelab.people.naming.undo_group` on the accept's event group
+  (the faces are unassigned exactly as they were), then :func:`facelab.people.suggest.requeue`
   puts the accepted suggestions -- and those the accept made moot -- back in the queue;
-* a reject is undone with :func:`facelab.suggest.unreject`: the rejections it recorded
+* a reject is undone with :func:`facelab.people.suggest.unreject`: the rejections it recorded
   are lifted and the suggestions are pending again.
 
 ``suggest.reject`` returns only a count, and facelab has no "un-reject" or "re-queue" yet,
 so those two small writes live here, as plain functions over the catalog; they are natural
-candidates for :mod:`facelab.suggest`.
+candidates for :mod:`facelab.people.suggest`.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import people, suggest
-from ..catalog import Catalog
-from ..errors import ConfigError, FacelabError
-from ..settings import Settings
-from ._view import PagedPanel, Picker, StatusLine, TileGrid, button, w
-from .thumbs import ThumbCache
+from facelab.errors import ConfigError, FacelabError
+from facelab.people import naming, suggest
+from facelab.settings import Settings
+from facelab.store.catalog import Catalog
+from facelab.widgets._view import PagedPanel, Picker, StatusLine, TileGrid, button, w
+from facelab.widgets.thumbs import ThumbCache
 
 #: Most tiles on one review page: the eye can check 24 faces at once; more and "accept all"
 #: starts accepting faces nobody looked at.
@@ -126,7 +126,7 @@ class SuggestionReview(PagedPanel):
         self.history: list[_Action] = []
         self._names: dict[int, str | None] = {}
         self._build()
-        first = (people.resolve_person(catalog, person, create=False)
+        first = (naming.resolve_person(catalog, person, create=False)
                  if person is not None else None)
         self.refresh(first)
 
@@ -182,7 +182,7 @@ class SuggestionReview(PagedPanel):
         if self.space is not None:
             sql += " AND space=?"
             params.append(self.space)
-        everyone = people.persons(self.catalog, include_merged=True)
+        everyone = naming.persons(self.catalog, include_merged=True)
         merged = {p["person_id"]: p["merged_into"] for p in everyone}
         counts: dict[int, int] = {}
         for pid, n in self.catalog.query(sql + " GROUP BY person_id", params):
@@ -291,7 +291,7 @@ class SuggestionReview(PagedPanel):
             raise FacelabError("nothing to undo")
         last = self.history.pop()
         if last.kind == "accept":
-            people.undo_group(self.catalog, last.group_id)
+            naming.undo_group(self.catalog, last.group_id)
             n = suggest.requeue(self.catalog, last.requeue)
             what = "accept"
         else:

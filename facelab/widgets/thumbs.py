@@ -39,10 +39,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..catalog import Catalog
-from ..errors import ConfigError, ImageError
-from ..images import load_image
-from ..settings import Settings
+from facelab.errors import ConfigError, ImageError
+from facelab.library.images import load_image
+from facelab.settings import Settings
+from facelab.store.catalog import Catalog
 
 #: Default tile side in pixels: large enough to tell two people apart at a glance, small
 #: enough for 48 tiles on a laptop screen.

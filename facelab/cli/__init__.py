@@ -1,0 +1,5 @@
+"""The ``facelab`` command."""
+
+from facelab.cli.main import main
+
+__all__ = ["main"]

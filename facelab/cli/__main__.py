@@ -1,0 +1,3 @@
+from facelab.cli.main import main
+
+raise SystemExit(main())

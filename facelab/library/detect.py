@@ -1,0 +1,292 @@
+"""Batched, resumable face detection over the catalog's assets.
+
+Loader threads decode images (decode releases the GIL) while the model works on the
+previous batch. Every batch is one catalog transaction that writes the faces, their
+embeddings and the asset's detection record together, so a run killed at any moment
+resumes exactly where it stopped: an asset either has its detection record and all its
+faces, or neither. Each failure is recorded per asset with its kind, never swallowed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from facelab.core.quality import face_quality
+from facelab.errors import DimensionMismatch, ImageError
+from facelab.library.images import LoadedImage, load_image
+from facelab.library.models.base import DetectedFace, FaceModel
+from facelab.settings import Settings
+from facelab.store.catalog import Catalog, vector_array
+
+
+@dataclass
+class FaceRow:
+    """One kept face, in full-resolution displayed-image pixels."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    det_score: float
+    quality: float
+    embedding: np.ndarray
+    landmarks: np.ndarray | None
+
+
+@dataclass
+class DetectReport:
+    """The outcome of one detection pass."""
+
+    space: str
+    status: str = "done"        # done | paused | cancelled
+    pending: int = 0            # assets that needed detection when the pass started
+    processed: int = 0          # assets finished by this pass (ok + error)
+    faces: int = 0
+    errors: Counter = field(default_factory=Counter)
+    error_assets: list[tuple[int, str, str, str]] = field(default_factory=list)
+    wall_s: float = 0.0
+    model_s: float = 0.0        # time inside the model
+    load_wait_s: float = 0.0    # time the model waited for decoded images
+
+    @property
+    def images_per_s(self) -> float:
+        return self.processed / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def model_busy(self) -> float:
+        """Fraction of wall time the model was computing (the loader-thread goal is ≥ 0.9)."""
+        return self.model_s / self.wall_s if self.wall_s else 0.0
+
+    def as_dict(self) -> dict:
+        return {"space": self.space, "status": self.status, "pending": self.pending,
+                "processed": self.processed, "faces": self.faces, "errors": dict(self.errors),
+                "wall_s": round(self.wall_s, 3), "model_s": round(self.model_s, 3),
+                "images_per_s": round(self.images_per_s, 2),
+                "model_busy": round(self.model_busy, 3)}
+
+
+def postprocess(faces: list[DetectedFace], scale: float, settings: Settings) -> list[FaceRow]:
+    """Map model output to full-resolution boxes and keep faces passing the thresholds."""
+    rows = []
+    for f in faces:
+        x, y, w, h = (float(v) * scale for v in f.bbox)
+        if f.det_score < settings.min_confidence or min(w, h) < settings.min_face_size:
+            continue
+        q = float(face_quality(w, h, f.det_score, quality_area=settings.quality_area))
+        lm = None if f.landmarks is None else np.asarray(f.landmarks, np.float32) * scale
+        rows.append(FaceRow(x, y, w, h, float(f.det_score), q,
+                            np.asarray(f.embedding, np.float32), lm))
+    return rows
+
+
+def pending_assets(catalog: Catalog, space: str, limit: int | None = None
+                   ) -> list[tuple[int, str]]:
+    """Present assets the model of ``space`` has not processed yet, with one path each."""
+    sql = ("SELECT a.asset_id, min(f.path) FROM assets a JOIN files f USING (asset_id) "
+           "WHERE a.status = 'present' AND NOT EXISTS (SELECT 1 FROM detections d "
+           "WHERE d.asset_id = a.asset_id AND d.space = ?) GROUP BY a.asset_id "
+           "ORDER BY a.asset_id")
+    params: list = [space]
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    return [(int(a), str(p)) for a, p in catalog.query(sql, params)]
+
+
+def _loaded(items: list[tuple[int, str]], settings: Settings, threads: int
+            ) -> Iterator[tuple[int, str, LoadedImage | ImageError, float]]:
+    """Yield ``(asset_id, path, image or error, seconds waited)`` in order, prefetching."""
+    def load(path: str) -> LoadedImage | ImageError:
+        try:
+            return load_image(path, max_pixels=settings.max_image_pixels,
+                              max_side=settings.max_detect_side)
+        except ImageError as exc:
+            return exc
+
+    if threads <= 0:
+        for asset_id, path in items:
+            t0 = time.perf_counter()
+            result = load(path)
+            yield asset_id, path, result, time.perf_counter() - t0
+        return
+    window = max(2 * settings.batch_size, 2 * threads)
+    with ThreadPoolExecutor(threads, thread_name_prefix="facelab-load") as pool:
+        futures: dict[int, Future] = {}
+        for i in range(min(window, len(items))):
+            futures[i] = pool.submit(load, items[i][1])
+        for i, (asset_id, path) in enumerate(items):
+            t0 = time.perf_counter()
+            result = futures.pop(i).result()
+            waited = time.perf_counter() - t0
+            nxt = i + window
+            if nxt < len(items):
+                futures[nxt] = pool.submit(load, items[nxt][1])
+            yield asset_id, path, result, waited
+
+
+def detect(catalog: Catalog, model: FaceModel, *, settings: Settings | None = None,
+           run_id: int | None = None, limit: int | None = None, progress: bool = True,
+           loader_threads: int | None = None) -> DetectReport:
+    """Detect and embed faces in every asset the model has not processed yet.
+
+    Stops cleanly after the current batch when the run is asked to pause or cancel (from
+    any process, via ``Catalog.request``) or on Ctrl-C; everything finished is kept.
+    """
+    settings = settings or Settings()
+    threads = settings.loader_threads if loader_threads is None else loader_threads
+    space = model.space
+    with catalog.write() as con:
+        catalog.ensure_space(con, space, model.dim, kind="detector", model=model.version)
+    items = pending_assets(catalog, space, limit)
+    report = DetectReport(space, pending=len(items))
+    if run_id is not None:
+        catalog.set_phase(run_id, "detect", "running", total=len(items))
+    bar = tqdm(total=len(items), desc=f"detect [{space}]", unit="img", disable=not progress,
+               dynamic_ncols=True, smoothing=0.1)
+    t_start = time.perf_counter()
+    batch: list[tuple[int, str, LoadedImage | ImageError]] = []
+    try:
+        for asset_id, path, result, waited in _loaded(items, settings, threads):
+            report.load_wait_s += waited
+            batch.append((asset_id, path, result))
+            if len(batch) >= settings.batch_size:
+                stop = _process_batch(catalog, model, batch, settings, run_id, report)
+                bar.set_postfix(faces=report.faces, errors=sum(report.errors.values()),
+                                refresh=False)
+                bar.update(len(batch))
+                batch = []
+                if stop:
+                    break
+        else:
+            if batch:
+                _process_batch(catalog, model, batch, settings, run_id, report)
+                bar.update(len(batch))
+    except KeyboardInterrupt:
+        report.status = "paused"
+    finally:
+        bar.close()
+        report.wall_s = time.perf_counter() - t_start
+    if run_id is not None:
+        catalog.set_phase(run_id, "detect", report.status)
+    return report
+
+
+def _run_model(model: FaceModel, images: list[np.ndarray]
+               ) -> list[list[DetectedFace] | Exception]:
+    """Run a batch; if it fails, run images one by one so one bad image cannot sink a batch."""
+    try:
+        return list(model.detect(images))
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception:  # isolate below; each image's own error is recorded per asset
+        out: list[list[DetectedFace] | Exception] = []
+        for img in images:
+            try:
+                out.append(model.detect([img])[0])
+            except (KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as exc:  # recorded as the asset's 'model' error
+                out.append(exc)
+        return out
+
+
+def _process_batch(catalog: Catalog, model: FaceModel,
+                   batch: list[tuple[int, str, LoadedImage | ImageError]], settings: Settings,
+                   run_id: int | None, report: DetectReport) -> bool:
+    """Detect one batch and commit it; return True when the run was asked to stop."""
+    ok = [(i, r) for i, (_, _, r) in enumerate(batch) if isinstance(r, LoadedImage)]
+    t0 = time.perf_counter()
+    outputs = _run_model(model, [r.rgb for _, r in ok]) if ok else []
+    report.model_s += time.perf_counter() - t0
+    per_asset: list[tuple[int, str, list[FaceRow] | None, str | None, str | None]] = []
+    result_of = {i: out for (i, _), out in zip(ok, outputs, strict=True)}
+    for i, (asset_id, path, loaded) in enumerate(batch):
+        if isinstance(loaded, ImageError):
+            per_asset.append((asset_id, path, None, loaded.kind, loaded.detail))
+            continue
+        out = result_of[i]
+        if isinstance(out, Exception):
+            per_asset.append((asset_id, path, None, "model", f"{type(out).__name__}: {out}"))
+            continue
+        rows = postprocess(out, loaded.scale, settings)
+        for r in rows:
+            if r.embedding.shape != (model.dim,):
+                raise DimensionMismatch(f"model {model.space} returned a {r.embedding.shape} "
+                                        f"embedding, expected ({model.dim},)")
+        per_asset.append((asset_id, path, rows, None, None))
+    return _commit(catalog, model, per_asset, run_id, report)
+
+
+def _commit(catalog: Catalog, model: FaceModel, per_asset: list, run_id: int | None,
+            report: DetectReport) -> bool:
+    space = model.space
+    ids = [a for a, *_ in per_asset]
+    with catalog.write() as con:
+        done = {r[0] for r in con.execute(
+            f"SELECT asset_id FROM detections WHERE space=? AND asset_id IN "
+            f"({','.join('?' * len(ids))})", [space, *ids]).fetchall()}
+        faces: list[tuple[int, FaceRow]] = []
+        n_ok = n_err = 0
+        for asset_id, path, rows, kind, detail in per_asset:
+            if asset_id in done:  # another process finished it meanwhile: keep theirs
+                continue
+            if rows is None:
+                con.execute("INSERT INTO detections (asset_id, space, model_version, status, "
+                            "error_kind, error_detail, run_id) VALUES (?, ?, ?, 'error', ?, ?, ?)",
+                            [asset_id, space, model.version, kind, detail, run_id])
+                report.errors[kind] += 1
+                report.error_assets.append((asset_id, path, kind, detail or ""))
+                n_err += 1
+            else:
+                con.execute("INSERT INTO detections (asset_id, space, model_version, status, "
+                            "n_faces, run_id) VALUES (?, ?, ?, 'ok', ?, ?)",
+                            [asset_id, space, model.version, len(rows), run_id])
+                faces.extend((asset_id, r) for r in rows)
+                n_ok += 1
+        if faces:
+            con.register("new_faces", _faces_table(faces, space, run_id, model.dim))
+            con.execute("INSERT INTO faces (asset_id, space, x, y, w, h, det_score, quality, "
+                        "landmarks, embedding, run_id) SELECT asset_id, space, x, y, w, h, "
+                        "det_score, quality, landmarks, embedding, run_id FROM new_faces")
+            con.unregister("new_faces")
+            catalog.bump_generation(con, space)
+        stop = False
+        if run_id is not None:
+            con.execute("UPDATE run_phases SET done = done + ?, errors = errors + ? "
+                        "WHERE run_id=? AND phase='detect'", [n_ok + n_err, n_err, run_id])
+            row = con.execute("UPDATE runs SET heartbeat_at=current_timestamp WHERE run_id=? "
+                              "RETURNING requested", [run_id]).fetchall()
+            row = row[0] if row else None
+            if row and row[0] in ("pause", "cancel"):
+                report.status = "paused" if row[0] == "pause" else "cancelled"
+                stop = True
+    report.processed += n_ok + n_err
+    report.faces += len(faces)
+    return stop
+
+
+def _faces_table(faces: list[tuple[int, FaceRow]], space: str, run_id: int | None,
+                 dim: int) -> pa.Table:
+    rows = [r for _, r in faces]
+    lms = [None if r.landmarks is None else r.landmarks.ravel().tolist() for r in rows]
+    return pa.table({
+        "asset_id": pa.array([a for a, _ in faces], pa.int64()),
+        "space": pa.array([space] * len(rows)),
+        "x": pa.array([r.x for r in rows], pa.float64()),
+        "y": pa.array([r.y for r in rows], pa.float64()),
+        "w": pa.array([r.w for r in rows], pa.float64()),
+        "h": pa.array([r.h for r in rows], pa.float64()),
+        "det_score": pa.array([r.det_score for r in rows], pa.float32()),
+        "quality": pa.array([r.quality for r in rows], pa.float32()),
+        "landmarks": pa.array(lms, pa.list_(pa.float32())),
+        "embedding": vector_array(np.stack([r.embedding for r in rows]).reshape(-1, dim)),
+        "run_id": pa.array([run_id] * len(rows), pa.int64()),
+    })

@@ -1,0 +1,68 @@
+"""Run a face model in several worker processes, each holding its own copy of the weights.
+
+dlib's face descriptor holds the GIL for its ~0.2 s per face, so threads cannot use a second
+core; processes can. Workers are started with 'spawn' (forking a process that runs loader
+threads is unsafe) and load the model once. A batch is split into contiguous chunks, one per
+worker, and the results come back in the original order. If the parent dies (even by
+SIGKILL) the workers see their task pipe close and exit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from facelab.library.models.base import DetectedFace
+
+if TYPE_CHECKING:
+    from facelab.settings import Settings
+
+_WORKER_MODEL = None  # the model of this worker process (set once by _init)
+
+
+def _init(settings: Settings) -> None:
+    global _WORKER_MODEL
+    from facelab.library.models import load_model
+
+    _WORKER_MODEL = load_model(settings.replace(model_workers=1))
+
+
+def _describe() -> tuple[str, int, str]:
+    return _WORKER_MODEL.space, _WORKER_MODEL.dim, _WORKER_MODEL.version
+
+
+def _detect(images: list[np.ndarray]) -> list[list[DetectedFace]]:
+    return _WORKER_MODEL.detect(images)
+
+
+class ProcessPoolModel:
+    """A :class:`FaceModel` whose ``detect`` fans a batch out over ``workers`` processes."""
+
+    def __init__(self, settings: Settings, workers: int) -> None:
+        self.workers = workers
+        self._pool = mp.get_context("spawn").Pool(workers, initializer=_init,
+                                                  initargs=(settings,))
+        # loading errors (missing weights) surface here, in the parent, before any work
+        self.space, self.dim, self.version = self._pool.apply(_describe)
+
+    def detect(self, images: list[np.ndarray]) -> list[list[DetectedFace]]:
+        if len(images) <= 1:
+            return self._pool.apply(_detect, (list(images),))
+        bounds = np.linspace(0, len(images), min(self.workers, len(images)) + 1).astype(int)
+        chunks = [list(images[a:b]) for a, b in itertools.pairwise(bounds)]
+        out: list[list[DetectedFace]] = []
+        for part in self._pool.map(_detect, chunks):
+            out.extend(part)
+        return out
+
+    def close(self) -> None:
+        self._pool.terminate()
+        self._pool.join()
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.terminate()

@@ -1,0 +1,170 @@
+"""The main job as one resumable run: scan → detect → index → assign → cluster.
+
+Each run is a row in ``runs`` with one row per phase in ``run_phases``, so ``facelab
+status`` (from any process) shows where it is. The model is loaded before any work, so
+missing weights fail in a second, not after an hour of scanning. A run that was killed
+is marked 'interrupted' by the next one, which records where it resumed from; nothing is
+redone because every phase skips what the catalog already holds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from facelab.library.detect import DetectReport, detect
+from facelab.library.models import load_model
+from facelab.library.models.base import FaceModel
+from facelab.library.scan import ScanReport, scan
+from facelab.settings import Settings
+from facelab.store.catalog import Catalog
+from facelab.store.vectors import SyncReport, VectorIndex
+
+
+@dataclass
+class RunReport:
+    """Everything a run did, with every error by kind."""
+
+    run_id: int
+    status: str
+    scan: ScanReport | None = None
+    detect: DetectReport | None = None
+    index: SyncReport | None = None
+    assign: Any = None          # assign.AssignReport
+    cluster: Any = None         # clustering.ClusterReport
+    errors: Counter = field(default_factory=Counter)
+    error_files: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "status": self.status,
+            "scan": self.scan.as_dict() if self.scan else None,
+            "detect": self.detect.as_dict() if self.detect else None,
+            "index": vars(self.index) if self.index else None,
+            "assign": self.assign.as_dict() if self.assign else None,
+            "cluster": self.cluster.as_dict() if self.cluster else None,
+            "errors": dict(self.errors),
+        }
+
+    def __str__(self) -> str:
+        lines = [f"run {self.run_id}: {self.status}"]
+        if self.scan:
+            s = self.scan
+            lines.append(f"  scan    {s.seen} files: {s.added} new, {s.duplicates} duplicate, "
+                         f"{s.changed} changed, {s.moved} moved, {s.removed} removed, "
+                         f"{s.unchanged} unchanged")
+        if self.detect:
+            d = self.detect
+            lines.append(f"  detect  {d.processed}/{d.pending} images, {d.faces} faces, "
+                         f"{d.images_per_s:.1f} img/s, model busy {d.model_busy:.0%}")
+        if self.index:
+            lines.append(f"  index   {self.index.action}: +{self.index.added} "
+                         f"-{self.index.removed}, {self.index.size} vectors"
+                         + (f" ({self.index.reconnected} re-linked)"
+                            if self.index.reconnected else ""))
+        if self.assign:
+            a = self.assign
+            lines.append(f"  assign  {a.candidates} unassigned faces: {a.auto} assigned to known "
+                         f"people, {a.suggested} suggested, {a.left} left")
+        if self.cluster:
+            c = self.cluster
+            lines.append(f"  cluster {c.faces} faces: {c.clusters} clusters "
+                         f"({c.clustered_faces} faces), {c.noise} noise, {c.kept_ids} ids kept")
+        if self.errors:
+            lines.append("  errors  " + ", ".join(f"{k}: {n}" for k, n in
+                                                  sorted(self.errors.items())))
+            for path, kind, detail in self.error_files[:20]:
+                lines.append(f"    {kind:<11} {path}  {detail}")
+            if len(self.error_files) > 20:
+                lines.append(f"    … {len(self.error_files) - 20} more (facelab status --errors)")
+        return "\n".join(lines)
+
+
+def _resumable(catalog: Catalog, kind: str, key: str) -> int | None:
+    """The latest unfinished run of the same kind and target, which this one continues."""
+    catalog.mark_interrupted()
+    row = catalog.query(
+        "SELECT run_id FROM runs WHERE kind=? AND status IN ('interrupted', 'paused', "
+        "'failed') AND json_extract_string(params, '$.target')=? ORDER BY run_id DESC LIMIT 1",
+        [kind, key])
+    return int(row[0][0]) if row else None
+
+
+@contextmanager
+def tracked_run(catalog: Catalog, kind: str, params: dict[str, Any]) -> Iterator[int]:
+    """A run record around an automatic step (assign, cluster, …): its id tags every
+    decision, so ``facelab undo --run ID`` can revert exactly that step."""
+    run_id = catalog.start_run(kind, params, [kind])
+    catalog.set_phase(run_id, kind, "running")
+    try:
+        yield run_id
+    except BaseException as exc:
+        catalog.set_phase(run_id, kind, "failed")
+        catalog.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    catalog.set_phase(run_id, kind, "done")
+    catalog.finish_run(run_id, "done")
+
+
+def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
+        settings: Settings | None = None, model: FaceModel | None = None,
+        include: Sequence[str] = (), exclude: Sequence[str] = (), limit: int | None = None,
+        progress: bool = True, people: bool = True) -> RunReport:
+    """Scan ``photos`` (skipped when None), detect faces in new assets, update the index,
+    then (``people``) assign faces of known people and cluster the rest."""
+    settings = settings or Settings()
+    if photos is not None and not os.path.isdir(photos):
+        raise FileNotFoundError(f"photo folder {photos} does not exist or is not a folder")
+    model = model or load_model(settings)  # fails fast when weights are missing
+    target = os.path.realpath(photos) if photos is not None else "*"
+    kind = "run" if photos is not None else "detect"
+    params = {"target": target, "model": model.space, "model_version": model.version,
+              "include": list(include), "exclude": list(exclude), "limit": limit,
+              "settings": settings.as_dict()}
+    phases = ((["scan"] if photos is not None else []) + ["detect", "index"]
+              + (["assign", "cluster"] if people else []))
+    resumed_from = _resumable(catalog, kind, target)
+    run_id = catalog.start_run(kind, params, phases, resumed_from=resumed_from)
+    report = RunReport(run_id, "running")
+    try:
+        if photos is not None:
+            catalog.set_phase(run_id, "scan", "running")
+            report.scan = scan(catalog, photos, settings=settings, include=include,
+                               exclude=exclude, progress=progress)
+            catalog.set_phase(run_id, "scan", "done", total=report.scan.seen,
+                              done=report.scan.seen, errors=sum(report.scan.errors.values()))
+            report.errors.update(report.scan.errors)
+            report.error_files.extend(report.scan.error_files)
+        report.detect = detect(catalog, model, settings=settings, run_id=run_id, limit=limit,
+                               progress=progress)
+        report.errors.update(report.detect.errors)
+        report.error_files.extend((p, k, d) for _, p, k, d in report.detect.error_assets)
+        report.status = report.detect.status
+        if report.status == "done":
+            catalog.set_phase(run_id, "index", "running")
+            _, report.index = VectorIndex.open(catalog, model.space)
+            catalog.set_phase(run_id, "index", "done", total=report.index.size,
+                              done=report.index.size)
+        if report.status == "done" and people:
+            from facelab.people.assign import assign
+            from facelab.people.clusters import cluster_unassigned
+
+            catalog.set_phase(run_id, "assign", "running")
+            report.assign = assign(catalog, model.space, settings, run_id=run_id,
+                                   progress=progress)
+            catalog.set_phase(run_id, "assign", "done", total=report.assign.candidates,
+                              done=report.assign.candidates)
+            catalog.set_phase(run_id, "cluster", "running")
+            report.cluster = cluster_unassigned(catalog, model.space, settings, run_id=run_id)
+            catalog.set_phase(run_id, "cluster", "done", total=report.cluster.faces,
+                              done=report.cluster.faces)
+    except BaseException as exc:
+        status = "paused" if isinstance(exc, KeyboardInterrupt) else "failed"
+        catalog.finish_run(run_id, status, report.summary(), error=f"{type(exc).__name__}: {exc}")
+        raise
+    catalog.finish_run(run_id, report.status, report.summary())
+    return report

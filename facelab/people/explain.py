@@ -1,0 +1,103 @@
+"""`facelab explain FACE`: why a face is where it is, from the evidence the catalog keeps."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from facelab.errors import FacelabError
+from facelab.store.catalog import Catalog
+
+
+def explain(catalog: Catalog, face_id: int) -> dict[str, Any]:
+    """Everything that decided this face's place: detection, person, history, alternatives."""
+    row = catalog.query(
+        "SELECT f.face_id, f.space, f.asset_id, f.x, f.y, f.w, f.h, f.det_score, f.quality, "
+        "f.person_id, p.name, f.assigned_by, f.cluster_id, f.revision, f.run_id, "
+        "(SELECT min(path) FROM files WHERE files.asset_id=f.asset_id) "
+        "FROM faces f LEFT JOIN persons p USING (person_id) WHERE f.face_id=?", [face_id])
+    if not row:
+        raise FacelabError(f"no face {face_id} in {catalog.path}")
+    (fid, space, asset, x, y, w, h, det, quality, person, name, by, cluster, revision,
+     det_run, path) = row[0]
+    history = [
+        {"event_id": e, "at": str(at), "action": action, "source": source,
+         "from_person": old, "to_person": new, "run_id": run, "group_id": group,
+         "undone_by": undone, "evidence": json.loads(ev) if ev else None}
+        for e, at, action, source, old, new, run, group, undone, ev in catalog.query(
+            "SELECT event_id, occurred_at, action, source, old_person_id, new_person_id, "
+            "run_id, group_id, undone_by, evidence FROM events WHERE face_id=? "
+            "ORDER BY event_id", [face_id])]
+    suggestions = [
+        {"suggestion_id": s, "person_id": p, "score": round(float(sc), 4), "source": src,
+         "status": st, "evidence": json.loads(ev) if ev else None}
+        for s, p, sc, src, st, ev in catalog.query(
+            "SELECT suggestion_id, person_id, score, source, status, evidence FROM suggestions "
+            "WHERE face_id=? ORDER BY score DESC", [face_id])]
+    rejected = [p for (p,) in catalog.query(
+        "SELECT person_id FROM rejections WHERE face_id=? ORDER BY person_id", [face_id])]
+    info = {"face_id": fid, "space": space, "photo": path, "asset_id": asset,
+            "box": [round(v, 1) for v in (x, y, w, h)], "det_score": round(float(det), 3),
+            "quality": round(float(quality), 3), "detected_by_run": det_run,
+            "person_id": person, "person": name, "assigned_by": by, "cluster_id": cluster,
+            "revision": revision, "history": history, "suggestions": suggestions,
+            "rejected_persons": rejected}
+    info["why"] = _why(info)
+    return info
+
+
+def _why(info: dict[str, Any]) -> str:
+    """One sentence a person can read."""
+    last = next((e for e in reversed(info["history"]) if e["undone_by"] is None), None)
+    if info["person_id"] is not None:
+        who = f"{info['person'] or 'person'} (#{info['person_id']})"
+        if last and last["source"] == "auto" and last["evidence"]:
+            ev = last["evidence"]
+            return (f"assigned to {who} automatically by run {ev.get('run_id')}: similarity "
+                    f"{ev.get('score')} to prototype face {ev.get('prototype_face_id')} is at "
+                    f"or above the auto threshold {ev.get('thresholds', {}).get('auto')}"
+                    f"{_origin(ev.get('thresholds', {}))} "
+                    f"(runner-up {ev.get('runner_up')}; {ev.get('algorithm')})")
+        how = {"user": "by a person", "cluster_label": "when its cluster was labeled",
+               "suggestion_accept": "by accepting a suggestion", "import": "by an import"}
+        return f"assigned to {who} {how.get(info['assigned_by'], 'by ' + str(info['assigned_by']))}"
+    pending = [s for s in info["suggestions"] if s["status"] == "pending"]
+    if pending:
+        s = pending[0]
+        th = (s["evidence"] or {}).get("thresholds") or {}
+        bar = th.get("suggest_threshold", th.get("suggest"))
+        return (f"unassigned; suggested for person #{s['person_id']} with score {s['score']} "
+                f"({s['source']}"
+                + (f", threshold {bar}{_origin(th)}" if bar is not None else "")
+                + "), waiting for review")
+    if info["cluster_id"]:
+        return f"unassigned; grouped in cluster {info['cluster_id']} with similar faces"
+    if info["assigned_by"] in ("user",) and info["rejected_persons"]:
+        return f"unassigned by a person (not #{info['rejected_persons'][-1]})"
+    return ("unassigned and in no cluster: no known person scored above the suggestion "
+            "threshold and clustering left it as noise (or its quality is below the "
+            "clustering threshold)")
+
+
+def _origin(thresholds: dict[str, Any]) -> str:
+    """Where a threshold came from, when a calibration set it: " (calibration #3, exemplar)"."""
+    if thresholds.get("calibration_id") is None:
+        return ""
+    return (f" (calibration #{thresholds['calibration_id']}, "
+            f"{thresholds.get('strategy', 'exemplar')})")
+
+
+def format_explanation(info: dict[str, Any]) -> str:
+    lines = [f"face {info['face_id']} [{info['space']}] in {info['photo']}",
+             f"  box {info['box']}  det {info['det_score']}  quality {info['quality']}",
+             f"  why: {info['why']}"]
+    for e in info["history"]:
+        undone = f" (undone by group {e['undone_by']})" if e["undone_by"] else ""
+        lines.append(f"  {e['at'][:19]} {e['action'] or '':<12} {e['source']:<18} "
+                     f"{e['from_person']} -> {e['to_person']}  run {e['run_id']}{undone}")
+    for s in info["suggestions"]:
+        lines.append(f"  suggestion {s['suggestion_id']}: person {s['person_id']} "
+                     f"score {s['score']} {s['status']} ({s['source']})")
+    if info["rejected_persons"]:
+        lines.append(f"  ruled out by a person: {info['rejected_persons']}")
+    return "\n".join(lines)
