@@ -1,15 +1,29 @@
 """Every threshold and tunable of facelab, in one place, with its default and its reason.
 
-A value comes from, in order of precedence: an explicit argument
-(``Settings(min_face_size=32)`` or ``settings.replace(...)``), the environment
-(``FACELAB_MIN_FACE_SIZE=32``), the default below. Ranges are declared once, next to
-the value, and checked once, in ``__post_init__``.
+One precedence, for every field and every embedding space (:meth:`Settings.resolve`):
+
+1. **explicit** — given to ``Settings(...)``, by a ``FACELAB_*`` variable
+   (:meth:`Settings.from_env`), a CLI option or :meth:`Settings.replace`;
+2. **calibration** — the auto / suggestion thresholds that ``facelab calibrate`` measured on the
+   user's labels for this space (read from the store by
+   :func:`facelab.people.policy.settings_in_force`);
+3. **model family** — the researched defaults of the space's model family
+   (:data:`FAMILY_DEFAULTS`, keyed by the first part of the space name, so ``dlib``,
+   ``dlib/resnet_v1`` and ``dlib/lfw-reference`` share them: one model's scores live on one
+   scale whatever the space was named on import);
+4. **built-in** — the default below.
+
+Explicit values are tracked by name, not by comparing with the default, so a value set equal to
+a default still wins over a calibration. Ranges are declared once, next to the value, and
+checked once, in ``__post_init__``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,34 +32,61 @@ from facelab.errors import ConfigError
 
 ENV_PREFIX = "FACELAB_"
 
-#: Defaults that differ per embedding space (cosine scores of ArcFace and dlib live on very
-#: different scales). ``Settings.for_space`` applies them to every field still at its global
-#: default, so a value the user chose always wins. Each entry records where it comes from.
-SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "dlib/resnet_v1": {
+#: Researched defaults per model family. Each entry records where it comes from.
+#: ``auto_assign_threshold`` and ``suggest_threshold`` are coupled (suggest <= auto): they are
+#: applied together, and only when the user set neither.
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dlib": {
         # lfw-dev: same-person cosine 5th pct ~0.92, different-person 99th pct ~0.91.
         # Measured (30 % of people known, half their faces labeled, the rest of lfw-dev as
         # strangers): auto-assign precision 0.938 at 0.95, 0.987 at 0.96, 1.0 at 0.97
         "auto_assign_threshold": 0.96, "suggest_threshold": 0.93,
         "propagation_min_confidence": 0.93,
+        # lfw-dev, identities split in two halves by name hash, chosen by two-fold selection
+        # (docs/clustering-quality.md): BCubed F 0.962 / 0.963 on the halves (pairwise F
+        # 0.962 / 0.973), 0.953 / 0.960 on all 6 269 faces, where plain average linkage peaks
+        # at 0.942 and HDBSCAN at 0.92. A genuine pair is ~0.05 apart in this space.
+        "cluster_method": "agglomerative", "min_cluster_size": 2, "knn_k": 30,
+    },
+    "insightface": {
+        # No ArcFace faces with identities here. Scaled from dlib by the within-person spread
+        # (mean genuine distance 0.35 vs 0.048) and checked on synth.make_space presets with
+        # strangers, low-quality faces and pose modes (docs/clustering-quality.md).
+        "cluster_method": "agglomerative", "min_cluster_size": 2, "knn_k": 30,
     },
 }
+
+#: Clustering parameters of a family that are not Settings fields (graph-linkage details of
+#: :class:`facelab.core.cluster.FaceClusterer`, researched with the values above).
+FAMILY_CLUSTER_PARAMS: dict[str, dict[str, Any]] = {
+    "dlib": {"linkage": "average", "distance_threshold": 0.075, "pair_threshold": 0.058,
+             "size_exponent": 0.7, "max_separation": 0.04, "separation_noise": 0.15},
+    # the separation test is loosened so that two pose modes of one person (means ~0.6 apart
+    # in squared distance) still merge, while near-orthogonal impostors (~1.5 apart) never do
+    "insightface": {"linkage": "average", "distance_threshold": 0.6, "pair_threshold": 0.45,
+                    "size_exponent": 0.7, "max_separation": 0.7, "separation_noise": 1.0},
+}
+
+#: The coupled threshold pair (see FAMILY_DEFAULTS).
+THRESHOLD_PAIR = ("auto_assign_threshold", "suggest_threshold")
+
+#: Settings fields that are FaceClusterer parameters, by parameter name.
+CLUSTER_FIELDS = {"method": "cluster_method", "min_cluster_size": "min_cluster_size",
+                  "min_samples": "min_samples",
+                  "cluster_selection_epsilon": "cluster_selection_epsilon", "k": "knn_k"}
+
+
+def model_family(space: str) -> str | None:
+    """The :data:`FAMILY_DEFAULTS` key of ``space`` (its first path component), or None for a
+    family without researched defaults (e.g. a trained projection ``proj/<name>``)."""
+    family = space.split("/")[0]
+    return family if family in FAMILY_DEFAULTS else None
 
 
 def _setting(default: Any, reason: str, *, low: float | None = None, high: float | None = None,
              choices: tuple[str, ...] | None = None) -> Any:
     return field(default=default, metadata={"reason": reason, "low": low, "high": high,
                                             "choices": choices})
-
-
-def space_key(space: str, table: dict[str, Any]) -> str | None:
-    """The entry of ``table`` that holds defaults for ``space``: its own, else its model
-    family's (``dlib``, ``dlib/lfw-reference`` -> ``dlib/resnet_v1``): scores of one model
-    live on one scale whatever the space was named on import. None for unknown families."""
-    if space in table:
-        return space
-    family = space.split("/")[0]
-    return next((k for k in table if k.split("/")[0] == family), None)
 
 
 @dataclass(frozen=True)
@@ -199,22 +240,73 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    def for_space(self, space: str) -> Settings:
-        """These settings with the defaults of ``space`` (``SPACE_DEFAULTS``) applied.
+    # -- precedence ---------------------------------------------------------------------------
 
-        The thresholds of one space are coupled (suggest ≤ auto), so they are applied all
-        together, and only when the user changed none of them; unknown spaces keep the
-        global defaults.
+    @property
+    def explicit(self) -> frozenset[str]:
+        """Names of the fields given explicitly (constructor, ``FACELAB_*``, replace)."""
+        return self.__dict__.get("_explicit", frozenset())
+
+    def source(self, name: str) -> str:
+        """Where the value of ``name`` comes from: ``explicit``, ``calibration``, ``family``
+        (model-family default) or ``default`` (built-in)."""
+        if name in self.explicit:
+            return "explicit"
+        return self.__dict__.get("_sources", {}).get(name, "default")
+
+    def resolve(self, space: str, calibration: Mapping[str, Any] | None = None) -> Settings:
+        """The settings in force for embedding space ``space``.
+
+        Per field: explicit > ``calibration`` (a stored calibration: ``auto_assign`` and
+        ``suggest``; only for the threshold pair, and only when neither is explicit) >
+        the model family's :data:`FAMILY_DEFAULTS` > built-in. The result remembers which
+        fields were explicit, so resolving it again (for another space) starts afresh.
         """
-        key = space_key(space, SPACE_DEFAULTS)
-        overrides = SPACE_DEFAULTS[key] if key else {}
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        if any(getattr(self, k) != defaults[k] for k in overrides):
-            return self
-        return dataclasses.replace(self, **overrides)
+        family = model_family(space)
+        fam = FAMILY_DEFAULTS.get(family, {}) if family else {}
+        explicit = self.explicit
+        values = {f.name: (getattr(self, f.name) if f.name in explicit else f.default)
+                  for f in dataclasses.fields(self)}
+        sources: dict[str, str] = {}
+        if not explicit & set(THRESHOLD_PAIR):
+            if calibration is not None:
+                values["auto_assign_threshold"] = float(calibration["auto_assign"])
+                values["suggest_threshold"] = float(calibration["suggest"])
+                sources.update(dict.fromkeys(THRESHOLD_PAIR, "calibration"))
+            elif all(k in fam for k in THRESHOLD_PAIR):
+                values.update({k: fam[k] for k in THRESHOLD_PAIR})
+                sources.update(dict.fromkeys(THRESHOLD_PAIR, "family"))
+        for name, value in fam.items():
+            if name not in THRESHOLD_PAIR and name not in explicit:
+                values[name] = value
+                sources[name] = "family"
+        extra = FAMILY_CLUSTER_PARAMS.get(family, {}) if family else {}
+        return self._derive(values, explicit, sources, extra)
+
+    def cluster_params(self) -> dict[str, Any]:
+        """:class:`facelab.core.cluster.FaceClusterer` parameters of these (resolved)
+        settings: the clustering fields and the family's graph-linkage parameters (ignored by
+        the density methods). Parameters not given keep FaceClusterer's defaults."""
+        params = {param: getattr(self, name) for param, name in CLUSTER_FIELDS.items()}
+        return {**self.__dict__.get("_cluster_extra", {}), **params}
+
+    def _derive(self, values: dict[str, Any], explicit: frozenset[str],
+                sources: dict[str, str], extra: dict[str, Any]) -> Settings:
+        new = dataclasses.replace(self, **values)
+        object.__setattr__(new, "_explicit", frozenset(explicit))
+        object.__setattr__(new, "_sources", dict(sources))
+        object.__setattr__(new, "_cluster_extra", dict(extra))
+        return new
 
     def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with ``changes`` (None values ignored), which count as explicit."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values.update(changes)
+        sources = {k: v for k, v in self.__dict__.get("_sources", {}).items()
+                   if k not in changes}
+        return self._derive(values, self.explicit | set(changes), sources,
+                            self.__dict__.get("_cluster_extra", {}))
 
     @property
     def workspace_path(self) -> Path:
@@ -248,3 +340,16 @@ def _parse(name: str, typ: type, raw: str) -> Any:
     except ValueError as exc:
         raise ConfigError(
             f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {typ.__name__}") from exc
+
+
+_dataclass_init = Settings.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init_recording_explicit(self: Settings, **values: Any) -> None:
+    # the keyword arguments a caller gave are the explicit settings (see Settings.resolve)
+    _dataclass_init(self, **values)
+    object.__setattr__(self, "_explicit", frozenset(values))
+
+
+Settings.__init__ = _init_recording_explicit  # type: ignore[method-assign]

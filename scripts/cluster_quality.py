@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from facelab.core.cluster import FaceClusterer, default_params  # noqa: E402
-from facelab.research.evaluate import clustering_report  # noqa: E402
+from facelab.core.cluster import FaceClusterer  # noqa: E402
+from facelab.core.metrics import clustering_report  # noqa: E402
 from facelab.settings import Settings  # noqa: E402
 
 PARQUET = ROOT.parent / "shared" / "data" / "lfw-dev" / "embeddings-dlib.parquet"
@@ -49,10 +49,15 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, names, half
 
 
+def chosen() -> dict[str, Any]:
+    """The FaceClusterer parameters facelab uses for the space: its model family's defaults."""
+    return Settings().resolve(SPACE).cluster_params()
+
+
 def reference_configs() -> list[tuple[str, dict[str, Any]]]:
     """The chosen default and the peers' best settings, as FaceClusterer parameters."""
     return [
-        ("chosen default (dlib/resnet_v1)", default_params(SPACE, Settings())),
+        ("chosen default (dlib/resnet_v1)", chosen()),
         ("average linkage 0.0625 (peer best)", {**AVG, "distance_threshold": 0.0625}),
         ("average linkage 0.065 (peer best)", {**AVG, "distance_threshold": 0.065}),
         ("HDBSCAN mcs 3 ms 3 (peer)", {"method": "hdbscan", "min_cluster_size": 3,
@@ -93,7 +98,7 @@ def sweep_configs() -> list[tuple[str, dict[str, Any]]]:
                      "size_exponent": g, "max_separation": sep[0],
                      "separation_noise": sep[1]}))
     for k in [15, 50]:
-        out.append((f"chosen default, k={k}", {**default_params(SPACE, Settings()), "k": k}))
+        out.append((f"chosen default, k={k}", {**chosen(), "k": k}))
     return out
 
 
@@ -136,7 +141,7 @@ def main() -> None:
     x, names, half = load(args.parquet)
     print(f"{len(x)} faces, {len(set(names))} people; half A {int((half == 0).sum())} faces, "
           f"half B {int((half == 1).sum())} faces")
-    FaceClusterer(**default_params(SPACE, Settings())).fit(x[:300])  # compile once
+    FaceClusterer(**chosen()).fit(x[:300])  # compile once
     configs = reference_configs() + (sweep_configs() if args.sweep else [])
     results = []
     for name, params in configs:

@@ -8,26 +8,28 @@ import pytest
 from scipy.stats import binomtest
 
 from facelab.cli import main
-from facelab.errors import ConfigError
-from facelab.people import naming, prototypes, suggest
-from facelab.people.assign import assign, score_faces
-from facelab.people.centroids import person_centroids
-from facelab.people.explain import explain
-from facelab.research import calibrate
-from facelab.research.calibrate import (
+from facelab.core.centroids import person_centroids
+from facelab.core.scoring import score_faces
+from facelab.core.thresholds import (
     LooScores,
-    calibrate_scores,
     choose_auto,
     choose_suggest,
     clopper_pearson_lower,
-    loo_scores,
     precision_curve,
     rule_of_three,
-    thresholds_for,
 )
-from facelab.research.evaluate import LabeledFaces, catalog_labels
+from facelab.errors import ConfigError
+from facelab.people import naming, prototypes, suggest
+from facelab.people.assign import assign
+from facelab.people.explain import explain
+from facelab.people.policy import thresholds_in_force
+from facelab.research import calibrate
+from facelab.research.calibrate import calibrate_scores
+from facelab.research.loo import loo_scores
 from facelab.research.synth import make_space
+from facelab.research.truth import LabeledFaces, catalog_labels
 from facelab.settings import Settings
+from facelab.store import thresholds as stored_thresholds
 from facelab.store.catalog import Catalog
 
 from .people_helpers import add_photos, one_connection
@@ -266,10 +268,10 @@ def test_calibration_is_stored_and_drives_assign_with_its_evidence(labeled):
     assert cal.ok and cal.calibration_id is not None
     assert cal.precision_lower >= 0.95 and cal.n_above >= rule_of_three(0.95)
     assert cal.suggest <= cal.auto and cal.n_faces == 240 and cal.n_people == 30
-    th = thresholds_for(cat, DLIB, Settings())
+    th = thresholds_in_force(cat, DLIB, Settings())
     assert (th.source, th.calibration_id, th.auto) == ("calibration", cal.calibration_id,
                                                        cal.auto)
-    row = calibrate.latest(cat, DLIB)
+    row = stored_thresholds.latest(cat, DLIB, "exemplar")
     assert row["auto_assign"] == pytest.approx(cal.auto) and row["n_faces"] == 240
     assert row["evidence"]["params"]["max_exemplars"] == Settings().max_exemplars
     report = assign(cat, DLIB, Settings(), progress=False, suggest_after=False)
@@ -285,25 +287,25 @@ def test_calibration_is_stored_and_drives_assign_with_its_evidence(labeled):
 
 def test_threshold_precedence_settings_then_calibration_then_space_default(labeled):
     cat, _ = labeled
-    assert thresholds_for(cat, DLIB).source == "space_default"
-    assert thresholds_for(cat, "proj/x").source == "default"
+    assert thresholds_in_force(cat, DLIB).source == "space_default"
+    assert thresholds_in_force(cat, "proj/x").source == "default"
     first, = calibrate.calibrate(cat, DLIB, target_precision=0.95)
     second, = calibrate.calibrate(cat, DLIB, target_precision=0.9)
     assert second.auto <= first.auto
-    th = thresholds_for(cat, DLIB)
+    th = thresholds_in_force(cat, DLIB)
     assert (th.source, th.calibration_id) == ("calibration", second.calibration_id)
-    # the space defaults applied already (for_space) are still defaults, not a choice
-    assert thresholds_for(cat, DLIB, Settings().for_space(DLIB)).source == "calibration"
-    mine = thresholds_for(cat, DLIB, Settings(auto_assign_threshold=0.97,
+    # the space defaults applied already (resolve) are still defaults, not a choice
+    assert thresholds_in_force(cat, DLIB, Settings().resolve(DLIB)).source == "calibration"
+    mine = thresholds_in_force(cat, DLIB, Settings(auto_assign_threshold=0.97,
                                               suggest_threshold=0.95))
     assert (mine.source, mine.auto, mine.suggest) == ("settings", 0.97, 0.95)
-    assert [h["threshold_id"] for h in calibrate.history(cat, DLIB)] == [
+    assert [h["threshold_id"] for h in stored_thresholds.history(cat, DLIB)] == [
         second.calibration_id, first.calibration_id]
     # another strategy's calibration does not replace the one assign uses
     (cent,) = calibrate.calibrate(cat, DLIB, strategies=["centroid"], target_precision=0.9,
                                   stranger_share=0.2)
-    assert thresholds_for(cat, DLIB).calibration_id == second.calibration_id
-    row = calibrate.latest(cat, DLIB, "centroid")
+    assert thresholds_in_force(cat, DLIB).calibration_id == second.calibration_id
+    row = stored_thresholds.latest(cat, DLIB, "centroid")
     assert (row["threshold_id"], row["stranger_share"]) == (cent.calibration_id, 0.2)
     assert row["evidence"]["strangers_above"] == cent.strangers_above
 
@@ -314,10 +316,10 @@ def test_calibrate_cli_refuses_and_dry_run_stores_nothing(labeled, capsys):
     assert main(["calibrate", "-w", ws, "--space", DLIB]) == 2   # 0.995 needs 598 faces
     out = capsys.readouterr().out
     assert "refused" in out and "598 right faces" in out and "space_default" in out
-    assert calibrate.history(cat, DLIB) == []
+    assert stored_thresholds.history(cat, DLIB) == []
     assert main(["calibrate", "-w", ws, "--space", DLIB, "--precision", "0.95",
                  "--strategy", "all", "--dry-run", "--json", ws + "/cal.json"]) == 0
-    assert calibrate.history(cat, DLIB) == []
+    assert stored_thresholds.history(cat, DLIB) == []
     saved = json.loads((cat.workspace / "cal.json").read_text())
     assert [c["strategy"] for c in saved] == ["exemplar", "centroid", "multi"]
     assert all(c["precision_lower"] >= 0.95 for c in saved)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from facelab.errors import CatalogBusy, DimensionMismatch
-from facelab.store.catalog import SCHEMA_VERSION, Catalog
+from facelab.store.catalog import Catalog
+from facelab.store.schema import SCHEMA_VERSION
 
 from .helpers import add_faces, unit_vectors
 
@@ -126,16 +127,16 @@ def test_dataframe_view_for_notebooks(workspace):
 
 
 def test_old_workspace_is_migrated_without_losing_faces(workspace, monkeypatch):
-    import facelab.store.catalog as catalog_mod
+    import facelab.store.schema as schema_mod
 
-    full = list(catalog_mod.MIGRATIONS)
-    monkeypatch.setattr(catalog_mod, "MIGRATIONS", full[:1])
-    monkeypatch.setattr(catalog_mod, "SCHEMA_VERSION", 1)
+    full = list(schema_mod.MIGRATIONS)
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", full[:1])
+    monkeypatch.setattr(schema_mod, "SCHEMA_VERSION", 1)
     old = Catalog(workspace)
     ids = add_faces(old, "test/16", unit_vectors(10, 16))
     assert old.schema_version() == 1
-    monkeypatch.setattr(catalog_mod, "MIGRATIONS", full)
-    monkeypatch.setattr(catalog_mod, "SCHEMA_VERSION", full[-1][0])
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", full)
+    monkeypatch.setattr(schema_mod, "SCHEMA_VERSION", full[-1][0])
     new = Catalog(workspace)
     assert new.schema_version() == full[-1][0]
     assert np.array_equal(new.face_ids("test/16"), ids)

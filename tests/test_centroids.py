@@ -1,18 +1,16 @@
 import numpy as np
 import pytest
 
-from facelab.people.centroids import (
+from facelab.core.centroids import (
     ALGORITHM,
     algorithm_tag,
     centroid_modes,
-    centroids_of,
     mode_silhouettes,
-    refresh_centroids,
     robust_centroid,
     source_hash,
     trim_fraction,
-    trimmed_faces,
 )
+from facelab.people.centroids import centroids_of, refresh_centroids, trimmed_faces
 from facelab.people.naming import assign_faces, create_person, merge_persons, remove_faces
 from facelab.research.synth import make_identities, make_space
 from facelab.settings import Settings

@@ -6,25 +6,23 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from facelab.core.cluster import (
-    EXACT_MAX,
-    SPACE_CLUSTER_DEFAULTS,
-    FaceClusterer,
-    cluster_faces,
-    cluster_id,
-    default_params,
-    knn_csr,
-    knn_graph,
-    split_cluster,
-)
+from facelab.core.cluster import FaceClusterer, cluster_faces, cluster_id, split_cluster
+from facelab.core.knn import EXACT_MAX, knn_csr, knn_graph
+from facelab.core.metrics import bcubed_prf
 from facelab.errors import ConfigError
-from facelab.research.evaluate import bcubed_prf
 from facelab.research.synth import make_identities, make_space
 from facelab.settings import Settings
 
 ARC = "insightface/buffalo_l"
+
+
+def params_for(space: str) -> dict:
+    """The FaceClusterer parameters in force for ``space`` under the default settings."""
+    return Settings().resolve(space).cluster_params()
+
+
 METHODS = {
-    "agglomerative": default_params(ARC),
+    "agglomerative": params_for(ARC),
     "hdbscan": dict(method="hdbscan", min_cluster_size=3, min_samples=3),
     "dbscan": dict(method="dbscan", eps=0.5, min_samples=3, min_cluster_size=3),
     "single": dict(method="agglomerative", linkage="single", distance_threshold=0.45,
@@ -134,10 +132,10 @@ def test_lone_faces_need_a_closer_match_than_a_face_joining_a_crowd():
     rng = np.random.default_rng(0)
     u = np.eye(64)[0]
     lone = np.stack([u, _at_distance(u, 0.065, rng)])
-    assert (cluster_faces(lone, **default_params("dlib/resnet_v1")) == -1).all()
+    assert (cluster_faces(lone, **params_for("dlib/resnet_v1")) == -1).all()
     crowd = np.stack([_at_distance(u, 0.004, rng) for _ in range(20)])
     joiner = _at_distance(u, 0.062, rng)
-    labels = cluster_faces(np.vstack([crowd, joiner]), **default_params("dlib/resnet_v1"))
+    labels = cluster_faces(np.vstack([crowd, joiner]), **params_for("dlib/resnet_v1"))
     assert len(set(labels)) == 1 and labels[0] >= 0
 
 
@@ -185,7 +183,7 @@ def test_cluster_id_format_and_content_address():
 
 def test_cluster_ids_are_stable_under_rerun_and_permutation(people):
     face_ids = np.arange(people.n) * 7 + 1000
-    params = default_params(ARC)
+    params = params_for(ARC)
 
     def ids_of(order: np.ndarray) -> set[str]:
         labels = cluster_faces(people.embeddings[order], **params)
@@ -198,7 +196,7 @@ def test_cluster_ids_are_stable_under_rerun_and_permutation(people):
 
 def test_labels_are_numbered_by_first_member():
     faces = make_identities(3, dim=32, faces_per_person=6, same_sim=0.9, diff_sim=0.0, seed=1)
-    labels = cluster_faces(faces.embeddings, **default_params(ARC))
+    labels = cluster_faces(faces.embeddings, **params_for(ARC))
     first_seen = [labels[labels >= 0][0]]
     for lab in labels[labels >= 0]:
         if lab not in first_seen:
@@ -212,10 +210,10 @@ def test_labels_are_numbered_by_first_member():
 def test_split_separates_two_merged_people():
     faces = make_identities(2, dim=128, faces_per_person=30, same_sim=0.75, diff_sim=0.45,
                             seed=5)
-    loose = dict(default_params(ARC), distance_threshold=0.7, max_separation=None)
+    loose = dict(params_for(ARC), distance_threshold=0.7, max_separation=None)
     merged = cluster_faces(faces.embeddings, **loose)
     assert len(set(merged[merged >= 0])) == 1  # the loose run put both people together
-    sub = split_cluster(faces.embeddings, **default_params(ARC))
+    sub = split_cluster(faces.embeddings, **params_for(ARC))
     assert len(set(sub[sub >= 0])) == 2
     for person in (0, 1):
         assert len(set(sub[faces.labels == person]) - {-1}) == 1
@@ -237,7 +235,7 @@ def test_clustering_path_never_allocates_n_squared():
     x = faces.embeddings[:n]
     assert x.shape[0] == n > EXACT_MAX  # the approximate (inverted-file) search runs
     tracemalloc.start()
-    model = FaceClusterer(**default_params("dlib/resnet_v1")).fit(x)
+    model = FaceClusterer(**params_for("dlib/resnet_v1")).fit(x)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < n * n * 4 / 20  # measured ~115 MB: blocks of ~64 MiB plus O(n k)
@@ -248,7 +246,7 @@ def test_clustering_path_never_allocates_n_squared():
 
 
 def test_estimator_api_and_evidence(people):
-    model = FaceClusterer(**default_params(ARC))
+    model = FaceClusterer(**params_for(ARC))
     assert model.fit(people.embeddings) is model
     labels = model.labels_
     assert labels.dtype == np.int64 and labels.shape == (people.n,)
@@ -268,18 +266,21 @@ def test_tiny_inputs(n):
 
 
 def test_scale_of_the_vectors_does_not_matter(people):
-    a = cluster_faces(people.embeddings, **default_params(ARC))
-    b = cluster_faces(people.embeddings * 37.0, **default_params(ARC))
+    a = cluster_faces(people.embeddings, **params_for(ARC))
+    b = cluster_faces(people.embeddings * 37.0, **params_for(ARC))
     np.testing.assert_array_equal(a, b)
 
 
-def test_default_params_per_space_and_user_settings_win():
-    dlib = default_params("dlib/resnet_v1", Settings())
-    assert dlib == {**FaceClusterer().get_params(), "min_samples": 3,
-                    **SPACE_CLUSTER_DEFAULTS["dlib/resnet_v1"]}
-    unknown = default_params("proj/abc", Settings())
+def test_cluster_params_per_model_family_and_user_settings_win():
+    researched = {"method": "agglomerative", "linkage": "average", "distance_threshold": 0.075,
+                  "pair_threshold": 0.058, "size_exponent": 0.7, "max_separation": 0.04,
+                  "separation_noise": 0.15, "min_cluster_size": 2, "k": 30}
+    for space in ("dlib/resnet_v1", "dlib", "dlib/lfw-reference"):  # one family, one scale
+        dlib = FaceClusterer(**Settings().resolve(space).cluster_params()).get_params()
+        assert dlib == {**FaceClusterer().get_params(), "min_samples": 3, **researched}
+    unknown = Settings().resolve("proj/abc").cluster_params()
     assert (unknown["method"], unknown["min_cluster_size"], unknown["k"]) == ("hdbscan", 5, 30)
-    mine = default_params("dlib/resnet_v1", Settings(min_cluster_size=7, knn_k=50))
+    mine = Settings(min_cluster_size=7, knn_k=50).resolve("dlib/resnet_v1").cluster_params()
     assert (mine["min_cluster_size"], mine["k"], mine["method"]) == (7, 50, "agglomerative")
     FaceClusterer(**mine)._validate()
 

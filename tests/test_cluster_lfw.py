@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facelab.core.cluster import FaceClusterer, default_params
-from facelab.research.evaluate import clustering_report
+from facelab.core.cluster import FaceClusterer
+from facelab.core.metrics import clustering_report
 from facelab.settings import Settings
 
 from .conftest import lfw_or_skip
@@ -24,7 +24,7 @@ def test_dlib_default_clusters_lfw_dev_above_the_floor():
                                                                          "embedding"])
     x = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
     identity = np.asarray(table.column("identity").to_pylist())
-    params = default_params("dlib/resnet_v1", Settings())
+    params = Settings().resolve("dlib/resnet_v1").cluster_params()
     report = clustering_report(identity, FaceClusterer(**params).fit_predict(x))
     # docs/clustering-quality.md: 0.953 / 0.960 here; peers reach 0.942 at their best
     assert report["bcubed_f"] >= 0.95

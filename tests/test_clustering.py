@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from facelab.people import naming
+from facelab.people import labeling
 from facelab.people.clusters import cluster_dual, cluster_unassigned, clusters, split
 from facelab.settings import Settings
+from facelab.store import clusters as stored
 from facelab.store.catalog import Catalog
 
 from .suggest_helpers import add_photos, label, make_library
@@ -36,15 +37,33 @@ def test_clusters_recover_people_and_ids_are_stable_across_runs(lib):
     assert len(clusters(cat, SPACE)) == 5
 
 
+def test_store_reads_what_clustering_wrote(lib):
+    cat, _ = lib
+    cluster_unassigned(cat, SPACE, Settings(), min_cluster_size=5)
+    ids, cluster_of = stored.unassigned_cluster_ids(cat, SPACE)
+    assert ids.tolist() == sorted(ids.tolist())
+    assert len(ids) == cat.scalar("SELECT count(*) FROM faces WHERE person_id IS NULL "
+                                  "AND space=?", [SPACE])
+    assert {int(f): c for f, c in zip(ids, cluster_of, strict=True) if c} == _membership(cat)
+    cid = clusters(cat, SPACE)[0]["cluster_id"]
+    best = cat.query("SELECT face_id FROM faces WHERE cluster_id=? "
+                     "ORDER BY quality DESC, face_id LIMIT 3", [cid])
+    assert stored.cluster_face_ids(cat, cid, limit=3).tolist() == [r[0] for r in best]
+    members = stored.unassigned_members(cat, cid)
+    assert members is not None and members.space == SPACE
+    assert set(members.face_ids.tolist()) == set(stored.cluster_face_ids(cat, cid).tolist())
+    assert stored.unassigned_members(cat, "c000000000000") is None
+
+
 def test_labeling_takes_faces_out_and_the_next_run_keeps_other_ids(lib):
     cat, library = lib
     cluster_unassigned(cat, SPACE, Settings(), min_cluster_size=5)
     m1 = _membership(cat)
     cid = m1[int(library.of(0)[0])]
-    plan = naming.label_cluster(cat, cid, "Alice", dry_run=True)
+    plan = labeling.label_cluster(cat, cid, "Alice", dry_run=True)
     size = cat.scalar("SELECT count(*) FROM faces WHERE cluster_id=?", [cid])
     assert plan.n_faces == size >= 20 and cat.scalar("SELECT count(*) FROM persons") == 0
-    naming.label_cluster(cat, cid, "Alice")
+    labeling.label_cluster(cat, cid, "Alice")
     r = cluster_unassigned(cat, SPACE, Settings(), min_cluster_size=5)
     assert r.clusters == 4 and r.kept_ids == 4
     assert cat.scalar("SELECT status FROM clusters WHERE cluster_id=?", [cid]) == "labeled"

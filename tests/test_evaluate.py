@@ -8,8 +8,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, r
 from sklearn.metrics import roc_curve as sk_roc_curve
 from sklearn.metrics.cluster import pair_confusion_matrix
 
-from facelab.errors import ConfigError
-from facelab.research.evaluate import (
+from facelab.core.metrics import (
     adjusted_rand_index,
     assignment_bands,
     auc,
@@ -24,6 +23,7 @@ from facelab.research.evaluate import (
     person_report,
     roc_curve,
 )
+from facelab.errors import ConfigError
 
 # Six faces: people 0 (3 faces), 1 (2 faces), 2 (1 face). Cluster 0 = two faces of person 0,
 # cluster 1 = one face of person 0 and one of person 1, the other two faces are noise.
@@ -298,7 +298,7 @@ def test_evaluate_cli_on_the_catalogs_own_labels(tmp_path, capsys):
     import json
 
     from facelab.cli import main
-    from facelab.research.evaluate import catalog_labels
+    from facelab.research.truth import catalog_labels
     from facelab.store.catalog import Catalog
 
     from .suggest_helpers import label, make_library

@@ -69,3 +69,37 @@ def test_import_lfw_reference_embeddings(tmp_path):
     # still find each face itself almost always
     found, _ = index.search(vecs, 1)
     assert np.mean(found[:, 0] == ids) >= 0.998
+
+
+def _named_parquet(path, names, dim=32, seed=3):
+    vecs = unit_vectors(len(names), dim, seed=seed)
+    pq.write_table(pa.table({
+        "path": [f"p{i}.jpg" for i in range(len(names))],
+        "embedding": list(vecs), "identity": names,
+        "bbox_x": [1.0] * len(names), "bbox_y": [2.0] * len(names),
+        "bbox_w": [30.0] * len(names), "bbox_h": [40.0] * len(names)}), path)
+
+
+def test_import_names_faces_from_the_identity_column_and_resumes(tmp_path):
+    """`facelab import --identity-col`: the file's names are a human decision (source
+    'import'); a second import (e.g. after a kill between the two steps) names what was left
+    unnamed and never touches a face the user has moved since."""
+    from facelab.cli import main
+
+    parquet = tmp_path / "named.parquet"
+    _named_parquet(parquet, ["Ada", "Ada", "Bo", None])
+    ws = str(tmp_path / "ws")
+    base = ["import", str(parquet), "--space", "dlib/x", "--workspace", ws]
+    assert main(base) == 0                                   # faces only: nobody named yet
+    cat = Catalog(ws)
+    assert cat.scalar("SELECT count(*) FROM faces WHERE person_id IS NOT NULL") == 0
+    assert main([*base, "--identity-col", "identity"]) == 0  # resumes: names the same faces
+    rows = cat.query("SELECT p.name, f.assigned_by FROM faces f JOIN persons p "
+                     "USING (person_id) ORDER BY f.face_id")
+    assert rows == [("Ada", "import"), ("Ada", "import"), ("Bo", "import")]
+    with cat.write() as con:  # the user took face 1 away from Ada
+        con.execute("UPDATE faces SET person_id=NULL, assigned_by='user' WHERE face_id=1")
+    assert main([*base, "--identity-col", "identity"]) == 0
+    assert cat.query("SELECT person_id, assigned_by FROM faces WHERE face_id=1") == [
+        (None, "user")]
+    assert cat.scalar("SELECT count(*) FROM persons") == 2

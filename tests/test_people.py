@@ -6,13 +6,14 @@ import pytest
 
 from facelab.errors import CatalogConflict, ConfigError, FacelabError
 from facelab.people import naming
+from facelab.people.history import undo_group, undo_run
+from facelab.people.labeling import label_cluster
 from facelab.people.naming import (
     AUTO,
     assign_faces,
     create_person,
     find_person,
     hide_person,
-    label_cluster,
     merge_persons,
     move_faces,
     persons,
@@ -20,12 +21,11 @@ from facelab.people.naming import (
     rename_person,
     resolve_person,
     unassign_faces,
-    undo_group,
-    undo_run,
 )
 from facelab.people.prototypes import pin, prototypes_of, refresh_prototypes
 from facelab.research.synth import make_identities
 from facelab.store.catalog import Catalog
+from facelab.store.runs import start_run
 
 from .people_helpers import (
     add_cluster,
@@ -349,7 +349,7 @@ def test_undo_refuses_when_a_face_changed_since(cat, faces):
 def test_undo_run_restores_exactly_the_state_before_the_run(cat, faces):
     anna, bob = create_person(cat, "Anna"), create_person(cat, "Bob")
     assign_faces(cat, faces[:2], anna, source="user")
-    earlier = cat.start_run("assign", {}, ["assign"])
+    earlier = start_run(cat, "assign", {}, ["assign"])
     assign_faces(cat, faces[10:11], bob, source=AUTO, run_id=earlier)
     assign_faces(cat, faces[2:3], bob, source=AUTO, run_id=earlier)
     remove_faces(cat, faces[2:3])
@@ -357,7 +357,7 @@ def test_undo_run_restores_exactly_the_state_before_the_run(cat, faces):
     add_cluster(cat, "c2", SPACE, faces[12:16])
     before = snapshot(cat)
 
-    run = cat.start_run("assign", {}, ["assign"])
+    run = start_run(cat, "assign", {}, ["assign"])
     r1 = assign_faces(cat, faces[:10], anna, source=AUTO, run_id=run,
                       evidence=[{"score": 0.9}] * 10)
     r2 = assign_faces(cat, faces[10:20], bob, source=AUTO, run_id=run)

@@ -16,10 +16,12 @@ from PIL import Image
 
 from facelab.library.models import load_model
 from facelab.library.run import run
-from facelab.library.status import error_assets, format_runs, runs
+from facelab.library.status import format_runs
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
 from facelab.store.doctor import doctor
+from facelab.store.library import error_assets
+from facelab.store.runs import recent_runs
 
 from .conftest import REPO
 
@@ -82,7 +84,7 @@ def test_run_finds_faces_and_second_run_adds_nothing(photo_folder, workspace, dl
     after = face_signature(cat)
     assert before[0] == after[0] and np.array_equal(before[1], after[1])
     assert doctor(cat).ok
-    phases = runs(cat)[0]["phases"]
+    phases = recent_runs(cat)[0]["phases"]
     assert [p["phase"] for p in phases] == ["scan", "detect", "index", "assign", "cluster"]
     assert all(p["status"] == "done" for p in phases)
 
@@ -134,7 +136,7 @@ def test_salted_folder_completes_with_each_bad_file_reported(photo_folder, works
     assert report.status == "done"
     kinds = {Path(p).name: k for k, p, _ in error_assets(cat)}
     assert kinds == expected
-    shown = format_runs(runs(cat))  # what `facelab status` prints
+    shown = format_runs(recent_runs(cat))  # what `facelab status` prints
     assert "truncated 1" in shown and "not_image 1" in shown and "missing 1" in shown
     # the convertible images all yield the face of the original photo
     ok = dict(cat.query("SELECT f.path, d.n_faces FROM detections d JOIN files f "
@@ -196,7 +198,7 @@ def test_kill_9_at_random_moments_then_resume_matches_uninterrupted_run(photo_fo
     assert cat.scalar("SELECT count(*) FROM detections") == 40
     assert cat.scalar("SELECT sum(n_faces) FROM detections") == \
         cat.scalar("SELECT count(*) FROM faces")
-    statuses = [r["status"] for r in runs(cat)]
+    statuses = [r["status"] for r in recent_runs(cat)]
     assert statuses[0] == "done" and "running" not in statuses
     assert doctor(cat).ok
 

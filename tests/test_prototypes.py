@@ -1,17 +1,10 @@
 import numpy as np
 import pytest
 
+from facelab.core.prototypes import era_of, select_exemplars, select_temporal
 from facelab.errors import FacelabError
 from facelab.people.naming import AUTO, assign_faces, create_person, merge_persons, move_faces
-from facelab.people.prototypes import (
-    era_of,
-    pin,
-    prototypes_of,
-    refresh_prototypes,
-    select_exemplars,
-    select_temporal,
-    unpin,
-)
+from facelab.people.prototypes import pin, prototypes_of, refresh_prototypes, unpin
 from facelab.research.synth import make_identities
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog

@@ -68,13 +68,47 @@ def test_cli_reports_facelab_errors_without_traceback(tmp_path):
 
 
 def test_space_defaults_apply_unless_the_user_chose_thresholds():
-    assert Settings().for_space("dlib/resnet_v1").auto_assign_threshold == 0.96
-    assert Settings().for_space("insightface/buffalo_l").auto_assign_threshold == 0.85
-    mine = Settings(auto_assign_threshold=0.9).for_space("dlib/resnet_v1")
+    assert Settings().resolve("dlib/resnet_v1").auto_assign_threshold == 0.96
+    assert Settings().resolve("insightface/buffalo_l").auto_assign_threshold == 0.85
+    mine = Settings(auto_assign_threshold=0.9).resolve("dlib/resnet_v1")
     assert (mine.auto_assign_threshold, mine.suggest_threshold) == (0.9, 0.70)
 
 
 def test_spaces_named_on_import_use_their_model_family_defaults():
     for space in ("dlib", "dlib/lfw-reference", "dlib/resnet_v1"):
-        assert Settings().for_space(space).auto_assign_threshold == 0.96
-    assert Settings().for_space("proj/abc").auto_assign_threshold == 0.85
+        assert Settings().resolve(space).auto_assign_threshold == 0.96
+        assert Settings().resolve(space).cluster_params()["distance_threshold"] == 0.075
+    assert Settings().resolve("proj/abc").auto_assign_threshold == 0.85
+    assert "distance_threshold" not in Settings().resolve("proj/abc").cluster_params()
+
+
+def test_one_precedence_explicit_over_calibration_over_family_over_builtin():
+    calibration = {"auto_assign": 0.975, "suggest": 0.945}
+    cal = Settings().resolve("dlib", calibration)
+    assert (cal.auto_assign_threshold, cal.suggest_threshold) == (0.975, 0.945)
+    assert cal.source("auto_assign_threshold") == "calibration"
+    assert cal.source("propagation_min_confidence") == "family"
+    assert cal.source("min_face_size") == "default"
+    # a value set equal to a default is still the user's choice: it beats the calibration
+    mine = Settings(auto_assign_threshold=0.96, suggest_threshold=0.93).resolve("dlib", calibration)
+    assert (mine.auto_assign_threshold, mine.source("suggest_threshold")) == (0.96, "explicit")
+    # FACELAB_* variables are explicit too, for thresholds and clustering alike
+    env = Settings.from_env({"FACELAB_KNN_K": "50", "FACELAB_SUGGEST_THRESHOLD": "0.5"})
+    resolved = env.resolve("dlib", calibration)
+    assert resolved.cluster_params()["k"] == 50 and resolved.source("knn_k") == "explicit"
+    assert (resolved.auto_assign_threshold, resolved.suggest_threshold) == (0.85, 0.5)
+
+
+def test_resolving_again_starts_from_the_users_settings():
+    """A resolved Settings carries no memory of its space: resolving it for another space
+    gives what resolving the user's settings would (nothing of dlib leaks to ArcFace)."""
+    mine = Settings(min_samples=4)
+    via_dlib = mine.resolve("dlib").resolve("insightface/buffalo_l")
+    direct = mine.resolve("insightface/buffalo_l")
+    assert via_dlib == direct and via_dlib.explicit == frozenset({"min_samples"})
+    assert via_dlib.cluster_params() == direct.cluster_params()
+    assert via_dlib.auto_assign_threshold == 0.85 and via_dlib.cluster_params()["min_samples"] == 4
+    # replace() marks its changes explicit and keeps where the other values came from
+    changed = mine.resolve("dlib").replace(knn_k=40)
+    assert changed.source("knn_k") == "explicit"
+    assert changed.source("auto_assign_threshold") == "family"

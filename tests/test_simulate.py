@@ -15,8 +15,9 @@ from facelab.cli import main
 from facelab.errors import ConfigError, FacelabError
 from facelab.people import assign, clusters, naming
 from facelab.research import simulate
-from facelab.research.simulate import load_truth, page_decision, score_labels
+from facelab.research.oracle import page_decision, score_labels
 from facelab.research.synth import make_space
+from facelab.research.truth import load_truth
 from facelab.store.catalog import Catalog
 from facelab.store.exchange import export, import_faces
 from tests.conftest import lfw_or_skip

@@ -11,10 +11,12 @@ import duckdb
 import numpy as np
 import pytest
 
+from facelab.core import scoring
 from facelab.errors import CatalogError, ConfigError
-from facelab.people import naming, suggest
+from facelab.people import naming, review, suggest
 from facelab.research.synth import make_space
 from facelab.settings import Settings
+from facelab.store import suggestions as queue
 from facelab.store import vectors
 from facelab.store.catalog import Catalog
 from tests.suggest_helpers import Library, add_photos, label, make_library, sims_to
@@ -58,22 +60,22 @@ def expected_propagation(lib: Library, source: int, unassigned: np.ndarray, thre
 # --------------------------------------------------------------------------- pure functions
 
 
-def test_score_against_prototypes_matches_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_score_faces_top_k_matches_brute_force() -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((57, 16)).astype(np.float32)
     protos = rng.standard_normal((11, 16)).astype(np.float32)
     persons = np.array([7, 3, 7, 9, 3, 3, 7, 9, 12, 3, 7])
-    monkeypatch.setattr(suggest, "CHUNK_ELEMENTS", 50)  # many chunks of a few rows
-    got = suggest.score_against_prototypes(x, persons, protos, top_k=3)
+    got = scoring.score_faces(x, persons, None, protos, top_k=3, chunk=4)  # many chunks
     sims = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ \
         (protos / np.linalg.norm(protos, axis=1, keepdims=True)).T
     ids = np.unique(persons)
     per = np.stack([sims[:, persons == p].max(axis=1) for p in ids], axis=1)
-    np.testing.assert_array_equal(got.best_person, ids[per.argmax(1)])
-    np.testing.assert_allclose(got.best_score, per.max(1), rtol=1e-5)
-    np.testing.assert_allclose(got.runner_up, np.sort(per, axis=1)[:, -2], rtol=1e-5)
+    np.testing.assert_array_equal(got.person, ids[per.argmax(1)])
+    np.testing.assert_allclose(got.score, per.max(1), rtol=1e-5)
+    np.testing.assert_allclose(got.second, np.sort(per, axis=1)[:, -2], rtol=1e-5)
+    np.testing.assert_array_equal(got.second_person, ids[np.argsort(per, axis=1)[:, -2]])
     for i in range(len(x)):
-        own = np.flatnonzero(persons == got.best_person[i])
+        own = np.flatnonzero(persons == got.person[i])
         want = own[np.argsort(-sims[i, own])][:3]
         valid = got.proto_index[i] >= 0
         np.testing.assert_array_equal(got.proto_index[i][valid], want)
@@ -83,16 +85,16 @@ def test_score_against_prototypes_matches_brute_force(monkeypatch: pytest.Monkey
         assert np.isnan(got.proto_score[i][~valid]).all()
 
 
-def test_score_against_prototypes_edges() -> None:
-    empty = suggest.score_against_prototypes(np.ones((4, 8)), np.empty(0), np.empty((0, 8)))
-    assert (empty.best_person == -1).all() and np.isneginf(empty.best_score).all()
-    one = suggest.score_against_prototypes(np.eye(3), [5, 5], np.eye(3)[:2])
-    np.testing.assert_allclose(one.best_score, [1, 1, 0])
-    assert np.isneginf(one.runner_up).all()  # nobody else to compare with
+def test_score_faces_edges() -> None:
+    empty = scoring.score_faces(np.ones((4, 8)), np.empty(0), None, np.empty((0, 8)))
+    assert (empty.person == -1).all() and np.isneginf(empty.score).all()
+    one = scoring.score_faces(np.eye(3), [5, 5], None, np.eye(3)[:2])
+    np.testing.assert_allclose(one.score, [1, 1, 0])
+    assert np.isneginf(one.second).all()  # nobody else to compare with
     with pytest.raises(ConfigError, match="one person id per prototype"):
-        suggest.score_against_prototypes(np.eye(3), [1], np.eye(3))
+        scoring.score_faces(np.eye(3), [1], None, np.eye(3))
     with pytest.raises(ConfigError, match="same embedding space"):
-        suggest.score_against_prototypes(np.eye(3), [1], np.ones((1, 4)))
+        scoring.score_faces(np.eye(3), [1], None, np.ones((1, 4)))
 
 
 def test_select_queries_covers_modes_and_prefers_quality() -> None:
@@ -144,7 +146,7 @@ def test_propagate_evidence(catalog: Catalog, lib: Library) -> None:
     labeled = lib.of(1)[:2]
     label(catalog, labeled, "one")
     suggest.propagate(catalog, labeled, run_id=77)
-    item = suggest.pending(catalog)[0]
+    item = review.pending(catalog)[0]
     ev = item["evidence"]
     assert ev["algorithm"] == suggest.ALGORITHM and ev["method"] == "propagation"
     assert ev["run_id"] == 77 and ev["face_revision"] == 0 and ev["space"] == SPACE
@@ -176,10 +178,10 @@ def test_propagate_uses_thresholds_of_the_space(catalog: Catalog) -> None:
     dl = make_library(catalog, DLIB, n_persons=4, faces_per_person=30, seed=2)
     src = dl.of(0)[:2]
     label(catalog, src, "dlib person")
-    own = Settings().for_space(DLIB).propagation_min_confidence
+    own = Settings().resolve(DLIB).propagation_min_confidence
     assert own > Settings().propagation_min_confidence + 0.1  # dlib's scale is compressed
     suggest.propagate(catalog, src)  # default settings: dlib's own threshold, not 0.70
-    rows = suggest.pending(catalog)
+    rows = review.pending(catalog)
     assert rows and min(r["score"] for r in rows) >= own
     assert rows[0]["evidence"]["thresholds"]["propagation_min_confidence"] == own
     # with the global 0.70 every dlib face (impostors ~0.84) would have been suggested
@@ -202,16 +204,16 @@ def test_reject_is_final_for_propagate_and_find_more(catalog: Catalog, lib: Libr
     src = lib.of(4)[:3]
     person = label(catalog, src, "four")
     suggest.propagate(catalog, src)
-    victim = suggest.pending(catalog)[0]
-    assert suggest.reject(catalog, [victim["suggestion_id"]]) == 1
-    assert suggest.reject(catalog, [victim["suggestion_id"]]) == 0  # not pending any more
+    victim = review.pending(catalog)[0]
+    assert review.reject(catalog, [victim["suggestion_id"]]) == 1
+    assert review.reject(catalog, [victim["suggestion_id"]]) == 0  # not pending any more
     assert catalog.query("SELECT source FROM rejections WHERE face_id=? AND person_id=?",
                          [victim["face_id"], person]) == [("suggestion_reject",)]
     status = catalog.scalar("SELECT status FROM suggestions WHERE suggestion_id=?",
                             [victim["suggestion_id"]])
     assert status == "rejected"
     # expire everything else, so nothing pending blocks a re-suggestion
-    suggest.expire(catalog, now=datetime.now() + timedelta(days=1000))
+    review.expire(catalog, now=datetime.now() + timedelta(days=1000))
     suggest.propagate(catalog, src)
     suggest.find_more(catalog, person, SPACE, Settings(suggest_threshold=0.2), limit=200)
     suggest.find_more(catalog, person, SPACE, Settings(suggest_threshold=0.2),
@@ -241,7 +243,7 @@ def test_same_photo_rules(catalog: Catalog) -> None:
     pair = catalog.query("SELECT suggestion_id FROM suggestions WHERE status='pending' AND "
                          "face_id IN (?, ?) ORDER BY score DESC", [int(ids[2]), int(ids[3])])
     assert len(pair) == 2
-    assert suggest.accept(catalog, [pair[0][0]])["accepted"] == [pair[0][0]]
+    assert review.accept(catalog, [pair[0][0]])["accepted"] == [pair[0][0]]
     status, reason = catalog.query(
         "SELECT status, json_extract_string(evidence, '$.expired_reason') FROM suggestions "
         "WHERE suggestion_id=?", [pair[1][0]])[0]
@@ -255,10 +257,10 @@ def test_accept_assigns_with_event(catalog: Catalog, lib: Library) -> None:
     src = lib.of(0)[:3]
     person = label(catalog, src, "zero")
     suggest.propagate(catalog, src)
-    queue = suggest.pending(catalog)
+    queue = review.pending(catalog)
     assert [q["score"] for q in queue] == sorted((q["score"] for q in queue), reverse=True)
     top = queue[:2]
-    report = suggest.accept(catalog, [t["suggestion_id"] for t in top])
+    report = review.accept(catalog, [t["suggestion_id"] for t in top])
     assert sorted(report["accepted"]) == sorted(t["suggestion_id"] for t in top)
     assert report["conflicts"] == [] and report["group_id"] is not None
     for t in top:
@@ -272,7 +274,7 @@ def test_accept_assigns_with_event(catalog: Catalog, lib: Library) -> None:
         status, decided = catalog.query("SELECT status, decided_at FROM suggestions WHERE "
                                         "suggestion_id=?", [t["suggestion_id"]])[0]
         assert status == "accepted" and decided is not None
-    assert suggest.accept(catalog, [top[0]["suggestion_id"]])["skipped"] == \
+    assert review.accept(catalog, [top[0]["suggestion_id"]])["skipped"] == \
         [top[0]["suggestion_id"]]
 
 
@@ -280,13 +282,13 @@ def test_accept_after_face_changed_is_a_conflict(catalog: Catalog, lib: Library)
     src = lib.of(1)[:3]
     person = label(catalog, src, "one")
     suggest.propagate(catalog, src)
-    first, second = suggest.pending(catalog)[:2]
+    first, second = review.pending(catalog)[:2]
     # someone labels the first face as somebody else meanwhile
     other = label(catalog, [first["face_id"]], "someone else")
     # and the second face is assigned then handed back to nobody: same person (None), new rev
     naming.assign_faces(catalog, [second["face_id"]], other, source="user")
     naming.unassign_faces(catalog, [second["face_id"]], reject=False)
-    report = suggest.accept(catalog, [first["suggestion_id"], second["suggestion_id"]])
+    report = review.accept(catalog, [first["suggestion_id"], second["suggestion_id"]])
     assert report["accepted"] == []
     assert sorted(report["conflicts"]) == sorted([first["suggestion_id"],
                                                   second["suggestion_id"]])
@@ -308,13 +310,13 @@ def test_accept_expires_rivals(catalog: Catalog, lib: Library) -> None:
     p0 = label(catalog, src0, "zero")
     p1 = label(catalog, src1, "one")
     suggest.propagate(catalog, np.concatenate([src0, src1]))
-    face = suggest.pending(catalog, person_id=p0)[0]["face_id"]
+    face = review.pending(catalog, person_id=p0)[0]["face_id"]
     # make a rival suggestion for the same face, as a second pass might
     suggest.find_more(catalog, p1, SPACE, Settings(suggest_threshold=-1.0), limit=500)
     rivals = catalog.query("SELECT suggestion_id, person_id FROM suggestions WHERE face_id=? "
                            "AND status='pending' ORDER BY score DESC", [face])
     assert len(rivals) == 2
-    report = suggest.accept(catalog, [rivals[0][0], rivals[1][0]])
+    report = review.accept(catalog, [rivals[0][0], rivals[1][0]])
     assert len(report["accepted"]) == 1
     assert report["reasons"][rivals[1][0]] == "face_taken_in_batch"
     assert catalog.query("SELECT count(*) FROM suggestions WHERE face_id=? AND status="
@@ -325,8 +327,8 @@ def test_accept_snowball_finds_more(catalog: Catalog, lib: Library) -> None:
     src = lib.of(5)[:2]
     person = label(catalog, src, "five")
     suggest.propagate(catalog, src)
-    ids = [q["suggestion_id"] for q in suggest.pending(catalog)[:4]]
-    report = suggest.accept(catalog, ids, snowball=True)
+    ids = [q["suggestion_id"] for q in review.pending(catalog)[:4]]
+    report = review.accept(catalog, ids, snowball=True)
     assert len(report["accepted"]) == len(ids) and report["snowball"] > 0
     snow = catalog.query("SELECT s.face_id FROM suggestions s WHERE source='snowball' AND "
                          "status='pending' AND person_id=?", [person])
@@ -341,18 +343,18 @@ def test_expire(catalog: Catalog, lib: Library) -> None:
     n = suggest.propagate(catalog, src, Settings(suggestion_ttl_days=5))
     assert n > 0
     now = datetime.now()
-    assert suggest.expire(catalog, now=now + timedelta(days=4)) == 0
-    assert len(suggest.pending(catalog)) == n
-    assert suggest.expire(catalog, now=now + timedelta(days=6)) == n
-    assert suggest.pending(catalog) == []
+    assert review.expire(catalog, now=now + timedelta(days=4)) == 0
+    assert len(review.pending(catalog)) == n
+    assert review.expire(catalog, now=now + timedelta(days=6)) == n
+    assert review.pending(catalog) == []
     reasons = catalog.query("SELECT DISTINCT json_extract_string(evidence, '$.expired_reason') "
                             "FROM suggestions")
     assert reasons == [("ttl",)]
     # a suggestion written without expires_at falls back to created_at + ttl
     catalog.query("UPDATE suggestions SET status='pending', expires_at=NULL")
-    assert suggest.expire(catalog, Settings(suggestion_ttl_days=10),
+    assert review.expire(catalog, Settings(suggestion_ttl_days=10),
                           now=now + timedelta(days=9)) == 0
-    assert suggest.expire(catalog, Settings(suggestion_ttl_days=10),
+    assert review.expire(catalog, Settings(suggestion_ttl_days=10),
                           now=now + timedelta(days=11)) == n
 
 
@@ -374,7 +376,7 @@ def test_cleanup_after_merge_and_deletion(catalog: Catalog, lib: Library) -> Non
     # and one suggested face of A's disappears (its photo was deleted)
     gone = next(iter(pending_a))
     catalog.query("DELETE FROM faces WHERE face_id=?", [gone])
-    counts = suggest.cleanup(catalog)
+    counts = review.cleanup(catalog)
     assert counts["face_gone"] >= 1
     assert counts["retargeted"] == len(only_b) - 1
     assert counts["merged_expired"] == len(both) + 1 - (gone in both)
@@ -384,7 +386,7 @@ def test_cleanup_after_merge_and_deletion(catalog: Catalog, lib: Library) -> Non
     # no (face, person) pair is pending twice after the retargeting
     assert catalog.query("SELECT face_id FROM suggestions WHERE status='pending' GROUP BY "
                          "face_id, person_id HAVING count(*) > 1") == []
-    assert suggest.cleanup(catalog) == dict.fromkeys(counts, 0)
+    assert review.cleanup(catalog) == dict.fromkeys(counts, 0)
 
 
 def test_cleanup_face_assigned_elsewhere_and_person_gone(catalog: Catalog, lib: Library
@@ -392,18 +394,18 @@ def test_cleanup_face_assigned_elsewhere_and_person_gone(catalog: Catalog, lib: 
     src = lib.of(3)[:3]
     label(catalog, src, "three")
     suggest.propagate(catalog, src)
-    item = suggest.pending(catalog)[0]
+    item = review.pending(catalog)[0]
     label(catalog, [item["face_id"]], "other")
-    assert suggest.cleanup(catalog)["face_assigned"] == 1
-    assert item["suggestion_id"] not in {q["suggestion_id"] for q in suggest.pending(catalog)}
+    assert review.cleanup(catalog)["face_assigned"] == 1
+    assert item["suggestion_id"] not in {q["suggestion_id"] for q in review.pending(catalog)}
     # a person row deleted outright (no API does it; a hand-edited catalog might)
     ghost = label(catalog, lib.of(4)[:2], "ghost")
     n = suggest.propagate(catalog, lib.of(4)[:2])
     assert n > 0
     catalog.query("UPDATE faces SET person_id=NULL WHERE person_id=?", [ghost])
     catalog.query("DELETE FROM persons WHERE person_id=?", [ghost])
-    assert suggest.cleanup(catalog)["person_gone"] == n
-    assert suggest.pending(catalog, person_id=ghost) == []
+    assert review.cleanup(catalog)["person_gone"] == n
+    assert review.pending(catalog, person_id=ghost) == []
 
 
 # --------------------------------------------------------------------------- find more
@@ -417,10 +419,10 @@ def test_find_more_precision(catalog: Catalog, method: str, space: str) -> None:
     person = label(catalog, lib.of(0)[:10], "zero", space=space)
     created = suggest.find_more(catalog, person, space, method=method, limit=100)
     truth = dict(zip(lib.face_ids.tolist(), lib.truth.tolist(), strict=True))
-    rows = suggest.pending(catalog, person_id=person)
+    rows = review.pending(catalog, person_id=person)
     assert len(rows) == created
     hits = [truth[r["face_id"]] == 0 for r in rows]
-    threshold = Settings().for_space(space).suggest_threshold
+    threshold = Settings().resolve(space).suggest_threshold
     assert all(r["score"] >= threshold for r in rows)
     assert np.mean(hits) >= 0.9, (method, space, np.mean(hits), len(hits))
     assert sum(hits) >= 10  # and it finds a fair share of the 40 unlabeled faces
@@ -438,7 +440,7 @@ def test_find_more_precision(catalog: Catalog, method: str, space: str) -> None:
 def test_find_more_limit_and_no_repeats(catalog: Catalog, lib: Library) -> None:
     person = label(catalog, lib.of(4)[:10], "four")
     assert suggest.find_more(catalog, person, SPACE, limit=5) == 5
-    scores = [r["score"] for r in suggest.pending(catalog)]
+    scores = [r["score"] for r in review.pending(catalog)]
     more = suggest.find_more(catalog, person, SPACE, limit=5)
     assert more > 0
     # the second call cannot re-suggest the first five, so its best score is no better
@@ -460,7 +462,7 @@ def test_find_more_prototypes_reach_a_second_mode(catalog: Catalog) -> None:
     found = {}
     for method in ("centroid", "prototypes"):
         suggest.find_more(catalog, person, SPACE, method=method, limit=100)
-        found[method] = {q["face_id"] for q in suggest.pending(catalog, person_id=person)}
+        found[method] = {q["face_id"] for q in review.pending(catalog, person_id=person)}
         catalog.query("DELETE FROM suggestions")
     assert found["centroid"] < found["prototypes"]
     assert len(found["prototypes"]) >= 1.5 * len(found["centroid"])
@@ -507,15 +509,52 @@ def test_stats(catalog: Catalog, lib: Library) -> None:
     src = lib.of(0)[:3]
     person = label(catalog, src, "zero")
     suggest.propagate(catalog, src)
-    queue = suggest.pending(catalog)
+    queue = review.pending(catalog)
     assert len(queue) >= 4
-    suggest.accept(catalog, [queue[0]["suggestion_id"], queue[1]["suggestion_id"]])
-    suggest.reject(catalog, [queue[2]["suggestion_id"]])
-    s = suggest.stats(catalog)
+    review.accept(catalog, [queue[0]["suggestion_id"], queue[1]["suggestion_id"]])
+    review.reject(catalog, [queue[2]["suggestion_id"]])
+    s = review.review_stats(catalog)
     assert s["by_status"]["accepted"] == 2 and s["by_status"]["rejected"] == 1
     assert s["acceptance_rate"] == pytest.approx(2 / 3)
     assert s["by_source"]["propagation"]["accepted"] == 2
     assert s["acceptance_rate_by_source"]["propagation"] == pytest.approx(2 / 3)
     assert s["pending_per_person"] == {person: len(queue) - 3}
     assert s["total"] == len(queue)
-    assert suggest.stats(Catalog(catalog.workspace.parent / "empty"))["acceptance_rate"] is None
+    empty = Catalog(catalog.workspace.parent / "empty")
+    assert review.review_stats(empty)["acceptance_rate"] is None
+
+
+def test_the_one_writer_keeps_every_invariant(catalog: Catalog) -> None:
+    """insert_suggestions (used by propagation, find-more and assign alike) drops a row that
+    breaks any of the six invariants, and records the face revision in every evidence."""
+    rng = np.random.default_rng(5)
+    ids = add_photos(catalog, SPACE, rng.standard_normal((6, 16)), np.array([0, 0, 1, 2, 3, 4]))
+    a, b, c, d, e, f = (int(i) for i in ids)
+    p = label(catalog, [a], "P")
+    q = int(naming.create_person(catalog, "Q"))
+    m = int(naming.create_person(catalog, "M"))
+    naming.merge_persons(catalog, m, q)
+    rev = dict(catalog.query("SELECT face_id, revision FROM faces"))
+
+    def row(face: int, person: int, revision: int | None = None) -> dict:
+        return {"face_id": face, "person_id": person, "space": SPACE, "score": 0.9,
+                "revision": rev[face] if revision is None else revision, "evidence": {}}
+
+    def write(rows: list[dict], **kw: bool) -> int:
+        with catalog.write() as con:
+            return queue.insert_suggestions(con, rows, source="test", run_id=None,
+                                            ttl_days=5, **kw)
+
+    with catalog.write() as con:
+        queue.add_rejections(con, [(e, q)], source="test")
+    assert write([row(a, q),                      # 1. the face has a person
+                  row(c, q, revision=rev[c] + 1),  # 2. the face changed since it was read
+                  row(d, m),                      # 3. the person was merged away
+                  row(e, q),                      # 4. the pair was rejected
+                  row(b, p)]) == 0                # 6. the photo already shows the person
+    assert write([row(f, q)]) == 1
+    assert write([row(f, q)]) == 0                # 5. already pending
+    assert write([row(b, p)], allow_same_photo=True) == 1   # assign's demoted faces
+    assert write([row(c, q)]) == 1
+    evidence = catalog.query("SELECT face_id, evidence->>'face_revision' FROM suggestions")
+    assert {int(fc): int(r) for fc, r in evidence} == {f: rev[f], b: rev[b], c: rev[c]}

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
+from facelab.core.metrics import separation
 from facelab.errors import ConfigError, DimensionMismatch, FacelabError
 from facelab.people import naming
 from facelab.research import train
-from facelab.research.evaluate import separation
 from facelab.research.train import TripletHead
 from facelab.store.catalog import Catalog
 
@@ -240,6 +240,13 @@ def test_train_reembed_and_reassign_in_a_catalog(tmp_path):
                            "person_id IS NOT NULL ORDER BY face_id")
     rep = train.reassign(catalog, "proj/t1", {"auto": 0.7, "suggest": 0.5}, progress=False)
     assert rep["candidates"] == int((~labeled).sum()) and rep["auto"] > 0
+    # reassign is the one assignment loop: its report keeps its keys, with the space's own
+    # thresholds, and its evidence records the runner-up like any assignment
+    assert set(rep) == {"space", "run_id", "candidates", "auto", "suggested", "left",
+                        "demoted_same_photo", "persons", "thresholds"}
+    assert rep["thresholds"] == {"auto": 0.7, "suggest": 0.5} and rep["persons"] == 24
+    assert catalog.scalar("SELECT count(*) FROM events WHERE source='auto' AND "
+                          "evidence->>'runner_up_person_id' IS NULL") == 0
     after = dict((f, (p, a)) for f, p, a in catalog.query(
         "SELECT face_id, person_id, assigned_by FROM faces WHERE person_id IS NOT NULL"))
     assert all(after[f] == (p, a) for f, p, a in before)

@@ -21,9 +21,9 @@ import pytest
 from PIL import Image
 
 from facelab.errors import ConfigError, FacelabError
-from facelab.people import clusters, naming, prototypes, suggest
+from facelab.people import clusters, labeling, naming, prototypes, review, suggest
 from facelab.settings import Settings
-from facelab.store import exchange
+from facelab.store import exchange, runs
 from facelab.store.catalog import Catalog
 
 pytest.importorskip("ipywidgets")
@@ -279,8 +279,8 @@ def test_confirmation_count_is_the_dry_run_count(catalog: Catalog) -> None:
     g.toggle(g.members[1])
     g.toggle(g.members[1])                              # toggled twice: kept
     question = g.ask("grace")                           # an existing person, any case
-    plan = naming.label_cluster(catalog, g.cluster_id, pid, exclude_faces=[g.members[0]],
-                                dry_run=True)
+    plan = labeling.label_cluster(catalog, g.cluster_id, pid, exclude_faces=[g.members[0]],
+                                  dry_run=True)
     assert question == plan.question() == f"Label {len(g.members) - 1} faces as Grace?"
     g.cancel_button.click()
     assert g.pending is None and g.confirm_box.layout.display == "none"
@@ -375,16 +375,16 @@ def test_undo_accept_requeues_what_the_accept_made_moot(catalog: Catalog) -> Non
     loose = Settings(suggest_threshold=0.8, auto_assign_threshold=0.99)  # overlapping queues
     suggest.find_more(catalog, ada, SPACE, loose)
     suggest.find_more(catalog, grace, SPACE, loose)
-    before = {s["suggestion_id"] for s in suggest.pending(catalog, person_id=grace)}
+    before = {s["suggestion_id"] for s in review.pending(catalog, person_id=grace)}
     r = SuggestionReview(catalog, ada)
     shared = {s["face_id"] for s in r.page_items} & {
-        s["face_id"] for s in suggest.pending(catalog, person_id=grace)}
+        s["face_id"] for s in review.pending(catalog, person_id=grace)}
     assert shared                                       # faces suggested for both people
     r.accept_all()
-    left = {s["suggestion_id"] for s in suggest.pending(catalog, person_id=grace)}
+    left = {s["suggestion_id"] for s in review.pending(catalog, person_id=grace)}
     assert len(before - left) == len(shared)            # Grace's copies expired as moot
     r.undo()
-    assert {s["suggestion_id"] for s in suggest.pending(catalog, person_id=grace)} == before
+    assert {s["suggestion_id"] for s in review.pending(catalog, person_id=grace)} == before
 
 
 def test_review_pages_hold_at_most_24_and_switch_people(catalog: Catalog) -> None:
@@ -508,9 +508,9 @@ def test_explain_tells_why_a_face_is_where_it_is(catalog: Catalog) -> None:
 def test_run_progress_shows_every_phase_and_asks_to_pause(catalog: Catalog) -> None:
     empty = RunProgress(catalog)
     assert empty.run is None and "No runs" in empty.header.value
-    run = catalog.start_run("run", {"photos": "x"}, ["scan", "detect", "assign", "cluster"])
-    catalog.set_phase(run, "scan", "done", total=10, done=10)
-    catalog.set_phase(run, "detect", "running", total=10, done=4, errors=1)
+    run = runs.start_run(catalog, "run", {"photos": "x"}, ["scan", "detect", "assign", "cluster"])
+    runs.set_phase(catalog, run, "scan", "done", total=10, done=10)
+    runs.set_phase(catalog, run, "detect", "running", total=10, done=4, errors=1)
     progress = RunProgress(catalog)
     assert list(progress.bars) == ["scan", "detect", "assign", "cluster"]
     assert (progress.bars["scan"].value, progress.bars["scan"].max) == (10, 10)
@@ -520,7 +520,7 @@ def test_run_progress_shows_every_phase_and_asks_to_pause(catalog: Catalog) -> N
     assert progress.counts["cluster"].value == "pending · 0/?"
     progress.pause_button.click()
     assert catalog.query("SELECT requested FROM runs WHERE run_id=?", [run]) == [("pause",)]
-    catalog.finish_run(run, "done")
+    runs.finish_run(catalog, run, "done")
     progress.refresh()
     assert "<b>done</b>" in progress.header.value and progress.pause_button.disabled
     thread = progress.watch(interval=0.2)

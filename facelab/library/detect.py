@@ -16,7 +16,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow as pa
 from tqdm.auto import tqdm
 
 from facelab.core.quality import face_quality
@@ -24,7 +23,14 @@ from facelab.errors import DimensionMismatch, ImageError
 from facelab.library.images import LoadedImage, load_image
 from facelab.library.models.base import DetectedFace, FaceModel
 from facelab.settings import Settings
-from facelab.store.catalog import Catalog, vector_array
+from facelab.store.catalog import Catalog
+from facelab.store.library import (
+    detected_among,
+    insert_detected_faces,
+    pending_assets,
+    record_detection,
+)
+from facelab.store.runs import record_batch, set_phase
 
 
 @dataclass
@@ -87,20 +93,6 @@ def postprocess(faces: list[DetectedFace], scale: float, settings: Settings) -> 
     return rows
 
 
-def pending_assets(catalog: Catalog, space: str, limit: int | None = None
-                   ) -> list[tuple[int, str]]:
-    """Present assets the model of ``space`` has not processed yet, with one path each."""
-    sql = ("SELECT a.asset_id, min(f.path) FROM assets a JOIN files f USING (asset_id) "
-           "WHERE a.status = 'present' AND NOT EXISTS (SELECT 1 FROM detections d "
-           "WHERE d.asset_id = a.asset_id AND d.space = ?) GROUP BY a.asset_id "
-           "ORDER BY a.asset_id")
-    params: list = [space]
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(int(limit))
-    return [(int(a), str(p)) for a, p in catalog.query(sql, params)]
-
-
 def _loaded(items: list[tuple[int, str]], settings: Settings, threads: int
             ) -> Iterator[tuple[int, str, LoadedImage | ImageError, float]]:
     """Yield ``(asset_id, path, image or error, seconds waited)`` in order, prefetching."""
@@ -138,7 +130,7 @@ def detect(catalog: Catalog, model: FaceModel, *, settings: Settings | None = No
     """Detect and embed faces in every asset the model has not processed yet.
 
     Stops cleanly after the current batch when the run is asked to pause or cancel (from
-    any process, via ``Catalog.request``) or on Ctrl-C; everything finished is kept.
+    any process, via :func:`facelab.store.runs.request`) or on Ctrl-C; everything finished is kept.
     """
     settings = settings or Settings()
     threads = settings.loader_threads if loader_threads is None else loader_threads
@@ -148,7 +140,7 @@ def detect(catalog: Catalog, model: FaceModel, *, settings: Settings | None = No
     items = pending_assets(catalog, space, limit)
     report = DetectReport(space, pending=len(items))
     if run_id is not None:
-        catalog.set_phase(run_id, "detect", "running", total=len(items))
+        set_phase(catalog, run_id, "detect", "running", total=len(items))
     bar = tqdm(total=len(items), desc=f"detect [{space}]", unit="img", disable=not progress,
                dynamic_ncols=True, smoothing=0.1)
     t_start = time.perf_counter()
@@ -175,7 +167,7 @@ def detect(catalog: Catalog, model: FaceModel, *, settings: Settings | None = No
         bar.close()
         report.wall_s = time.perf_counter() - t_start
     if run_id is not None:
-        catalog.set_phase(run_id, "detect", report.status)
+        set_phase(catalog, run_id, "detect", report.status)
     return report
 
 
@@ -228,65 +220,43 @@ def _process_batch(catalog: Catalog, model: FaceModel,
 def _commit(catalog: Catalog, model: FaceModel, per_asset: list, run_id: int | None,
             report: DetectReport) -> bool:
     space = model.space
-    ids = [a for a, *_ in per_asset]
     with catalog.write() as con:
-        done = {r[0] for r in con.execute(
-            f"SELECT asset_id FROM detections WHERE space=? AND asset_id IN "
-            f"({','.join('?' * len(ids))})", [space, *ids]).fetchall()}
+        done = detected_among(con, space, [a for a, *_ in per_asset])
         faces: list[tuple[int, FaceRow]] = []
         n_ok = n_err = 0
         for asset_id, path, rows, kind, detail in per_asset:
             if asset_id in done:  # another process finished it meanwhile: keep theirs
                 continue
             if rows is None:
-                con.execute("INSERT INTO detections (asset_id, space, model_version, status, "
-                            "error_kind, error_detail, run_id) VALUES (?, ?, ?, 'error', ?, ?, ?)",
-                            [asset_id, space, model.version, kind, detail, run_id])
+                record_detection(con, asset_id, space, model.version, error_kind=kind,
+                                 error_detail=detail, run_id=run_id)
                 report.errors[kind] += 1
                 report.error_assets.append((asset_id, path, kind, detail or ""))
                 n_err += 1
             else:
-                con.execute("INSERT INTO detections (asset_id, space, model_version, status, "
-                            "n_faces, run_id) VALUES (?, ?, ?, 'ok', ?, ?)",
-                            [asset_id, space, model.version, len(rows), run_id])
+                record_detection(con, asset_id, space, model.version, n_faces=len(rows),
+                                 run_id=run_id)
                 faces.extend((asset_id, r) for r in rows)
                 n_ok += 1
         if faces:
-            con.register("new_faces", _faces_table(faces, space, run_id, model.dim))
-            con.execute("INSERT INTO faces (asset_id, space, x, y, w, h, det_score, quality, "
-                        "landmarks, embedding, run_id) SELECT asset_id, space, x, y, w, h, "
-                        "det_score, quality, landmarks, embedding, run_id FROM new_faces")
-            con.unregister("new_faces")
+            kept = [r for _, r in faces]
+            insert_detected_faces(
+                con, space, asset_ids=[a for a, _ in faces],
+                boxes=np.array([(r.x, r.y, r.w, r.h) for r in kept], np.float64),
+                det_scores=np.array([r.det_score for r in kept], np.float32),
+                qualities=np.array([r.quality for r in kept], np.float32),
+                landmarks=[None if r.landmarks is None else r.landmarks.ravel().tolist()
+                           for r in kept],
+                embeddings=np.stack([r.embedding for r in kept]).reshape(-1, model.dim),
+                run_id=run_id)
             catalog.bump_generation(con, space)
         stop = False
         if run_id is not None:
-            con.execute("UPDATE run_phases SET done = done + ?, errors = errors + ? "
-                        "WHERE run_id=? AND phase='detect'", [n_ok + n_err, n_err, run_id])
-            row = con.execute("UPDATE runs SET heartbeat_at=current_timestamp WHERE run_id=? "
-                              "RETURNING requested", [run_id]).fetchall()
-            row = row[0] if row else None
-            if row and row[0] in ("pause", "cancel"):
-                report.status = "paused" if row[0] == "pause" else "cancelled"
+            requested = record_batch(con, run_id, "detect", done=n_ok + n_err, errors=n_err)
+            if requested in ("pause", "cancel"):
+                report.status = "paused" if requested == "pause" else "cancelled"
                 stop = True
     report.processed += n_ok + n_err
     report.faces += len(faces)
     return stop
 
-
-def _faces_table(faces: list[tuple[int, FaceRow]], space: str, run_id: int | None,
-                 dim: int) -> pa.Table:
-    rows = [r for _, r in faces]
-    lms = [None if r.landmarks is None else r.landmarks.ravel().tolist() for r in rows]
-    return pa.table({
-        "asset_id": pa.array([a for a, _ in faces], pa.int64()),
-        "space": pa.array([space] * len(rows)),
-        "x": pa.array([r.x for r in rows], pa.float64()),
-        "y": pa.array([r.y for r in rows], pa.float64()),
-        "w": pa.array([r.w for r in rows], pa.float64()),
-        "h": pa.array([r.h for r in rows], pa.float64()),
-        "det_score": pa.array([r.det_score for r in rows], pa.float32()),
-        "quality": pa.array([r.quality for r in rows], pa.float32()),
-        "landmarks": pa.array(lms, pa.list_(pa.float32())),
-        "embedding": vector_array(np.stack([r.embedding for r in rows]).reshape(-1, dim)),
-        "run_id": pa.array([run_id] * len(rows), pa.int64()),
-    })

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +19,11 @@ from facelab.library.detect import DetectReport, detect
 from facelab.library.models import load_model
 from facelab.library.models.base import FaceModel
 from facelab.library.scan import ScanReport, scan
+from facelab.people.assign import AssignReport, assign
+from facelab.people.clusters import ClusterReport, cluster_unassigned
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
+from facelab.store.runs import finish_run, resumable_run, set_phase, start_run
 from facelab.store.vectors import SyncReport, VectorIndex
 
 
@@ -34,8 +36,8 @@ class RunReport:
     scan: ScanReport | None = None
     detect: DetectReport | None = None
     index: SyncReport | None = None
-    assign: Any = None          # assign.AssignReport
-    cluster: Any = None         # clustering.ClusterReport
+    assign: AssignReport | None = None
+    cluster: ClusterReport | None = None
     errors: Counter = field(default_factory=Counter)
     error_files: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -84,32 +86,6 @@ class RunReport:
         return "\n".join(lines)
 
 
-def _resumable(catalog: Catalog, kind: str, key: str) -> int | None:
-    """The latest unfinished run of the same kind and target, which this one continues."""
-    catalog.mark_interrupted()
-    row = catalog.query(
-        "SELECT run_id FROM runs WHERE kind=? AND status IN ('interrupted', 'paused', "
-        "'failed') AND json_extract_string(params, '$.target')=? ORDER BY run_id DESC LIMIT 1",
-        [kind, key])
-    return int(row[0][0]) if row else None
-
-
-@contextmanager
-def tracked_run(catalog: Catalog, kind: str, params: dict[str, Any]) -> Iterator[int]:
-    """A run record around an automatic step (assign, cluster, …): its id tags every
-    decision, so ``facelab undo --run ID`` can revert exactly that step."""
-    run_id = catalog.start_run(kind, params, [kind])
-    catalog.set_phase(run_id, kind, "running")
-    try:
-        yield run_id
-    except BaseException as exc:
-        catalog.set_phase(run_id, kind, "failed")
-        catalog.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    catalog.set_phase(run_id, kind, "done")
-    catalog.finish_run(run_id, "done")
-
-
 def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
         settings: Settings | None = None, model: FaceModel | None = None,
         include: Sequence[str] = (), exclude: Sequence[str] = (), limit: int | None = None,
@@ -127,15 +103,15 @@ def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
               "settings": settings.as_dict()}
     phases = ((["scan"] if photos is not None else []) + ["detect", "index"]
               + (["assign", "cluster"] if people else []))
-    resumed_from = _resumable(catalog, kind, target)
-    run_id = catalog.start_run(kind, params, phases, resumed_from=resumed_from)
+    resumed_from = resumable_run(catalog, kind, target)
+    run_id = start_run(catalog, kind, params, phases, resumed_from=resumed_from)
     report = RunReport(run_id, "running")
     try:
         if photos is not None:
-            catalog.set_phase(run_id, "scan", "running")
+            set_phase(catalog, run_id, "scan", "running")
             report.scan = scan(catalog, photos, settings=settings, include=include,
                                exclude=exclude, progress=progress)
-            catalog.set_phase(run_id, "scan", "done", total=report.scan.seen,
+            set_phase(catalog, run_id, "scan", "done", total=report.scan.seen,
                               done=report.scan.seen, errors=sum(report.scan.errors.values()))
             report.errors.update(report.scan.errors)
             report.error_files.extend(report.scan.error_files)
@@ -145,26 +121,23 @@ def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
         report.error_files.extend((p, k, d) for _, p, k, d in report.detect.error_assets)
         report.status = report.detect.status
         if report.status == "done":
-            catalog.set_phase(run_id, "index", "running")
+            set_phase(catalog, run_id, "index", "running")
             _, report.index = VectorIndex.open(catalog, model.space)
-            catalog.set_phase(run_id, "index", "done", total=report.index.size,
+            set_phase(catalog, run_id, "index", "done", total=report.index.size,
                               done=report.index.size)
         if report.status == "done" and people:
-            from facelab.people.assign import assign
-            from facelab.people.clusters import cluster_unassigned
-
-            catalog.set_phase(run_id, "assign", "running")
+            set_phase(catalog, run_id, "assign", "running")
             report.assign = assign(catalog, model.space, settings, run_id=run_id,
                                    progress=progress)
-            catalog.set_phase(run_id, "assign", "done", total=report.assign.candidates,
+            set_phase(catalog, run_id, "assign", "done", total=report.assign.candidates,
                               done=report.assign.candidates)
-            catalog.set_phase(run_id, "cluster", "running")
+            set_phase(catalog, run_id, "cluster", "running")
             report.cluster = cluster_unassigned(catalog, model.space, settings, run_id=run_id)
-            catalog.set_phase(run_id, "cluster", "done", total=report.cluster.faces,
+            set_phase(catalog, run_id, "cluster", "done", total=report.cluster.faces,
                               done=report.cluster.faces)
     except BaseException as exc:
         status = "paused" if isinstance(exc, KeyboardInterrupt) else "failed"
-        catalog.finish_run(run_id, status, report.summary(), error=f"{type(exc).__name__}: {exc}")
+        finish_run(catalog, run_id, status, report.summary(), error=f"{type(exc).__name__}: {exc}")
         raise
-    catalog.finish_run(run_id, report.status, report.summary())
+    finish_run(catalog, run_id, report.status, report.summary())
     return report

@@ -11,22 +11,28 @@ from __future__ import annotations
 
 import errno
 import fnmatch
-import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
 from tqdm.auto import tqdm
 
 from facelab.errors import ImageError
 from facelab.library.images import probe_image
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
-
-HASH_CHUNK = 1 << 20
+from facelab.store.hashing import file_hash
+from facelab.store.library import (
+    asset_ids_by_hash,
+    insert_assets,
+    known_files,
+    mark_missing_if_orphaned,
+    remove_files,
+    revive_assets,
+    upsert_files,
+)
 
 
 @dataclass
@@ -50,14 +56,6 @@ class ScanReport:
                                             "moved", "unchanged", "removed")}
         d["errors"] = dict(self.errors)
         return d
-
-
-def file_hash(path: str | os.PathLike[str]) -> str:
-    h = hashlib.blake2b(digest_size=20)
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def iter_image_files(root: Path, *, extensions: frozenset[str],
@@ -135,10 +133,9 @@ def scan(catalog: Catalog, root: str | os.PathLike[str], *, settings: Settings |
         raise FileNotFoundError(f"photo folder {root_path} does not exist or is not a folder")
     root_key = str(root_path)
     report = ScanReport(root_key)
-    known = {p: (a, s, m) for p, a, s, m in catalog.query(
-        "SELECT path, asset_id, size, mtime_ns FROM files WHERE root=? OR starts_with(path, ?)",
-        [root_key, root_key + os.sep])}
-    hashes: dict[str, int] = dict(catalog.query("SELECT content_hash, asset_id FROM assets"))
+    known = known_files(catalog, root_key)
+    with catalog.read() as con:
+        hashes = asset_ids_by_hash(con)
     seen_paths: set[str] = set()
     pending: list[dict] = []
     flush_every = settings.batch_size * 8
@@ -220,16 +217,7 @@ def _write_batch(catalog: Catalog, root: str, rows: list[dict], known: dict,
         if h is not None and h not in hashes and h not in new_assets:
             new_assets[h] = row
     with catalog.write() as con:
-        if new_assets:
-            cols = ("size", "width", "height", "orientation", "taken_at", "format")
-            con.register("new_assets", pa.table(
-                {"content_hash": list(new_assets),
-                 **{c: [r.get(c) for r in new_assets.values()] for c in cols}}))
-            hashes.update(con.execute(
-                "INSERT INTO assets (content_hash, size, width, height, orientation, taken_at, "
-                "format) SELECT content_hash, size, width, height, orientation, taken_at, format "
-                "FROM new_assets RETURNING content_hash, asset_id").fetchall())
-            con.unregister("new_assets")
+        hashes.update(insert_assets(con, new_assets))
         revived: set[int] = set()
         orphaned: set[int] = set()
         for row in rows:
@@ -252,36 +240,11 @@ def _write_batch(catalog: Catalog, root: str, rows: list[dict], known: dict,
                     report.changed += 1
             if old_asset is not None and old_asset != asset_id:
                 orphaned.add(old_asset)
-        if revived:
-            con.execute("UPDATE assets SET status='present', last_seen=current_timestamp "
-                        "WHERE asset_id IN (SELECT unnest(?))", [sorted(revived)])
-        con.register("new_files", pa.table({
-            "path": [r["path"] for r in rows], "root": [root] * len(rows),
-            "asset_id": pa.array([r["asset_id"] for r in rows], pa.int64()),
-            "size": pa.array([r.get("size") for r in rows], pa.int64()),
-            "mtime_ns": pa.array([r.get("mtime_ns") for r in rows], pa.int64()),
-            "error_kind": pa.array([r.get("error_kind") for r in rows], pa.string()),
-            "error_detail": pa.array([r.get("error_detail") for r in rows], pa.string())}))
-        con.execute("INSERT OR REPLACE INTO files (path, root, asset_id, size, mtime_ns, "
-                    "error_kind, error_detail, scanned_at) SELECT path, root, asset_id, size, "
-                    "mtime_ns, error_kind, error_detail, current_timestamp FROM new_files")
-        con.unregister("new_files")
-        for asset_id in orphaned:
-            _mark_missing_if_orphaned(con, asset_id)
+        revive_assets(con, revived)
+        upsert_files(con, root, rows)
+        mark_missing_if_orphaned(con, orphaned)
 
 
 def _remove_paths(catalog: Catalog, paths: list[str]) -> None:
     with catalog.write() as con:
-        for i in range(0, len(paths), 1000):
-            chunk = paths[i:i + 1000]
-            marks = ",".join("?" * len(chunk))
-            assets = [r[0] for r in con.execute(
-                f"DELETE FROM files WHERE path IN ({marks}) RETURNING asset_id", chunk).fetchall()
-                if r[0] is not None]
-            for asset_id in set(assets):
-                _mark_missing_if_orphaned(con, asset_id)
-
-
-def _mark_missing_if_orphaned(con, asset_id: int) -> None:
-    con.execute("UPDATE assets SET status='missing' WHERE asset_id=? AND NOT EXISTS "
-                "(SELECT 1 FROM files WHERE files.asset_id=?)", [asset_id, asset_id])
+        mark_missing_if_orphaned(con, remove_files(con, paths))

@@ -1,4 +1,5 @@
-"""The catalog side of clustering: choose faces, run ``cluster.py``, store cluster ids.
+"""Clustering the unassigned faces of a library: choose faces, run :mod:`facelab.core.cluster`
+with the parameters in force for the space, store cluster ids (:mod:`facelab.store.clusters`).
 
 Cluster ids are content-addressed (derived from the sorted member face ids), so a re-run
 whose cluster has the same members keeps its id — a labeling notebook open on that cluster
@@ -8,30 +9,26 @@ retired. Only unassigned faces are clustered; labeled faces never move.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from facelab.core.cluster import (
-    SPACE_CLUSTER_DEFAULTS,
-    FaceClusterer,
-    cluster_id,
-    default_params,
-    split_cluster,
-)
+from facelab.core.cluster import FaceClusterer, cluster_id, split_cluster
 from facelab.errors import FacelabError
-from facelab.people import assign as assign_mod
-from facelab.settings import Settings, space_key
+from facelab.people.assign import assign
+from facelab.settings import Settings
+from facelab.store import clusters as stored
 from facelab.store.catalog import Catalog
 
 
 @dataclass
 class ClusterReport:
+    """What one clustering run did; ``kept_ids`` counts clusters found again with the same
+    members (same content-addressed id, review state kept)."""
+
     space: str
     run_id: int | None
     method: str
@@ -57,10 +54,11 @@ class ClusterReport:
 
 def _params(space: str, settings: Settings, method: str | None, overrides: dict[str, Any]
             ) -> tuple[str, dict[str, Any]]:
-    key = space_key(space, SPACE_CLUSTER_DEFAULTS) or space  # 'dlib' uses dlib's defaults
-    params = dict(default_params(key, settings))
-    method = method or params.pop("method", None) or settings.cluster_method
-    params.pop("method", None)
+    """The method and the other FaceClusterer parameters of a run: the settings in force for
+    ``space`` (explicit > model family > built-in), then this run's ``overrides``."""
+    params = {**FaceClusterer().get_params(), **settings.resolve(space).cluster_params()}
+    method = method or params["method"]
+    params.pop("method")
     params.update({k: v for k, v in overrides.items() if v is not None})
     return method, params
 
@@ -72,17 +70,8 @@ def select_faces(catalog: Catalog, space: str, settings: Settings, *,
     ``month`` ('YYYY-MM') restricts to photos taken in that month (a time bucket). A derived
     space (``proj/<checkpoint>``) clusters the same faces, by their vectors in that space.
     """
-    sql = ("SELECT f.face_id, f.asset_id FROM faces f JOIN assets a USING (asset_id) "
-           "WHERE f.face_id IN (SELECT face_id FROM face_vectors WHERE space=?) "
-           "AND f.person_id IS NULL AND f.quality >= ?")
-    params: list[Any] = [space, settings.cluster_min_quality]
-    if month:
-        sql += " AND strftime(a.taken_at, '%Y-%m') = ?"
-        params.append(month)
-    sql += " ORDER BY f.quality DESC, f.face_id LIMIT ?"
-    params.append(settings.cluster_max_faces)
-    rows = catalog.query(sql, params)
-    return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64))
+    return stored.unassigned_faces(catalog, space, min_quality=settings.cluster_min_quality,
+                                   limit=settings.cluster_max_faces, month=month)
 
 
 def cluster_unassigned(catalog: Catalog, space: str, settings: Settings | None = None, *,
@@ -90,10 +79,12 @@ def cluster_unassigned(catalog: Catalog, space: str, settings: Settings | None =
                        month: str | None = None, **overrides: Any) -> ClusterReport:
     """Cluster the unassigned faces of ``space`` and store each face's cluster id.
 
-    ``overrides`` (``min_cluster_size``, ``min_samples``, ``cluster_selection_epsilon``, …)
-    replace the space's defaults for this run.
+    The parameters are those in force for ``space``: ``settings`` (default
+    ``Settings.from_env()``) resolved by :meth:`facelab.settings.Settings.resolve` (explicit
+    setting > model-family default > built-in); ``overrides`` (``min_cluster_size``,
+    ``min_samples``, ``cluster_selection_epsilon``, …) replace them for this run.
     """
-    settings = settings or Settings()
+    settings = settings if settings is not None else Settings.from_env()
     method, params = _params(space, settings, method, overrides)
     report = ClusterReport(space, run_id, method, params)
     t0 = time.perf_counter()
@@ -127,62 +118,33 @@ def _store(catalog: Catalog, space: str, face_ids: np.ndarray, labels: np.ndarra
     report.noise = int(np.sum(labels < 0))
     report.sizes = sorted(new_clusters.values(), reverse=True)
     with catalog.write() as con:
-        existing = {r[0]: r[1] for r in con.execute(
-            "SELECT cluster_id, status FROM clusters WHERE cluster_id IN (SELECT unnest(?))",
-            [list(new_clusters)]).fetchall()}
+        existing = stored.cluster_status(con, list(new_clusters))
         report.kept_ids = sum(1 for c in new_clusters if existing.get(c) == "active")
         report.new_ids = len(new_clusters) - report.kept_ids
-        con.register("assignments", pa.table({
-            "face_id": pa.array(face_ids, pa.int64()),
-            "cluster_id": pa.array(list(ids), pa.string())}))
-        con.execute("UPDATE faces SET cluster_id = a.cluster_id FROM assignments a "
-                    "WHERE faces.face_id = a.face_id")
-        con.unregister("assignments")
-        fresh = [c for c in new_clusters if c not in existing]
-        if fresh:
-            con.register("fresh", pa.table({
-                "cluster_id": fresh, "size": [new_clusters[c] for c in fresh]}))
-            con.execute("INSERT INTO clusters (cluster_id, space, size, algorithm, params, "
-                        "run_id) SELECT cluster_id, ?, size, ?, ?, ? FROM fresh",
-                        [space, method, json.dumps(params, default=str), run_id])
-            con.unregister("fresh")
-        revived = [c for c, st in existing.items() if st == "retired"]
-        if revived:
-            con.execute("UPDATE clusters SET status='active' WHERE cluster_id IN "
-                        "(SELECT unnest(?))", [revived])
+        stored.set_face_clusters(con, face_ids, list(ids))
+        stored.insert_clusters(con, space, {c: n for c, n in new_clusters.items()
+                                            if c not in existing},
+                               algorithm=method, params=params, run_id=run_id)
+        stored.revive(con, [c for c, st in existing.items() if st == "retired"])
         # the faces of an active cluster may have been labeled or re-clustered: retire it
-        report.retired = len(con.execute(
-            "UPDATE clusters c SET status='retired' WHERE c.space=? AND c.status='active' AND "
-            "NOT EXISTS (SELECT 1 FROM faces f WHERE f.cluster_id=c.cluster_id) "
-            "RETURNING cluster_id", [space]).fetchall())
+        report.retired = stored.retire_empty(con, space)
     return list(new_clusters)
 
 
 def clusters(catalog: Catalog, space: str | None = None, *, status: str = "active"
              ) -> list[dict[str, Any]]:
     """Clusters with their current size (unassigned members), largest first."""
-    where = "c.status=?" + (" AND c.space=?" if space else "")
-    params: list[Any] = [status] + ([space] if space else [])
-    rows = catalog.query(
-        "SELECT c.cluster_id, c.space, count(f.face_id) AS n, c.algorithm, c.run_id, "
-        "c.created_at FROM clusters c LEFT JOIN faces f ON f.cluster_id=c.cluster_id "
-        f"AND f.person_id IS NULL WHERE {where} GROUP BY ALL ORDER BY n DESC, c.cluster_id",
-        params)
-    keys = ("cluster_id", "space", "size", "algorithm", "run_id", "created_at")
-    return [dict(zip(keys, r, strict=True)) for r in rows]
+    return stored.list_clusters(catalog, space, status=status)
 
 
 def split(catalog: Catalog, cid: str, settings: Settings | None = None, *,
           run_id: int | None = None, **tighter: Any) -> ClusterReport:
     """Re-cluster one cluster's members with tighter parameters; the old id is retired."""
-    settings = settings or Settings()
-    rows = catalog.query("SELECT f.face_id, f.asset_id, f.space FROM faces f WHERE "
-                         "f.cluster_id=? AND f.person_id IS NULL ORDER BY f.face_id", [cid])
-    if not rows:
+    settings = settings if settings is not None else Settings.from_env()
+    members = stored.unassigned_members(catalog, cid)
+    if members is None:
         raise FacelabError(f"cluster {cid} has no unassigned faces (labeled or retired?)")
-    space = rows[0][2]
-    face_ids = np.array([r[0] for r in rows], np.int64)
-    assets = np.array([r[1] for r in rows], np.int64)
+    space, face_ids, assets = members.space, members.face_ids, members.asset_ids
     method, params = _params(space, settings, tighter.pop("method", None), tighter)
     report = ClusterReport(space, run_id, method, params, faces=len(face_ids))
     t0 = time.perf_counter()
@@ -202,8 +164,8 @@ def cluster_dual(catalog: Catalog, space: str, settings: Settings | None = None,
     clustered, noise, and the clusters found among the rest (with the smaller
     ``dual_min_cluster_size``, since the known people are already taken out).
     """
-    settings = settings or Settings()
-    a = assign_mod.assign(catalog, space, settings, run_id=run_id, progress=progress)
+    settings = settings if settings is not None else Settings.from_env()
+    a = assign(catalog, space, settings, run_id=run_id, progress=progress)
     overrides.setdefault("min_cluster_size", settings.dual_min_cluster_size)
     c = cluster_unassigned(catalog, space, settings, run_id=run_id, **overrides)
     sizes = Counter(min(s, 50) // 10 * 10 for s in c.sizes)

@@ -7,41 +7,35 @@ from typing import Any
 
 from facelab.errors import FacelabError
 from facelab.store.catalog import Catalog
+from facelab.store.persons import face_record
 
 
 def explain(catalog: Catalog, face_id: int) -> dict[str, Any]:
     """Everything that decided this face's place: detection, person, history, alternatives."""
-    row = catalog.query(
-        "SELECT f.face_id, f.space, f.asset_id, f.x, f.y, f.w, f.h, f.det_score, f.quality, "
-        "f.person_id, p.name, f.assigned_by, f.cluster_id, f.revision, f.run_id, "
-        "(SELECT min(path) FROM files WHERE files.asset_id=f.asset_id) "
-        "FROM faces f LEFT JOIN persons p USING (person_id) WHERE f.face_id=?", [face_id])
-    if not row:
+    rec = face_record(catalog, face_id)
+    if rec is None:
         raise FacelabError(f"no face {face_id} in {catalog.path}")
-    (fid, space, asset, x, y, w, h, det, quality, person, name, by, cluster, revision,
-     det_run, path) = row[0]
     history = [
-        {"event_id": e, "at": str(at), "action": action, "source": source,
-         "from_person": old, "to_person": new, "run_id": run, "group_id": group,
-         "undone_by": undone, "evidence": json.loads(ev) if ev else None}
-        for e, at, action, source, old, new, run, group, undone, ev in catalog.query(
-            "SELECT event_id, occurred_at, action, source, old_person_id, new_person_id, "
-            "run_id, group_id, undone_by, evidence FROM events WHERE face_id=? "
-            "ORDER BY event_id", [face_id])]
+        {"event_id": e["event_id"], "at": str(e["at"]), "action": e["action"],
+         "source": e["source"], "from_person": e["old_person_id"],
+         "to_person": e["new_person_id"], "run_id": e["run_id"], "group_id": e["group_id"],
+         "undone_by": e["undone_by"],
+         "evidence": json.loads(e["evidence"]) if e["evidence"] else None}
+        for e in rec["events"]]
     suggestions = [
-        {"suggestion_id": s, "person_id": p, "score": round(float(sc), 4), "source": src,
-         "status": st, "evidence": json.loads(ev) if ev else None}
-        for s, p, sc, src, st, ev in catalog.query(
-            "SELECT suggestion_id, person_id, score, source, status, evidence FROM suggestions "
-            "WHERE face_id=? ORDER BY score DESC", [face_id])]
-    rejected = [p for (p,) in catalog.query(
-        "SELECT person_id FROM rejections WHERE face_id=? ORDER BY person_id", [face_id])]
-    info = {"face_id": fid, "space": space, "photo": path, "asset_id": asset,
-            "box": [round(v, 1) for v in (x, y, w, h)], "det_score": round(float(det), 3),
-            "quality": round(float(quality), 3), "detected_by_run": det_run,
-            "person_id": person, "person": name, "assigned_by": by, "cluster_id": cluster,
-            "revision": revision, "history": history, "suggestions": suggestions,
-            "rejected_persons": rejected}
+        {"suggestion_id": s["suggestion_id"], "person_id": s["person_id"],
+         "score": round(float(s["score"]), 4), "source": s["source"], "status": s["status"],
+         "evidence": json.loads(s["evidence"]) if s["evidence"] else None}
+        for s in rec["suggestions"]]
+    info = {"face_id": rec["face_id"], "space": rec["space"], "photo": rec["path"],
+            "asset_id": rec["asset_id"],
+            "box": [round(v, 1) for v in (rec["x"], rec["y"], rec["w"], rec["h"])],
+            "det_score": round(float(rec["det_score"]), 3),
+            "quality": round(float(rec["quality"]), 3), "detected_by_run": rec["run_id"],
+            "person_id": rec["person_id"], "person": rec["name"],
+            "assigned_by": rec["assigned_by"], "cluster_id": rec["cluster_id"],
+            "revision": rec["revision"], "history": history, "suggestions": suggestions,
+            "rejected_persons": rec["rejected"]}
     info["why"] = _why(info)
     return info
 
@@ -88,6 +82,7 @@ def _origin(thresholds: dict[str, Any]) -> str:
 
 
 def format_explanation(info: dict[str, Any]) -> str:
+    """The explanation as the lines ``facelab explain`` prints."""
     lines = [f"face {info['face_id']} [{info['space']}] in {info['photo']}",
              f"  box {info['box']}  det {info['det_score']}  quality {info['quality']}",
              f"  why: {info['why']}"]

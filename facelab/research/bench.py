@@ -11,25 +11,35 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
+from usearch.index import Index
 
+from facelab.core.cluster import FaceClusterer
+from facelab.core.metrics import clustering_report
 from facelab.library.detect import detect
 from facelab.library.models import load_model
 from facelab.library.scan import iter_image_files, scan
+from facelab.research.lfw import default_dir
+from facelab.research.synth import make_space
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
+from facelab.store.vectors import EXPANSION_SEARCH, reconnect
 
 
 def default_lfw_images() -> Path | None:
     """``../shared/data/lfw-dev/images`` next to the current folder or to this checkout."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
         cand = base.parent / "shared" / "data" / "lfw-dev" / "images"
         if cand.is_dir():
             return cand
@@ -159,8 +169,6 @@ FINDMORE_EXPANSION = (64, 128, 256, 512)
 
 def _synth_faces(space: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Exactly ``n`` synthetic faces of ``space`` with their identities (long-tailed people)."""
-    from facelab.research.synth import make_space
-
     faces = make_space(space, max(1, n // 4), seed=seed, max_faces=1000)
     while faces.n < n:  # Zipf counts fell short: draw more people
         seed += 1
@@ -169,30 +177,30 @@ def _synth_faces(space: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def _maxrss_mib() -> float:
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _cluster_worker(spec: dict[str, Any]) -> dict[str, Any]:
+def _cluster_params(space: str) -> dict[str, Any]:
+    """The clustering parameters facelab uses for ``space`` (FACELAB_* > family defaults)."""
+    return Settings.from_env().resolve(space).cluster_params()
+
+
+def cluster_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """One measurement, meant to run in a fresh process (see :func:`bench_cluster`).
 
     Peak memory is the process's maximum resident set (``getrusage``), which, unlike
     tracemalloc, also sees numba's and usearch's native allocations; it is read after the
     faces are generated (``rss_data_mib``) and at the end (``rss_peak_mib``).
     """
-    from facelab.core.cluster import FaceClusterer, default_params
-    from facelab.research.evaluate import clustering_report
-
     kind, n, space, seed = spec["kind"], int(spec["n"]), spec["space"], int(spec["seed"])
     if kind in ("facelab", "facelab-hdbscan"):  # compile / load the numba kernels first
         warm_x, _ = _synth_faces(space, 600, seed + 1)
-        FaceClusterer(**{**default_params(space), **spec.get("params", {})}).fit(warm_x)
+        FaceClusterer(**{**_cluster_params(space), **spec.get("params", {})}).fit(warm_x)
     x, labels = _synth_faces(space, n, seed)
     out: dict[str, Any] = {"kind": kind, "n": n, "rss_data_mib": round(_maxrss_mib(), 1)}
     t0 = time.perf_counter()
     if kind in ("facelab", "facelab-hdbscan"):
-        params = {**default_params(space), **spec.get("params", {})}
+        params = {**_cluster_params(space), **spec.get("params", {})}
         model = FaceClusterer(**params).fit(x)
         pred = model.labels_
         out.update(params={k: v for k, v in params.items() if v is not None},
@@ -228,8 +236,6 @@ def _findmore(x: np.ndarray, spec: dict[str, Any]) -> dict[str, Any]:
     recall against an exact search of the same faces; the headline is breadth 128, the
     catalog index's setting.
     """
-    from usearch.index import Index
-
     k, n_queries = int(spec["k"]), int(spec["queries"])
     index = Index(ndim=x.shape[1], metric="cos", dtype=spec.get("dtype", "i8"),
                   connectivity=16, expansion_add=64)
@@ -250,9 +256,7 @@ def _findmore(x: np.ndarray, spec: dict[str, Any]) -> dict[str, Any]:
     # Among synthetic strangers the 50 nearest faces are ~equidistant (cosine ~0.05), so
     # which of them come back says little; what find-more needs are the faces within the
     # space's clustering distance ("close").
-    from facelab.core.cluster import default_params
-
-    close = exact_sims >= 1.0 - float(default_params(spec["space"])["distance_threshold"])
+    close = exact_sims >= 1.0 - float(_cluster_params(spec["space"])["distance_threshold"])
     by_ef = []
     for ef in spec.get("expansion_search", FINDMORE_EXPANSION):
         index.expansion_search = int(ef)
@@ -279,12 +283,9 @@ def _findmore(x: np.ndarray, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_worker(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """:func:`_cluster_worker` in a fresh interpreter, so peaks of runs never mix."""
-    import subprocess
-    import sys
-
-    code = ("import json,sys; from facelab.research.bench import _cluster_worker; "
-            "print('@@' + json.dumps(_cluster_worker(json.loads(sys.argv[1]))))")
+    """:func:`cluster_worker` in a fresh interpreter, so peaks of runs never mix."""
+    code = ("import json,sys; from facelab.research.bench import cluster_worker; "
+            "print('@@' + json.dumps(cluster_worker(json.loads(sys.argv[1]))))")
     try:
         proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)],
                               capture_output=True, text=True, timeout=timeout_s)
@@ -440,20 +441,13 @@ def bench_index(*, sizes: list[int] | None = None, builds: int = 3, lfw: Path | 
     insertion. Each build is timed in turn in the same process, ``builds`` times per data
     set, on synthetic ArcFace-like faces of each size and on lfw-dev's dlib faces.
     """
-    from usearch.index import Index
-
-    from facelab.store.vectors import EXPANSION_SEARCH, reconnect
-
     sizes = sizes or ([2_000] if quick else [20_000])
     data: list[tuple[str, np.ndarray]] = []
     for n in sizes:
         x, _ = _synth_faces("insightface/buffalo_l", n, seed=3)
         data.append((f"synthetic ArcFace {n:,}", x))
-    from facelab.research.lfw import default_dir
-
     lfw = lfw if lfw is not None else default_dir()
     if lfw is not None:
-        import pyarrow.parquet as pq
         emb = pq.read_table(lfw / "embeddings-dlib.parquet", columns=["embedding"])
         data.append(("lfw-dev dlib", np.asarray(emb.column(0).to_pylist(), np.float32)))
     rows = []

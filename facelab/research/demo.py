@@ -22,8 +22,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from facelab.library.run import run
+from facelab.people.clusters import cluster_unassigned
+from facelab.research.pipeline import run_pipeline
+from facelab.research.synth import make_space
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
+from facelab.store.exchange import import_faces
+from facelab.store.vectors import VectorIndex
+from facelab.store.views import active_cluster_count
 
 __all__ = ["DemoWorkspace", "build_demo", "run_demo", "write_synthetic_library"]
 
@@ -47,8 +54,6 @@ def write_synthetic_library(path: str | os.PathLike[str], *, n_persons: int = 15
                             n_strangers: int = 150, seed: int = 0) -> tuple[int, int]:
     """Write a labeled Parquet file (``path``, ``identity``, ``embedding``) of synthetic
     dlib-like faces; returns (faces, people). Paths are ``synthetic/<person>/<n>.jpg``."""
-    from facelab.research.synth import make_space
-
     faces = make_space("dlib/resnet_v1", n_persons, n_strangers=n_strangers, min_faces=2,
                        max_faces=120, seed=seed)
     names = np.array([f"person_{lab:04d}" if not s else f"stranger_{lab:04d}"
@@ -74,10 +79,6 @@ def build_demo(workspace: str | os.PathLike[str], *, photos: str | os.PathLike[s
                n_persons: int = 200, seed: int = 0, photo_limit: int | None = None,
                progress: bool = True) -> DemoWorkspace:
     """Create (or refresh; every step is idempotent) the demo workspace."""
-    from facelab.people.clusters import cluster_unassigned
-    from facelab.store.exchange import import_faces
-    from facelab.store.vectors import VectorIndex
-
     t0 = time.perf_counter()
     ws = Path(workspace).absolute()
     truth = ws / "synthetic" / "faces.parquet"
@@ -90,14 +91,12 @@ def build_demo(workspace: str | os.PathLike[str], *, photos: str | os.PathLike[s
     VectorIndex.open(catalog, DEMO_SPACE)  # find-more and doctor expect the space's index
     detected = 0
     if photos:
-        from facelab.library.run import run
-
         r = run(catalog, photos, settings=settings, limit=photo_limit, progress=progress)
         detected = r.detect.processed if r.detect else 0
     n_people = pq.read_table(truth, columns=["identity"]).column("identity").unique()
-    clusters = catalog.query("SELECT count(*) FROM clusters WHERE status = 'active'")[0][0]
+    clusters = active_cluster_count(catalog)
     return DemoWorkspace(str(ws), str(truth), report.faces + report.skipped_existing,
-                         len(n_people), int(clusters), detected, time.perf_counter() - t0)
+                         len(n_people), clusters, detected, time.perf_counter() - t0)
 
 
 def run_demo(workspace: str | os.PathLike[str] = "data/demo", *,
@@ -106,8 +105,6 @@ def run_demo(workspace: str | os.PathLike[str] = "data/demo", *,
              sets: list[str] | None = None, n_persons: int = 200,
              progress: bool = True) -> dict[str, Any]:
     """Build the demo workspace, then run the notebook pipeline on it."""
-    from facelab.research.pipeline import run_pipeline
-
     t0 = time.perf_counter()
     # the photos are detected by the pipeline's detect step (01_detect.ipynb), not here
     demo = build_demo(workspace, n_persons=n_persons, progress=progress)

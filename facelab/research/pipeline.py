@@ -37,6 +37,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from facelab.errors import ConfigError, FacelabError
 
 __all__ = ["STEPS", "PipelineResult", "StepResult", "load_config", "notebook_dir",
@@ -110,7 +112,7 @@ class PipelineResult:
 
 def notebook_dir() -> Path:
     """The ``notebooks/`` folder of this checkout."""
-    return Path(__file__).resolve().parents[1] / "notebooks"
+    return Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def load_config(path: str | os.PathLike[str] | None) -> dict[str, Any]:
@@ -234,7 +236,6 @@ def run_pipeline(config: dict[str, Any] | str | os.PathLike[str] | None = None, 
     the order stays the pipeline's."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
-    from tqdm.auto import tqdm
 
     cfg = config if isinstance(config, dict) else load_config(config)
     cfg = _merge(cfg, parse_sets(sets))

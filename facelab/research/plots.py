@@ -9,11 +9,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from facelab.errors import ImageError
 from facelab.library.images import load_image
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
+from facelab.store.faces import detected_photos, faces_on_asset, faces_on_photos
 
 
 def _plt() -> Any:
@@ -60,35 +62,26 @@ def detection_grid(catalog: Catalog, *, n: int = 12, ncols: int = 4, space: str 
     """
     plt = _plt()
     settings = settings or Settings()
-    where = "WHERE d.status='ok' AND d.n_faces > 0" + (" AND d.space=?" if space else "")
-    params: list = [space] if space else []
-    orders = {"random": f"hash(d.asset_id + {int(seed)})",
-              "low_quality": "(SELECT min(quality) FROM faces f WHERE f.asset_id=d.asset_id)",
-              "most_faces": "d.n_faces DESC"}
-    rows = catalog.query(
-        "SELECT d.asset_id, d.space, (SELECT min(path) FROM files f WHERE "
-        f"f.asset_id=d.asset_id) FROM detections d {where} ORDER BY {orders[order]} LIMIT ?",
-        [*params, n])
+    rows = detected_photos(catalog, n=n, space=space, order=order, seed=seed)
     nrows = max(1, -(-len(rows) // ncols))
     if axes is None:
         _, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3 * nrows), squeeze=False)
     flat = np.ravel(axes)
     for ax in flat:
         ax.axis("off")
-    for ax, (asset_id, sp, path) in zip(flat, rows, strict=False):
-        img = load_image(path, max_pixels=settings.max_image_pixels, max_side=800)
+    for ax, photo in zip(flat, rows, strict=False):
+        img = load_image(photo.path, max_pixels=settings.max_image_pixels, max_side=800)
         ax.imshow(img.rgb)
-        faces = catalog.query("SELECT x, y, w, h, quality, landmarks FROM faces "
-                              "WHERE asset_id=? AND space=?", [asset_id, sp])
-        for x, y, w, h, q, lm in faces:
+        faces = faces_on_asset(catalog, photo.asset_id, photo.space)
+        for f in faces:
             s = 1.0 / img.scale
-            ax.add_patch(plt.Rectangle((x * s, y * s), w * s, h * s, fill=False,
-                                       color="lime" if q >= 0.5 else "orange", lw=1.5))
-            ax.text(x * s, y * s - 2, f"{q:.2f}", color="yellow", fontsize=7)
-            if lm:
-                pts = np.asarray(lm, float).reshape(-1, 2) * s
+            ax.add_patch(plt.Rectangle((f.x * s, f.y * s), f.w * s, f.h * s, fill=False,
+                                       color="lime" if f.quality >= 0.5 else "orange", lw=1.5))
+            ax.text(f.x * s, f.y * s - 2, f"{f.quality:.2f}", color="yellow", fontsize=7)
+            if f.landmarks:
+                pts = np.asarray(f.landmarks, float).reshape(-1, 2) * s
                 ax.plot(pts[:, 0], pts[:, 1], "r.", ms=3)
-        ax.set_title(f"#{asset_id}: {len(faces)} face(s)", fontsize=8)
+        ax.set_title(f"#{photo.asset_id}: {len(faces)} face(s)", fontsize=8)
     return axes
 
 
@@ -110,17 +103,15 @@ def face_gallery(catalog: Catalog, face_ids: Sequence[int], *, ncols: int = 8,
     flat = np.ravel(axes)
     for ax in flat:
         ax.axis("off")
-    rows = {r[0]: r[1:] for r in catalog.query(
-        "SELECT f.face_id, f.x, f.y, f.w, f.h, (SELECT min(path) FROM files fi WHERE "
-        "fi.asset_id=f.asset_id) FROM faces f WHERE f.face_id IN (SELECT unnest(?))", [ids])}
+    found = faces_on_photos(catalog, ids)
     for i, (ax, fid) in enumerate(zip(flat, ids, strict=False)):
         tile = np.full((size, size, 3), 200, np.uint8)
         title = titles[i] if titles else f"#{fid}"
-        if fid in rows and rows[fid][4]:
-            x, y, w, h, path = rows[fid]
+        face = found.get(fid)
+        if face is not None and face.path:
             try:
-                img = load_image(path, max_pixels=settings.max_image_pixels)
-                tile = _crop(img.rgb, (x, y, w, h), margin, size)
+                img = load_image(face.path, max_pixels=settings.max_image_pixels)
+                tile = _crop(img.rgb, (face.x, face.y, face.w, face.h), margin, size)
             except ImageError as exc:  # the photo moved or broke since detection
                 title = f"#{fid}: {exc.kind}"
         ax.imshow(tile)
@@ -130,8 +121,6 @@ def face_gallery(catalog: Catalog, face_ids: Sequence[int], *, ncols: int = 8,
 
 def _crop(rgb: np.ndarray, box: tuple[float, float, float, float], margin: float,
           size: int) -> np.ndarray:
-    from PIL import Image
-
     x, y, w, h = box
     side = max(w, h) * (1 + 2 * margin)
     cx, cy = x + w / 2, y + h / 2

@@ -3,10 +3,10 @@
 An *oracle* user who knows every face's true identity drives facelab's own workflow through
 the public functions the CLI and the widgets call —
 :func:`facelab.people.clusters.cluster_unassigned` and :func:`~facelab.people.clusters.clusters`,
-:func:`facelab.people.naming.label_cluster` (with ``exclude_faces``),
+:func:`facelab.people.labeling.label_cluster` (with ``exclude_faces``),
 :func:`~facelab.people.naming.move_faces`, :func:`~facelab.people.naming.merge_persons`,
-:func:`facelab.people.suggest.find_more` / :func:`~facelab.people.suggest.pending` /
-:func:`~facelab.people.suggest.accept` / :func:`~facelab.people.suggest.reject`,
+:func:`facelab.people.suggest.find_more` / :func:`~facelab.people.review.pending` /
+:func:`~facelab.people.review.accept` / :func:`~facelab.people.review.reject`,
 :func:`facelab.people.assign.assign` — on a real catalog, and counts the clicks until a target share
 of the faces is correctly named.
 
@@ -26,7 +26,7 @@ Who is the target
     be neither clustered nor found by a suggestion; the oracle never names them). The
     *floor* is the number of those people: no workflow can name them in fewer clicks.
 
-Accuracy, precisely (:func:`score_labels`)
+Accuracy, precisely (:func:`facelab.research.oracle.score_labels`)
     1. A person's identity is the truth-majority of its faces (ties: the identity code that
        sorts first).
     2. Each true identity is stood for by at most one person: of the persons whose majority
@@ -52,49 +52,42 @@ Strategies (:data:`STRATEGIES`)
     auto-assignment and the worthwhile pages of the review queue after each round
     (:data:`BEST`, :func:`_best`). docs/simulator.md records what each step is worth.
 
+The truth comes from the file the faces were imported from, matched by the one truth matcher
+(:func:`facelab.research.truth.load_truth`); the simulated user is
+:class:`facelab.research.oracle.Oracle`.
+
 Workspace: by default the simulation runs on a copy of the catalog in a temporary folder
-(:func:`copy_workspace`), so the user's catalog is never touched; ``in_place=True`` works on
-the catalog itself (one strategy only).
+(:func:`facelab.store.snapshot.copy_workspace`), so the user's catalog is never touched;
+``in_place=True`` works on the catalog itself (one strategy only).
 """
 
 from __future__ import annotations
 
-import math
 import os
-import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
-from facelab.core.cluster import SPACE_CLUSTER_DEFAULTS, default_params
-from facelab.errors import ConfigError, FacelabError
-from facelab.people import assign as assign_mod
-from facelab.people import clusters, naming, suggest
-from facelab.research.lfw import Truth
-from facelab.settings import Settings, space_key
-from facelab.store.catalog import DB_NAME, Catalog
+from facelab.core.cluster import FaceClusterer
+from facelab.errors import ConfigError
+from facelab.people import review
+from facelab.research.oracle import Oracle, SimulationResult
+from facelab.research.truth import Truth, load_truth, only_space
+from facelab.settings import Settings
+from facelab.store.catalog import Catalog
+from facelab.store.snapshot import copy_workspace
 
 __all__ = [
     "BEST",
     "PAGE_SIZE",
     "STRATEGIES",
-    "LabelScore",
-    "SimulationResult",
-    "copy_workspace",
     "format_table",
-    "load_truth",
-    "page_decision",
     "plot_curves",
-    "score_labels",
     "simulate",
     "simulate_all",
     "summary",
@@ -104,556 +97,12 @@ __all__ = [
 PAGE_SIZE = 24
 #: The strategies :func:`simulate` knows, in the order ``strategy="all"`` runs them.
 STRATEGIES = ("plain", "snowball", "best")
-#: Box columns looked for in a truth file, in this order (lfw-dev's, then facelab export's).
-BOX_COLUMNS = (("bbox_x", "bbox_y", "bbox_w", "bbox_h"), ("x", "y", "w", "h"))
-
-
-# --------------------------------------------------------------------------- pure scoring
-
-
-@dataclass
-class LabelScore:
-    """How well the faces are named (see the module docstring for the definitions).
-
-    ``stands_for`` maps person id -> identity code for persons that stand for an identity.
-    """
-
-    target_faces: int
-    named: int
-    correct: int
-    others_named: int
-    people_named: int
-    stands_for: dict[int, int]
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.target_faces if self.target_faces else 1.0
-
-    @property
-    def named_share(self) -> float:
-        return self.named / self.target_faces if self.target_faces else 1.0
-
-    @property
-    def precision(self) -> float:
-        return self.correct / self.named if self.named else 1.0
-
-
-def score_labels(person: np.ndarray, identity: np.ndarray, target: np.ndarray) -> LabelScore:
-    """Score a labeling against the truth: which person stands for which identity.
-
-    Parameters
-    ----------
-    person : int array (n,)
-        Each face's person id, ``-1`` when unnamed.
-    identity : int array (n,)
-        Each face's true identity code, ``-1`` when unknown (ignored everywhere).
-    target : bool array (n,)
-        Faces that count: those of identities seen at least twice.
-
-    Returns
-    -------
-    LabelScore
-        O(n log n) time, O(n) memory.
-    """
-    person = np.asarray(person, np.int64)
-    identity = np.asarray(identity, np.int64)
-    target = np.asarray(target, bool)
-    if not (person.shape == identity.shape == target.shape) or person.ndim != 1:
-        raise ConfigError(f"person, identity and target must be 1-d of one length; got "
-                          f"{person.shape}, {identity.shape}, {target.shape}")
-    known = (person >= 0) & (identity >= 0)
-    stands_for: dict[int, int] = {}
-    if known.any():
-        width = int(identity.max()) + 1
-        keys, counts = np.unique(person[known] * width + identity[known], return_counts=True)
-        cells = np.stack([keys // width, keys % width], axis=1)
-        # per person: its majority identity (most faces, then the lower code)
-        order = np.lexsort((cells[:, 1], -counts, cells[:, 0]))
-        cells, counts = cells[order], counts[order]
-        first = np.ones(len(cells), bool)
-        first[1:] = cells[1:, 0] != cells[:-1, 0]
-        maj, maj_n = cells[first], counts[first]
-        # per identity: the person holding most of its faces (then the lower person id)
-        order = np.lexsort((maj[:, 0], -maj_n, maj[:, 1]))
-        maj = maj[order]
-        win = np.ones(len(maj), bool)
-        win[1:] = maj[1:, 1] != maj[:-1, 1]
-        stands_for = {int(p): int(i) for p, i in maj[win]}
-    if stands_for:
-        keys = np.fromiter(stands_for.keys(), np.int64)
-        vals = np.fromiter(stands_for.values(), np.int64)
-        order = np.argsort(keys)
-        keys, vals = keys[order], vals[order]
-        pos = np.clip(np.searchsorted(keys, person), 0, len(keys) - 1)
-        stood = np.where((person >= 0) & (keys[pos] == person), vals[pos], -2)
-    else:
-        stood = np.full(person.shape, -2, np.int64)
-    named = target & (person >= 0)
-    correct = named & (stood == identity)
-    others = (~target) & (identity >= 0) & (person >= 0)
-    target_ids = set(np.unique(identity[target]).tolist())
-    return LabelScore(target_faces=int(target.sum()), named=int(named.sum()),
-                      correct=int(correct.sum()), others_named=int(others.sum()),
-                      people_named=len(target_ids & set(stands_for.values())),
-                      stands_for=stands_for)
-
-
-def page_decision(page_identity: np.ndarray, suggested_identity: np.ndarray
-                  ) -> tuple[np.ndarray, int]:
-    """Which suggestions of a page are right, and what acting on the page costs.
-
-    A suggestion is right when the face's identity is the one its person stands for (both
-    known). Cost: 1 click to reject the wrong ones (when there are any) plus 1 click to
-    accept the rest (when there are any). Returns ``(right mask, clicks)``.
-    """
-    face = np.asarray(page_identity, np.int64)
-    stood = np.asarray(suggested_identity, np.int64)
-    right = (face >= 0) & (face == stood)
-    return right, int(right.any()) + int((~right).any())
-
-
-# --------------------------------------------------------------------------- truth
-
-
-def load_truth(catalog: Catalog, path: str | os.PathLike[str], *, space: str | None = None,
-               identity_col: str = "identity", path_col: str = "path") -> Truth:
-    """The true identity of each imported face, from the Parquet file it was imported from.
-
-    Rows are matched to faces as :func:`facelab.store.exchange.import_faces` created them: the
-    photo by ``content_hash`` when the file has that column, else by ``path`` (a path
-    relative to the import's ``images_root`` matches the end of the stored file path; photos
-    that were not on disk are stored as ``path:<path>``); within a photo by the box
-    (``bbox_x/y/w/h`` or ``x/y/w/h``), or, without box columns, by order when the photo has
-    as many faces as rows. Faces of ``space`` that no row matches have no truth (the oracle
-    treats them like strangers). Raises :class:`FacelabError` when nothing matches or a row
-    matches several photos.
-    """
-    space = _only_space(catalog, space)
-    if not Path(path).is_file():
-        raise FacelabError(f"truth file {path} does not exist")
-    table = pq.read_table(str(path))
-    cols = table.column_names
-    if identity_col not in cols:
-        raise FacelabError(f"{path} has no column {identity_col!r}; columns: {cols}")
-    by_hash = "content_hash" in cols
-    if not by_hash and path_col not in cols:
-        raise FacelabError(f"{path} needs a {path_col!r} or 'content_hash' column to find "
-                           "each row's photo")
-    box_cols = next((b for b in BOX_COLUMNS if all(c in cols for c in b)), None)
-    names = table.column(identity_col).to_pylist()
-    keys = table.column("content_hash" if by_hash else path_col).to_pylist()
-    boxes = (np.column_stack([table.column(c).to_numpy().astype(np.float64) for c in box_cols])
-             if box_cols else None)
-
-    rows = catalog.query(
-        "SELECT f.face_id, f.asset_id, f.x, f.y, f.w, f.h, a.content_hash FROM faces f "
-        "JOIN assets a USING (asset_id) WHERE f.space=? ORDER BY f.face_id", [space])
-    if not rows:
-        raise FacelabError(f"space {space!r} holds no faces; import the faces first")
-    faces_of: dict[int, list[tuple[int, np.ndarray]]] = {}
-    asset_key: dict[str, set[int]] = {}
-    for fid, aid, x, y, w, h, chash in rows:
-        faces_of.setdefault(int(aid), []).append((int(fid), np.array([x, y, w, h], float)))
-        if by_hash:
-            asset_key.setdefault(chash, set()).add(int(aid))
-        elif chash.startswith("path:"):
-            for k in _suffixes(chash[5:]):
-                asset_key.setdefault(k, set()).add(int(aid))
-    if not by_hash:
-        for fpath, aid in catalog.query("SELECT path, asset_id FROM files WHERE asset_id IS "
-                                        "NOT NULL"):
-            if int(aid) in faces_of:
-                for k in _suffixes(fpath):
-                    asset_key.setdefault(k, set()).add(int(aid))
-
-    rows_of: dict[int, list[int]] = {}
-    for i, key in enumerate(keys):
-        if key is None or names[i] is None:
-            continue
-        k = str(key) if by_hash else _norm(str(key))
-        found = asset_key.get(k, set())
-        if len(found) > 1:
-            raise FacelabError(f"truth row {i} ({key!r}) matches {len(found)} photos; give "
-                               "paths as imported (relative to the same images root)")
-        if found:
-            rows_of.setdefault(next(iter(found)), []).append(i)
-    face_ids: list[int] = []
-    row_idx: list[int] = []
-    for aid, idx in rows_of.items():
-        faces = faces_of[aid]
-        if boxes is not None:
-            for i in idx:
-                hit = [f for f, b in faces if np.allclose(b, boxes[i], atol=1e-3)]
-                if len(hit) == 1:
-                    face_ids.append(hit[0])
-                    row_idx.append(i)
-        elif len(faces) == len(idx):
-            face_ids.extend(f for f, _ in faces)
-            row_idx.extend(idx)
-        else:
-            raise FacelabError(f"photo of truth row {idx[0]} holds {len(faces)} faces but "
-                               f"{len(idx)} rows and the file has no box columns to tell "
-                               "them apart")
-    if not face_ids:
-        raise FacelabError(f"no row of {path} matches a face of space {space!r}: was the "
-                           "workspace imported from this file?")
-    fid = np.asarray(face_ids, np.int64)
-    order = np.argsort(fid)
-    fid = fid[order]
-    if (fid[1:] == fid[:-1]).any():
-        raise FacelabError(f"several rows of {path} match one face; give each face's box")
-    idx_arr = np.asarray(row_idx, np.int64)[order]
-    identity = np.array([str(names[i]) for i in idx_arr], dtype=object)
-    _, codes = np.unique(identity, return_inverse=True)
-    paths = np.array([None if keys[i] is None else str(keys[i]) for i in idx_arr], dtype=object)
-    return Truth(space, fid, identity, codes.astype(np.int64), paths)
-
-
-def _norm(p: str) -> str:
-    return "/".join(part for part in p.replace("\\", "/").split("/") if part not in ("", "."))
-
-
-def _suffixes(p: str) -> list[str]:
-    """Every trailing part of a path: ``a/b/c.jpg`` -> ``c.jpg``, ``b/c.jpg``, ``a/b/c.jpg``."""
-    parts = _norm(p).split("/")
-    return ["/".join(parts[i:]) for i in range(len(parts))]
-
-
-def _only_space(catalog: Catalog, space: str | None) -> str:
-    known = [s["space"] for s in catalog.spaces()]
-    if space is not None:
-        if space not in known:
-            raise FacelabError(f"space {space!r} is not in this workspace; it has {known}")
-        return space
-    if len(known) != 1:
-        raise FacelabError(f"say which space to simulate (space=...); this workspace has "
-                           f"{known or 'none'}")
-    return known[0]
-
-
-# --------------------------------------------------------------------------- workspace
-
-
-def copy_workspace(catalog: Catalog, dest: str | os.PathLike[str]) -> Catalog:
-    """A copy of ``catalog`` (its DuckDB file and vector indexes) in folder ``dest``.
-
-    The source is checkpointed first (its write-ahead log folded into the file) while this
-    process holds it, so the copy is one consistent state; indexes are caches and are
-    copied only to save their rebuild.
-    """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    if (dest / DB_NAME).exists():
-        raise FacelabError(f"{dest} already holds a catalog; copy into an empty folder")
-    with catalog.session() as con:
-        con.execute("CHECKPOINT")
-        shutil.copy2(catalog.path, dest / DB_NAME)
-        wal = catalog.path.with_name(DB_NAME + ".wal")
-        if wal.exists():
-            shutil.copy2(wal, dest / wal.name)
-    index = catalog.workspace / "index"
-    if index.is_dir():
-        shutil.copytree(index, dest / "index")
-    return Catalog(dest, lock_timeout=catalog.lock_timeout)
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class SimulationResult:
-    """What one strategy cost and achieved.
-
-    ``curve``: one point per change of the scores, ``{"actions", "named_share",
-    "accuracy"}``, from the starting state on. ``actions_by_kind``: clicks per kind
-    (``label``, ``accept``, ``reject``, ``name_face``, ``merge``). ``phases``: per step of the
-    strategy, in order, its clicks by kind and ``gained`` (correctly named faces it added,
-    its free passes included). ``free_passes``: automatic passes run, by kind.
-    """
-
-    strategy: str
-    space: str
-    actions: int
-    floor: int
-    target_faces: int
-    target_share: float
-    accuracy: float
-    named_share: float
-    precision: float
-    others_named: int
-    people_named: int
-    reached: bool
-    actions_by_kind: dict[str, int]
-    free_passes: dict[str, int]
-    seconds: float
-    phases: dict[str, dict[str, int]] = field(default_factory=dict)
-    curve: list[dict[str, float]] = field(default_factory=list)
-    workspace: str | None = None
-
-    @property
-    def actions_per_floor(self) -> float:
-        return self.actions / self.floor if self.floor else math.nan
-
-    def actions_to(self, accuracy: float) -> int | None:
-        """Clicks after which the accuracy first reached ``accuracy`` (None: never)."""
-        return next((int(p["actions"]) for p in self.curve if p["accuracy"] >= accuracy), None)
-
-    def as_dict(self, *, curve: bool = True) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in (
-            "strategy", "space", "actions", "floor", "target_faces", "target_share",
-            "accuracy", "named_share", "precision", "others_named", "people_named", "reached",
-            "actions_by_kind", "free_passes", "phases", "workspace")}
-        d["actions_per_floor"] = round(self.actions_per_floor, 4)
-        d["seconds"] = round(self.seconds, 1)
-        for key in ("accuracy", "named_share", "precision"):
-            d[key] = round(d[key], 5)
-        d["actions_to_accuracy"] = {str(a): self.actions_to(a) for a in (0.9, 0.95, 0.98)}
-        if curve:
-            d["curve"] = self.curve
-        return d
-
-
-# --------------------------------------------------------------------------- the oracle
-
-
-class _Oracle:
-    """The simulated user: knows the truth, clicks through facelab, counts its clicks.
-
-    Every click goes through a public facelab function on ``catalog``; after each click
-    and each free pass the faces' persons are re-read and re-scored (:func:`score_labels`),
-    which is what the curve and the stopping rule see.
-    """
-
-    def __init__(self, catalog: Catalog, truth: Truth, space: str, settings: Settings, *,
-                 target_share: float, max_actions: int | None, progress: bool,
-                 name: str) -> None:
-        self.catalog, self.space, self.settings = catalog, space, settings
-        self.target_share = target_share
-        self.face_ids = catalog.face_ids(space)
-        code = np.full(len(self.face_ids), -1, np.int64)
-        if len(self.face_ids):
-            pos = np.searchsorted(self.face_ids, truth.face_ids)
-            at = np.minimum(pos, len(self.face_ids) - 1)
-            ok = (pos < len(self.face_ids)) & (self.face_ids[at] == truth.face_ids)
-            code[pos[ok]] = truth.labels[ok]
-        self.code = code
-        self.names = {int(c): str(n) for c, n in zip(truth.labels, truth.identity,
-                                                     strict=True)}
-        counts = np.bincount(code[code >= 0], minlength=len(self.names))
-        self.seen_twice = counts >= 2
-        self.target = (code >= 0) & self.seen_twice[np.maximum(code, 0)]
-        self.floor = int(np.sum(self.seen_twice))
-        self.need = math.ceil(target_share * int(self.target.sum()) - 1e-9)
-        self.max_actions = 4 * self.floor + 100 if max_actions is None else max_actions
-        self.actions: Counter[str] = Counter()
-        self.passes: Counter[str] = Counter()
-        self.phases: dict[str, Counter[str]] = {}
-        self.phase = "start"
-        self.curve: list[dict[str, float]] = []
-        self.person = np.full(len(self.face_ids), -1, np.int64)
-        self.score = score_labels(self.person, self.code, self.target)
-        self.person_of: dict[int, int] = {}
-        self.bar = tqdm(total=self.need, desc=f"simulate [{name}]", unit="face",
-                        disable=not progress, dynamic_ncols=True)
-        self.refresh()
-
-    # -- state ------------------------------------------------------------------------------
-    @property
-    def n_actions(self) -> int:
-        return sum(self.actions.values())
-
-    @property
-    def done(self) -> bool:
-        """The target share is correctly named, or the click budget is spent."""
-        return self.score.correct >= self.need or self.n_actions >= self.max_actions
-
-    def begin(self, phase: str) -> None:
-        """Attribute the following clicks and gains to ``phase`` (for the report)."""
-        self.phase = phase
-        self.phases.setdefault(phase, Counter(clicks=0, gained=0))
-
-    def refresh(self) -> None:
-        """Re-read every face's person, re-score, and record a curve point if it moved."""
-        rows = self.catalog.query("SELECT face_id, person_id FROM faces WHERE space=? AND "
-                                  "person_id IS NOT NULL", [self.space])
-        person = np.full(len(self.face_ids), -1, np.int64)
-        if rows:
-            ids = np.array([r[0] for r in rows], np.int64)
-            person[np.searchsorted(self.face_ids, ids)] = [r[1] for r in rows]
-        before = self.score.correct
-        self.person = person
-        self.score = score_labels(person, self.code, self.target)
-        self.person_of = {i: p for p, i in self.score.stands_for.items()}
-        if self.curve and self.score.correct != before:
-            self.phases.setdefault(self.phase, Counter())["gained"] += (self.score.correct
-                                                                       - before)
-        point = {"actions": self.n_actions, "named_share": round(self.score.named_share, 5),
-                 "accuracy": round(self.score.accuracy, 5)}
-        if not self.curve or any(self.curve[-1][k] != point[k] for k in point):
-            self.curve.append(point)
-        self.bar.set_postfix(clicks=self.n_actions, refresh=False)
-        self.bar.update(min(self.score.correct, self.need) - self.bar.n)
-
-    def codes(self, face_ids: np.ndarray | list[int]) -> np.ndarray:
-        """True identity codes of faces of the space (-1: no truth)."""
-        return self.code[np.searchsorted(self.face_ids, np.asarray(face_ids, np.int64))]
-
-    def is_target(self, face_ids: np.ndarray | list[int]) -> np.ndarray:
-        return self.target[np.searchsorted(self.face_ids, np.asarray(face_ids, np.int64))]
-
-    def who(self, identity: int) -> int | str:
-        """The person standing for ``identity``, else its name (labeling creates it)."""
-        return self.person_of.get(identity, self.names[identity])
-
-    def _click(self, kind: str) -> None:
-        self.actions[kind] += 1
-        phase = self.phases.setdefault(self.phase, Counter())
-        phase[kind] += 1
-        phase["clicks"] += 1
-
-    # -- clicks -----------------------------------------------------------------------------
-    def label(self, cluster_id: str, *, min_gain: int = 1,
-              members: np.ndarray | None = None) -> int | None:
-        """Label a cluster with its majority target identity, dropping every other face.
-
-        Skipped (looking is free) when fewer than ``min_gain`` faces would be named: none
-        belongs to a person seen twice, or the oracle defers a cluster that would name a
-        single face. ``members``: the cluster's unassigned faces when the caller knows them
-        (see :meth:`members`). Returns the person labeled, or None.
-        """
-        if members is None:
-            members = self.members([cluster_id]).get(cluster_id, np.empty(0, np.int64))
-        if members.size == 0:
-            return None
-        codes = self.codes(members)
-        ok = self.is_target(members)
-        if not ok.any():
-            return None
-        ids, n = np.unique(codes[ok], return_counts=True)
-        if n.max() < min_gain:
-            return None
-        identity = int(ids[np.argmax(n)])
-        plan = naming.label_cluster(self.catalog, cluster_id, self.who(identity),
-                                    exclude_faces=members[codes != identity],
-                                    settings=self.settings)
-        self._click("label")
-        self.refresh()
-        return plan.person_id
-
-    def review(self, page: list[dict[str, Any]], *, snowball: bool = False,
-               min_gain: float = 0.0) -> int:
-        """Review one page of suggestions: reject the wrong ones (1 click when any), accept
-        the rest (1 click when any). With ``min_gain`` > 0, a page that would name fewer
-        faces per click (or none) is left alone (looking is free). Returns faces accepted."""
-        if not page:
-            return 0
-        faces = np.array([s["face_id"] for s in page], np.int64)
-        stood = np.array([self.score.stands_for.get(int(s["person_id"]), -2) for s in page],
-                         np.int64)
-        right, clicks = page_decision(self.codes(faces), stood)
-        if min_gain > 0 and right.sum() < max(min_gain * clicks, 1):
-            return 0
-        wrong_ids = [int(s["suggestion_id"]) for s, r in zip(page, right, strict=True) if not r]
-        right_ids = [int(s["suggestion_id"]) for s, r in zip(page, right, strict=True) if r]
-        if wrong_ids:
-            suggest.reject(self.catalog, wrong_ids)
-            self._click("reject")
-        accepted = 0
-        if right_ids:
-            out = suggest.accept(self.catalog, right_ids, snowball=snowball,
-                                 settings=self.settings)
-            accepted = len(out["accepted"])
-            self._click("accept")
-        self.refresh()
-        return accepted
-
-    def name_face(self, face_id: int) -> None:
-        """Name one face (a gallery of unclustered faces: click it, type the name)."""
-        naming.move_faces(self.catalog, [int(face_id)], self.who(int(self.codes([face_id])[0])))
-        self._click("name_face")
-        self.refresh()
-
-    def merge_duplicates(self) -> None:
-        """Merge each person that stands for nobody into the person standing for its
-        majority identity (1 click each). Labeling by name joins the existing person, so
-        only a workspace that starts with persons of its own (e.g. two spellings of one
-        name) needs this."""
-        live = {int(r[0]) for r in self.catalog.query(
-            "SELECT person_id FROM persons WHERE merged_into IS NULL")}
-        for pid in sorted(live - set(self.score.stands_for)):
-            codes = self.code[(self.person == pid) & (self.code >= 0)]
-            if codes.size == 0 or self.done:
-                continue
-            ids, n = np.unique(codes, return_counts=True)
-            target = self.person_of.get(int(ids[np.argmax(n)]))
-            if target is not None:
-                naming.merge_persons(self.catalog, pid, target)
-                self._click("merge")
-                self.refresh()
-
-    # -- free passes ------------------------------------------------------------------------
-    def cluster(self, *, min_quality: float | None = None, **overrides: Any) -> None:
-        """Cluster the unassigned faces (``min_quality`` replaces cluster_min_quality)."""
-        settings = (self.settings if min_quality is None else
-                    self.settings.replace(cluster_min_quality=min_quality))
-        clusters.cluster_unassigned(self.catalog, self.space, settings, **overrides)
-        self.passes["cluster"] += 1
-
-    def auto(self) -> None:
-        """Auto-assign (and queue the suggestion band and find-more for those who gained)."""
-        assign_mod.assign(self.catalog, self.space, self.settings, progress=False)
-        self.passes["assign"] += 1
-        self.refresh()
-
-    def find_more(self, person_id: int) -> int:
-        self.passes["find_more"] += 1
-        return suggest.find_more(self.catalog, person_id, self.space, self.settings)
-
-    # -- proposals (what facelab shows; reading is free) ------------------------------------
-    def cluster_ids(self) -> list[str]:
-        """Active clusters with unassigned faces, largest first (facelab's order)."""
-        return [c["cluster_id"] for c in clusters.clusters(self.catalog, self.space)
-                if c["size"] > 0]
-
-    def members(self, cluster_ids: list[str]) -> dict[str, np.ndarray]:
-        """The unassigned faces of each cluster, in one query."""
-        if not cluster_ids:
-            return {}
-        rows = self.catalog.query(
-            "SELECT cluster_id, face_id FROM faces WHERE cluster_id IN (SELECT unnest(?)) "
-            "AND person_id IS NULL ORDER BY cluster_id, face_id", [list(cluster_ids)])
-        out: dict[str, list[int]] = {}
-        for cid, fid in rows:
-            out.setdefault(cid, []).append(int(fid))
-        return {c: np.array(f, np.int64) for c, f in out.items()}
-
-    def gallery(self) -> list[int]:
-        """Unassigned faces, those in no cluster first, then by quality (best first)."""
-        return [int(r[0]) for r in self.catalog.query(
-            "SELECT face_id FROM faces WHERE space=? AND person_id IS NULL ORDER BY "
-            "cluster_id IS NOT NULL, quality DESC, face_id", [self.space])]
-
-    def result(self, strategy: str, seconds: float, workspace: str | None
-               ) -> SimulationResult:
-        s = self.score
-        return SimulationResult(
-            strategy=strategy, space=self.space, actions=self.n_actions, floor=self.floor,
-            target_faces=s.target_faces, target_share=self.target_share,
-            accuracy=s.accuracy, named_share=s.named_share, precision=s.precision,
-            others_named=s.others_named, people_named=s.people_named,
-            reached=s.correct >= self.need, actions_by_kind=dict(self.actions),
-            free_passes=dict(self.passes), seconds=seconds,
-            phases={k: dict(v) for k, v in self.phases.items()}, curve=self.curve,
-            workspace=workspace)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 # --------------------------------------------------------------------------- strategies
 
 
-def _label_clusters(o: _Oracle, *, after: Callable[[int], None] | None = None,
+def _label_clusters(o: Oracle, *, after: Callable[[int], None] | None = None,
                     auto_every: int = 0, min_gain: int = 1) -> None:
     """Label the active clusters in facelab's order (largest first).
 
@@ -686,7 +135,7 @@ def _label_clusters(o: _Oracle, *, after: Callable[[int], None] | None = None,
                 break
 
 
-def _name_singles(o: _Oracle) -> None:
+def _name_singles(o: Oracle) -> None:
     """Last resort: name the remaining target faces one by one, in gallery order."""
     o.begin("name faces one by one")
     while not o.done:
@@ -699,20 +148,20 @@ def _name_singles(o: _Oracle) -> None:
             o.name_face(f)
 
 
-def _review_person(o: _Oracle, person: int, *, snowball: bool) -> None:
+def _review_person(o: Oracle, person: int, *, snowball: bool) -> None:
     """One person's suggestion pages, best first, until a page shows no right face (the
     user moves on: the rest scores lower still) or none is pending."""
     while not o.done:
-        page = suggest.pending(o.catalog, person_id=person, space=o.space, limit=PAGE_SIZE)
+        page = review.pending(o.catalog, person_id=person, space=o.space, limit=PAGE_SIZE)
         if not page or not o.review(page, snowball=snowball, min_gain=0.5):
             return
 
 
-def _review_queue(o: _Oracle, *, min_gain: float) -> None:
+def _review_queue(o: Oracle, *, min_gain: float) -> None:
     """Sweep the whole review queue (best score first), page by page, acting on the pages
     worth ``min_gain`` faces per click, until a sweep acts on none."""
     while not o.done:
-        queue = suggest.pending(o.catalog, space=o.space)
+        queue = review.pending(o.catalog, space=o.space)
         acted = False
         for lo in range(0, len(queue), PAGE_SIZE):
             if o.done:
@@ -722,7 +171,7 @@ def _review_queue(o: _Oracle, *, min_gain: float) -> None:
             return
 
 
-def _plain(o: _Oracle, options: dict[str, Any]) -> None:
+def _plain(o: Oracle, options: dict[str, Any]) -> None:
     """Cluster once, label every cluster largest first, then name faces one by one."""
     o.begin("cluster, label largest first")
     o.cluster()
@@ -730,7 +179,7 @@ def _plain(o: _Oracle, options: dict[str, Any]) -> None:
     _name_singles(o)
 
 
-def _snowball(o: _Oracle, options: dict[str, Any]) -> None:
+def _snowball(o: Oracle, options: dict[str, Any]) -> None:
     """Cluster once; after each label, find more of that person and review every page."""
     o.begin("cluster, label, find more + review")
     o.cluster()
@@ -746,8 +195,8 @@ def _snowball(o: _Oracle, options: dict[str, Any]) -> None:
 def _looser(space: str, settings: Settings, factor: float) -> dict[str, Any]:
     """Clustering overrides ``factor`` times looser than the space's defaults: distance
     thresholds scaled; for density-based methods, the smallest clusters allowed."""
-    key = space_key(space, SPACE_CLUSTER_DEFAULTS) or space
-    params = default_params(key, settings)
+    # FaceClusterer's own defaults under the space's resolved clustering parameters
+    params = {**FaceClusterer().get_params(), **settings.resolve(space).cluster_params()}
     out = {name: float(params[name]) * factor for name in ("distance_threshold",
                                                            "pair_threshold")
            if params.get(name) is not None}
@@ -776,7 +225,7 @@ BEST: dict[str, Any] = {
 }
 
 
-def _best(o: _Oracle, options: dict[str, Any]) -> None:
+def _best(o: Oracle, options: dict[str, Any]) -> None:
     """Clustering rounds from tight to loose, each: label (deferring one-face clusters),
     auto-assign, review the queue's worthwhile pages; then the deferred clusters, then
     faces one by one. See :data:`BEST`."""
@@ -814,8 +263,9 @@ def _best(o: _Oracle, options: dict[str, Any]) -> None:
     _name_singles(o)
 
 
-_RUNNERS: dict[str, Callable[[_Oracle, dict[str, Any]], None]] = {
+_RUNNERS: dict[str, Callable[[Oracle, dict[str, Any]], None]] = {
     "plain": _plain, "snowball": _snowball, "best": _best}
+
 
 
 # --------------------------------------------------------------------------- entry points
@@ -847,9 +297,9 @@ def simulate(catalog: Catalog, truth: Truth | str | os.PathLike[str], *,
     catalog : Catalog
         Usually faces imported with nothing labeled; the simulation starts from its state.
     truth : Truth or path
-        The identity of each face: a :class:`facelab.research.lfw.Truth` (e.g. from
+        The identity of each face: a :class:`facelab.research.truth.Truth` (e.g. from
         :func:`facelab.research.lfw.load`) or the Parquet file the faces were imported from
-        (:func:`load_truth`).
+        (:func:`facelab.research.truth.load_truth`).
     strategy : {"plain", "snowball", "best"}, default="best"
     target_share : float, default=0.98
         The oracle stops once this share of the target faces is correctly named.
@@ -868,7 +318,7 @@ def simulate(catalog: Catalog, truth: Truth | str | os.PathLike[str], *,
     if in_place and keep is not None:
         raise ConfigError("in_place and keep exclude each other: keep names a folder for a copy")
     settings = settings or Settings()
-    space = _only_space(catalog, space if space is not None else
+    space = only_space(catalog, space if space is not None else
                         (truth.space if isinstance(truth, Truth) else None))
     if not isinstance(truth, Truth):
         truth = load_truth(catalog, truth, space=space)
@@ -876,7 +326,7 @@ def simulate(catalog: Catalog, truth: Truth | str | os.PathLike[str], *,
         raise ConfigError(f"options apply to strategy 'best' only, not {strategy!r}")
     t0 = time.perf_counter()
     with _workspace(catalog, in_place, keep) as work, work.session():
-        oracle = _Oracle(work, truth, space, settings, target_share=target_share,
+        oracle = Oracle(work, truth, space, settings, target_share=target_share,
                          max_actions=max_actions, progress=progress, name=strategy)
         try:
             _RUNNERS[strategy](oracle, dict(options or {}))

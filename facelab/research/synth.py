@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from facelab.core.metrics import pair_scores
 from facelab.errors import ConfigError
 
 #: Statistics of real embedding spaces, for :func:`make_space`.
@@ -218,10 +219,8 @@ def sample_pair_cosines(embeddings: np.ndarray, labels: np.ndarray, n_pairs: int
                         *, seed: int | np.random.Generator | None = 0
                         ) -> tuple[np.ndarray, np.ndarray]:
     """Cosines of up to ``n_pairs`` same-label pairs (all of them when there are fewer) and
-    ``n_pairs`` different-label pairs: :func:`facelab.research.evaluate.pair_scores`, which never
+    ``n_pairs`` different-label pairs: :func:`facelab.core.metrics.pair_scores`, which never
     forms n x n, so it also measures a real catalog's genuine/impostor distributions."""
-    from facelab.research.evaluate import pair_scores
-
     _check_int("n_pairs", n_pairs, 1)
     same, diff, _ = pair_scores(embeddings, labels, max_same=n_pairs, n_diff=n_pairs,
                                 seed=seed)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from facelab.people.centroids import robust_centroid, trim_fraction
+from facelab.core.centroids import robust_centroid, trim_fraction
 from facelab.settings import Settings
 
 

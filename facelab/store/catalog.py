@@ -1,4 +1,7 @@
-"""The DuckDB catalog: schema, migrations, short transactions, the single source of truth.
+"""The DuckDB catalog: short transactions on the single source of truth.
+
+The schema lives in :mod:`facelab.store.schema` (applied on open); typed reads and writes
+per domain live in the other ``facelab.store`` modules, which alone write SQL.
 
 DuckDB lets one process at a time open a database file for writing. A detection run and a
 labeling notebook must both work, so facelab never keeps a connection open between
@@ -14,10 +17,8 @@ derived spaces (e.g. a trained projection) live in ``embeddings`` and are rebuil
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -30,267 +31,10 @@ import numpy as np
 import pyarrow as pa
 
 from facelab.errors import CatalogBusy, CatalogError, DimensionMismatch
+from facelab.store import schema
 
 DB_NAME = "facelab.duckdb"
 
-# Each migration is applied once, in order, in its own transaction; append, never edit.
-MIGRATIONS: list[tuple[int, str, str]] = [
-    (1, "initial schema", """
-CREATE SEQUENCE asset_seq START 1;
-CREATE SEQUENCE face_seq START 1;
-CREATE SEQUENCE person_seq START 1;
-CREATE SEQUENCE run_seq START 1;
-CREATE SEQUENCE event_seq START 1;
-CREATE SEQUENCE suggestion_seq START 1;
-CREATE SEQUENCE prototype_seq START 1;
-
--- one row per distinct image content; identical files share one asset
-CREATE TABLE assets (
-    asset_id     BIGINT PRIMARY KEY DEFAULT nextval('asset_seq'),
-    content_hash VARCHAR NOT NULL UNIQUE,
-    size         BIGINT,
-    width        INTEGER,          -- as displayed (EXIF orientation applied)
-    height       INTEGER,
-    orientation  SMALLINT,
-    taken_at     TIMESTAMP,
-    format       VARCHAR,
-    status       VARCHAR NOT NULL DEFAULT 'present',   -- present | missing
-    first_seen   TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    last_seen    TIMESTAMP NOT NULL DEFAULT current_timestamp
-);
-
--- one row per file path seen by a scan; asset_id NULL when the file could not be hashed
-CREATE TABLE files (
-    path         VARCHAR PRIMARY KEY,
-    root         VARCHAR NOT NULL,
-    asset_id     BIGINT,
-    size         BIGINT,
-    mtime_ns     BIGINT,
-    error_kind   VARCHAR,
-    error_detail VARCHAR,
-    scanned_at   TIMESTAMP NOT NULL DEFAULT current_timestamp
-);
-
-CREATE TABLE spaces (
-    space      VARCHAR PRIMARY KEY,
-    dim        INTEGER NOT NULL,
-    kind       VARCHAR NOT NULL,          -- detector | projection | imported
-    model      VARCHAR,
-    generation BIGINT NOT NULL DEFAULT 0, -- bumped by every change to the space's vectors
-    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
-);
-
-CREATE TABLE faces (
-    face_id     BIGINT PRIMARY KEY DEFAULT nextval('face_seq'),
-    asset_id    BIGINT NOT NULL,
-    space       VARCHAR NOT NULL,          -- the space of the model that detected it
-    x DOUBLE NOT NULL, y DOUBLE NOT NULL, w DOUBLE NOT NULL, h DOUBLE NOT NULL,
-    det_score   FLOAT NOT NULL,
-    quality     FLOAT NOT NULL,
-    landmarks   FLOAT[],
-    embedding   FLOAT[] NOT NULL,          -- never a face without its vector
-    run_id      BIGINT,
-    person_id   BIGINT,
-    assigned_by VARCHAR,  -- user | cluster_label | suggestion_accept | auto | import
-    created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
-);
-CREATE INDEX faces_asset ON faces(asset_id);
-
--- vectors of derived spaces (projections); rebuildable from faces
-CREATE TABLE embeddings (
-    face_id BIGINT NOT NULL,
-    space   VARCHAR NOT NULL,
-    vector  FLOAT[] NOT NULL,
-    PRIMARY KEY (face_id, space)
-);
-
--- which assets a model has processed: the resume point of every detection run
-CREATE TABLE detections (
-    asset_id      BIGINT NOT NULL,
-    space         VARCHAR NOT NULL,
-    model_version VARCHAR NOT NULL,
-    status        VARCHAR NOT NULL,        -- ok | error
-    n_faces       INTEGER NOT NULL DEFAULT 0,
-    error_kind    VARCHAR,
-    error_detail  VARCHAR,
-    run_id        BIGINT,
-    seconds       FLOAT,
-    detected_at   TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    PRIMARY KEY (asset_id, space)
-);
-
-CREATE TABLE persons (
-    person_id   BIGINT PRIMARY KEY DEFAULT nextval('person_seq'),
-    name        VARCHAR,
-    hidden      BOOLEAN NOT NULL DEFAULT false,
-    merged_into BIGINT,
-    created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
-);
-
-CREATE TABLE prototypes (
-    prototype_id BIGINT PRIMARY KEY DEFAULT nextval('prototype_seq'),
-    person_id    BIGINT NOT NULL,
-    face_id      BIGINT NOT NULL,
-    space        VARCHAR NOT NULL,
-    kind         VARCHAR NOT NULL,         -- exemplar | centroid | temporal
-    pinned       BOOLEAN NOT NULL DEFAULT false,
-    created_at   TIMESTAMP NOT NULL DEFAULT current_timestamp
-);
-
-CREATE TABLE centroids (
-    person_id   BIGINT NOT NULL,
-    space       VARCHAR NOT NULL,
-    vector      FLOAT[] NOT NULL,
-    n_faces     INTEGER NOT NULL,
-    n_trimmed   INTEGER NOT NULL DEFAULT 0,
-    computed_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    PRIMARY KEY (person_id, space)
-);
-
-CREATE TABLE suggestions (
-    suggestion_id BIGINT PRIMARY KEY DEFAULT nextval('suggestion_seq'),
-    face_id    BIGINT NOT NULL,
-    person_id  BIGINT NOT NULL,
-    space      VARCHAR NOT NULL,
-    score      FLOAT NOT NULL,
-    source     VARCHAR NOT NULL,
-    status     VARCHAR NOT NULL DEFAULT 'pending',  -- pending | accepted | rejected | expired
-    evidence   JSON,
-    run_id     BIGINT,
-    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    decided_at TIMESTAMP
-);
-
--- append-only audit of every change to a face's person
-CREATE TABLE events (
-    event_id      BIGINT PRIMARY KEY DEFAULT nextval('event_seq'),
-    occurred_at   TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    face_id       BIGINT,
-    old_person_id BIGINT,
-    new_person_id BIGINT,
-    source        VARCHAR NOT NULL,
-    run_id        BIGINT,
-    evidence      JSON
-);
-
-CREATE TABLE runs (
-    run_id      BIGINT PRIMARY KEY DEFAULT nextval('run_seq'),
-    kind        VARCHAR NOT NULL,
-    status      VARCHAR NOT NULL,  -- running|done|failed|paused|cancelled|interrupted
-    params      JSON,
-    summary     JSON,
-    error       VARCHAR,
-    requested   VARCHAR,                   -- pause | cancel, set by another process
-    pid         INTEGER,
-    host        VARCHAR,
-    resumed_from BIGINT,
-    started_at  TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    heartbeat_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    finished_at TIMESTAMP
-);
-
-CREATE TABLE run_phases (
-    run_id      BIGINT NOT NULL,
-    phase       VARCHAR NOT NULL,
-    status      VARCHAR NOT NULL,          -- pending | running | done | failed | skipped
-    total       BIGINT,
-    done        BIGINT NOT NULL DEFAULT 0,
-    errors      BIGINT NOT NULL DEFAULT 0,
-    started_at  TIMESTAMP,
-    finished_at TIMESTAMP,
-    PRIMARY KEY (run_id, phase)
-);
-
-CREATE VIEW face_vectors AS
-    SELECT face_id, space, embedding AS vector FROM faces
-    UNION ALL
-    SELECT face_id, space, vector FROM embeddings;
-"""),
-    (2, "people: clusters, face revisions, rejections, centroid modes, prototype roles", """
--- DuckDB cannot add a NOT NULL column to an indexed table: drop the index around it
-DROP INDEX faces_asset;
-ALTER TABLE faces ADD COLUMN cluster_id VARCHAR;     -- current cluster of an unassigned face
-ALTER TABLE faces ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;  -- bumped by every change
-                                                     -- of person_id: stale writes are refused
-CREATE INDEX faces_asset ON faces(asset_id);
-
--- one row per cluster ever produced; the id is derived from the sorted member face ids, so a
--- re-run that finds the same members finds the same id
-CREATE TABLE clusters (
-    cluster_id VARCHAR PRIMARY KEY,
-    space      VARCHAR NOT NULL,
-    size       INTEGER NOT NULL,
-    algorithm  VARCHAR NOT NULL,
-    params     JSON,
-    run_id     BIGINT,
-    status     VARCHAR NOT NULL DEFAULT 'active',   -- active | labeled | retired
-    person_id  BIGINT,                              -- set when labeled
-    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
-);
-
--- (face, person) pairs a person ruled out: never suggested or auto-assigned again
-CREATE TABLE rejections (
-    face_id    BIGINT NOT NULL,
-    person_id  BIGINT NOT NULL,
-    source     VARCHAR NOT NULL,                    -- suggestion_reject | unassign | remove
-    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    PRIMARY KEY (face_id, person_id)
-);
-
--- a person may have several centroids (one per mode of their faces)
-DROP TABLE centroids;
-CREATE TABLE centroids (
-    person_id   BIGINT NOT NULL,
-    space       VARCHAR NOT NULL,
-    mode        SMALLINT NOT NULL DEFAULT 0,
-    vector      FLOAT[] NOT NULL,
-    n_faces     INTEGER NOT NULL,
-    n_trimmed   INTEGER NOT NULL DEFAULT 0,
-    source_hash VARCHAR NOT NULL,                   -- hash of the member face ids
-    algorithm   VARCHAR NOT NULL,                   -- algorithm + version + trimming params
-    computed_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    PRIMARY KEY (person_id, space, mode)
-);
-
-ALTER TABLE prototypes RENAME COLUMN kind TO role;  -- exemplar | centroid | temporal
-ALTER TABLE prototypes ADD COLUMN quality FLOAT;
-ALTER TABLE prototypes ADD COLUMN era VARCHAR;      -- temporal prototypes: e.g. '2010-2014'
-
-ALTER TABLE events ADD COLUMN action VARCHAR;       -- assign | unassign | merge | unmerge | ...
-ALTER TABLE events ADD COLUMN group_id BIGINT;      -- events of one action (a merge, a run)
-ALTER TABLE events ADD COLUMN undone_by BIGINT;     -- group that reverted this event
-
-ALTER TABLE suggestions ADD COLUMN expires_at TIMESTAMP;
-"""),
-    (3, "calibrated thresholds per space and matching strategy", """
-CREATE SEQUENCE threshold_seq START 1;
-
--- thresholds measured on the user's labels (facelab calibrate); history is kept, the latest
--- row of a (space, strategy) is in force unless settings override it
-CREATE TABLE thresholds (
-    threshold_id     BIGINT PRIMARY KEY DEFAULT nextval('threshold_seq'),
-    space            VARCHAR NOT NULL,
-    strategy         VARCHAR NOT NULL,          -- exemplar | centroid | multi
-    auto_assign      DOUBLE NOT NULL,
-    suggest          DOUBLE NOT NULL,
-    target_precision DOUBLE NOT NULL,
-    target_recall    DOUBLE NOT NULL,
-    confidence       DOUBLE NOT NULL,           -- of the one-sided precision bound
-    stranger_share   DOUBLE,                    -- share of strangers assumed (NULL: labels')
-    precision        DOUBLE,                    -- point estimate at auto_assign
-    precision_lower  DOUBLE,                    -- its lower confidence bound
-    coverage         DOUBLE,                    -- share of labeled faces scoring >= auto
-    recall           DOUBLE,                    -- share of findable faces rightly auto-assigned
-    n_above          BIGINT NOT NULL,
-    n_faces          BIGINT NOT NULL,
-    n_people         BIGINT NOT NULL,
-    created_at       TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    evidence         JSON
-);
-"""),
-]
-
-SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -394,11 +138,12 @@ class Catalog:
             con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
             rows = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall()
             current = int(rows[0][0]) if rows else 0
-            if current > SCHEMA_VERSION:
+            # looked up on the module at every open, so a test can stage an older schema
+            if current > schema.SCHEMA_VERSION:
                 raise CatalogError(
                     f"{self.path} has schema version {current}, newer than this facelab "
-                    f"({SCHEMA_VERSION}); upgrade facelab")
-            for version, _name, sql in MIGRATIONS:
+                    f"({schema.SCHEMA_VERSION}); upgrade facelab")
+            for version, _name, sql in schema.MIGRATIONS:
                 if version <= current:
                     continue
                 con.begin()
@@ -416,8 +161,9 @@ class Catalog:
             return int(con.execute("SELECT value FROM meta WHERE key='schema_version'")
                        .fetchall()[0][0])
 
-    # -- queries ----------------------------------------------------------------------------
+    # -- queries (for facelab.store modules: SQL stays inside the store) -----------------
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        """All rows of one statement, read in a short connection of its own."""
         with self.read() as con:
             return con.execute(sql, params or []).fetchall()
 
@@ -426,7 +172,9 @@ class Catalog:
         return rows[0][0] if rows else None
 
     def df(self, sql: str, params: Sequence[Any] | None = None) -> Any:
-        """A pandas DataFrame, for notebooks (pandas comes with the notebook extra)."""
+        """One statement's rows as a pandas DataFrame, for exploring a workspace by hand
+        (pandas comes with the notebook extra); facelab's own code reads through the store's
+        typed functions instead."""
         try:
             import pandas  # noqa: F401
         except ImportError as exc:
@@ -488,76 +236,6 @@ class Catalog:
             table = con.sql("SELECT face_id FROM face_vectors WHERE space=$s ORDER BY face_id",
                             params={"s": space}).to_arrow_table()
         return table.column("face_id").to_numpy().astype(np.int64, copy=False)
-
-    # -- runs -------------------------------------------------------------------------------
-    def start_run(self, kind: str, params: dict[str, Any], phases: Sequence[str],
-                  resumed_from: int | None = None) -> int:
-        with self.write() as con:
-            run_id = con.execute(
-                "INSERT INTO runs (kind, status, params, pid, host, resumed_from) "
-                "VALUES (?, 'running', ?, ?, ?, ?) RETURNING run_id",
-                [kind, json.dumps(params, default=str), os.getpid(), socket.gethostname(),
-                 resumed_from]).fetchall()[0][0]
-            for phase in phases:
-                con.execute("INSERT INTO run_phases (run_id, phase, status) VALUES (?, ?, "
-                            "'pending')", [run_id, phase])
-        return int(run_id)
-
-    def finish_run(self, run_id: int, status: str, summary: dict[str, Any] | None = None,
-                   error: str | None = None) -> None:
-        with self.write() as con:
-            con.execute("UPDATE runs SET status=?, summary=?, error=?, finished_at="
-                        "current_timestamp, heartbeat_at=current_timestamp, requested=NULL "
-                        "WHERE run_id=?",
-                        [status, json.dumps(summary or {}, default=str), error, run_id])
-
-    def request(self, run_id: int, what: str | None) -> None:
-        """Ask a running run (in any process) to ``pause`` or ``cancel`` after its batch."""
-        with self.write() as con:
-            n = con.execute("UPDATE runs SET requested=? WHERE run_id=? AND status='running' "
-                            "RETURNING run_id", [what, run_id]).fetchall()
-        if not n:
-            raise CatalogError(f"run {run_id} is not running")
-
-    def set_phase(self, run_id: int, phase: str, status: str, *, total: int | None = None,
-                  done: int | None = None, errors: int | None = None) -> None:
-        """Record a phase's status (and optionally its counts) for ``facelab status``."""
-        sets = ["status=?", "started_at=coalesce(started_at, current_timestamp)"]
-        params: list[Any] = [status]
-        if status != "running":
-            sets.append("finished_at=current_timestamp")
-        for name, value in (("total", total), ("done", done), ("errors", errors)):
-            if value is not None:
-                sets.append(f"{name}=?")
-                params.append(value)
-        with self.write() as con:
-            con.execute(f"UPDATE run_phases SET {', '.join(sets)} WHERE run_id=? AND phase=?",
-                        [*params, run_id, phase])
-
-    def mark_interrupted(self) -> list[int]:
-        """Runs left 'running' by a process that no longer exists (killed) become 'interrupted'."""
-        host = socket.gethostname()
-        rows = self.query("SELECT run_id, pid, host FROM runs WHERE status='running'")
-        dead = [r[0] for r in rows if r[2] == host and not _pid_alive(r[1])]
-        if dead:
-            with self.write() as con:
-                con.execute("UPDATE runs SET status='interrupted', finished_at=heartbeat_at "
-                            f"WHERE run_id IN ({','.join('?' * len(dead))})", dead)
-        return dead
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def table_vectors(table: pa.Table, id_col: str, vec_col: str, dim: int

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from facelab.store.catalog import Catalog
+from facelab.store.runs import mark_interrupted
 from facelab.store.vectors import Drift, VectorIndex, verify
 
 
@@ -79,7 +80,7 @@ CHECKS: list[tuple[str, str, str, str | None]] = [
 def doctor(catalog: Catalog, *, repair: bool = False) -> DoctorReport:
     """Run every check; with ``repair``, fix what can be fixed without losing anything."""
     report = DoctorReport()
-    interrupted = catalog.mark_interrupted() if repair else []
+    interrupted = mark_interrupted(catalog) if repair else []
     report.findings.append(Finding("runs left running by a dead process", len(interrupted),
                                    "marked interrupted", repaired=bool(interrupted)))
     for name, count_sql, detail, fix_sql in CHECKS:

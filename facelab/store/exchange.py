@@ -11,19 +11,21 @@ later scan of the same photos joins them instead of duplicating them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from facelab.core.linalg import l2_normalize
 from facelab.core.quality import face_quality
 from facelab.errors import DimensionMismatch, FacelabError
-from facelab.library.models.base import l2_normalize
-from facelab.library.scan import file_hash
 from facelab.store.catalog import Catalog, vector_array
+from facelab.store.hashing import file_hash
+from facelab.store.library import add_files, asset_ids_by_hash, insert_bare_assets
 
 EXPORT_VERSION = "1"
 
@@ -46,11 +48,15 @@ def export(catalog: Catalog, path: str | os.PathLike[str], *, space: str | None 
 
 @dataclass
 class ImportReport:
+    """What an import added; ``faces_by_name``: the imported faces of each person named in
+    the identity column that nobody has assigned yet (for the caller to assign)."""
+
     space: str
     rows: int
     faces: int
     assets_new: int
     skipped_existing: int
+    faces_by_name: dict[str, list[int]] = field(default_factory=dict)
 
 
 def import_faces(catalog: Catalog, path: str | os.PathLike[str], *, space: str | None = None,
@@ -67,8 +73,9 @@ def import_faces(catalog: Catalog, path: str | os.PathLike[str], *, space: str |
     Raises :class:`DimensionMismatch` when the vectors do not have the space's dimension.
 
     ``identity_col`` names a column of person names (ground truth, e.g. lfw's ``identity``):
-    each name becomes a person (matched case-insensitively) and its faces are assigned with
-    source ``import`` — a human decision, which automatic passes never overwrite.
+    the report's ``faces_by_name`` lists each name's unassigned imported faces; the caller
+    assigns them (``people.naming.assign_by_name(..., source="import")``: a human decision,
+    which automatic passes never overwrite) — people are not the store's business.
     """
     table = pq.read_table(str(path))
     meta = table.schema.metadata or {}
@@ -112,30 +119,20 @@ def import_faces(catalog: Catalog, path: str | os.PathLike[str], *, space: str |
     with catalog.write() as con:
         catalog.ensure_space(con, space, dim, kind="imported" if not is_export else "detector",
                              model=f"import:{Path(path).name}")
-        known = dict(con.execute("SELECT content_hash, asset_id FROM assets").fetchall())
+        known = asset_ids_by_hash(con)
         fulls = [_full_path(p, images_root) for p in paths]
         new = {}
         for h, full in zip(hashes, fulls, strict=True):
             if h not in known and h not in new:
                 new[h] = full
         if new:
-            con.register("new_assets", pa.table({
-                "content_hash": list(new),
-                "status": ["present" if f is not None and os.path.isfile(f) else "missing"
-                           for f in new.values()]}))
-            known.update(con.execute(
-                "INSERT INTO assets (content_hash, status) SELECT content_hash, status "
-                "FROM new_assets RETURNING content_hash, asset_id").fetchall())
-            con.unregister("new_assets")
+            known.update(insert_bare_assets(
+                con, list(new), [f is not None and os.path.isfile(f) for f in new.values()]))
             on_disk = [(f, known[h]) for h, f in new.items() if f is not None]
             if on_disk:
-                con.register("new_files", pa.table({
-                    "path": [f for f, _ in on_disk],
-                    "root": [str(images_root or Path(f).parent) for f, _ in on_disk],
-                    "asset_id": pa.array([a for _, a in on_disk], pa.int64())}))
-                con.execute("INSERT OR IGNORE INTO files (path, root, asset_id) "
-                            "SELECT path, root, asset_id FROM new_files")
-                con.unregister("new_files")
+                add_files(con, [f for f, _ in on_disk],
+                          [str(images_root or Path(f).parent) for f, _ in on_disk],
+                          [a for _, a in on_disk])
         assets_new = len(new)
         asset_ids = np.array([known[h] for h in hashes], np.int64)
         incoming = pa.table({
@@ -157,33 +154,29 @@ def import_faces(catalog: Catalog, path: str | os.PathLike[str], *, space: str |
         con.unregister("incoming")
         if added:
             catalog.bump_generation(con, space)
-    if identity_col is not None:
-        _import_identities(catalog, space, table.column(identity_col).to_pylist(), asset_ids,
-                           box)
-    return ImportReport(space, n, int(added), assets_new, n - int(added))
+        by_name = ({} if identity_col is None else _faces_by_name(
+            con, space, table.column(identity_col).to_pylist(), asset_ids, box))
+    return ImportReport(space, n, int(added), assets_new, n - int(added), by_name)
 
 
-def _import_identities(catalog: Catalog, space: str, names: list[str | None],
-                       asset_ids: np.ndarray, box: np.ndarray) -> None:
-    """Assign imported faces to persons named in the file (unassigned faces only)."""
-    from facelab.people import naming
-
+def _faces_by_name(con: duckdb.DuckDBPyConnection, space: str, names: list[str | None],
+                   asset_ids: np.ndarray, box: np.ndarray) -> dict[str, list[int]]:
+    """Unassigned faces of the imported rows (matched by asset and exact box), by name."""
     incoming = pa.table({"row": np.arange(len(names)), "asset_id": asset_ids,
                          "x": box[:, 0], "y": box[:, 1], "w": box[:, 2], "h": box[:, 3]})
-    with catalog.write() as con:
-        con.register("incoming", incoming)
+    con.register("incoming", incoming)
+    try:
         rows = con.execute(
             "SELECT i.row, f.face_id FROM incoming i JOIN faces f ON f.asset_id=i.asset_id "
             "AND f.space=? AND f.x=i.x AND f.y=i.y AND f.w=i.w AND f.h=i.h "
             "WHERE f.person_id IS NULL AND f.assigned_by IS NULL", [space]).fetchall()
+    finally:
         con.unregister("incoming")
-        by_name: dict[str, list[int]] = {}
-        for row, face_id in rows:
-            if names[row]:
-                by_name.setdefault(str(names[row]), []).append(int(face_id))
-        if by_name:
-            naming.assign_by_name(catalog, dict(sorted(by_name.items())), source="import",
-                                  action="import", con=con)
+    by_name: dict[str, list[int]] = {}
+    for row, face_id in rows:
+        if names[row]:
+            by_name.setdefault(str(names[row]), []).append(int(face_id))
+    return dict(sorted(by_name.items()))
 
 
 def _matrix(column: pa.ChunkedArray, path: object) -> np.ndarray:

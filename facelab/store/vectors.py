@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from usearch.index import Index
 
+from facelab.core.linalg import l2_normalize
 from facelab.errors import DimensionMismatch, IndexStale
 from facelab.store.catalog import Catalog
 
@@ -239,7 +240,7 @@ def verify(catalog: Catalog, space: str, vindex: VectorIndex | None = None, *,
         pick = np.sort(rng.choice(common, size=min(sample, len(common)), replace=False))
         _, cat_vecs = catalog.vectors(space, pick)
         idx_vecs = np.vstack(vindex.index.get(pick.astype(np.uint64), dtype=np.float32))
-        cos = np.sum(_unit(cat_vecs) * _unit(idx_vecs), axis=1)
+        cos = np.sum(l2_normalize(cat_vecs) * l2_normalize(idx_vecs), axis=1)
         drift.mismatched = int(np.sum(cos < 0.999))
     return drift
 
@@ -312,15 +313,12 @@ def _load(path: Path, dim: int) -> Index | None:
     return index
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def _exact_topk(q: np.ndarray, ids: np.ndarray, vecs: np.ndarray, k: int
                 ) -> tuple[np.ndarray, np.ndarray]:
     if len(ids) == 0:
         return _empty(len(q), k)
-    sims = _unit(q) @ _unit(vecs).T  # (q, subset): bounded by EXACT_SUBSET_MAX columns
+    # (q, subset): bounded by EXACT_SUBSET_MAX columns
+    sims = l2_normalize(q) @ l2_normalize(vecs).T
     kk = min(k, len(ids))
     part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
     order = np.take_along_axis(sims, part, 1).argsort(axis=1)[:, ::-1]

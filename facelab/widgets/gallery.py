@@ -4,11 +4,11 @@ Clusters of unassigned faces come largest first (:func:`facelab.people.clusters.
 biggest cluster names the most faces per click. One cluster is shown at a time, in pages of
 face tiles. Clicking a tile marks it as *not this person* (dropped); "Label 47 faces as …"
 takes a name from a box that autocompletes over the people already known, asks the
-question :func:`facelab.people.naming.label_cluster` computes without writing (``dry_run``: the
+question :func:`facelab.people.labeling.label_cluster` computes without writing (``dry_run``: the
 count, whether the name is a new person, which faces stay out), and only the confirmation
 writes, with the dropped faces as ``exclude_faces`` (they leave the cluster and are never
 suggested for that person again). The status line says what happened and offers Undo
-(:func:`facelab.people.naming.undo_group` on the label's event group), which re-opens the cluster.
+(:func:`facelab.people.history.undo_group` on the label's event group), which re-opens the cluster.
 
 Every button calls a method of :class:`ClusterGallery` (``select``, ``ask``, ``confirm``,
 ``label``, ``undo``, ``show``, ``next_cluster``, ...), the same calls a test or a notebook
@@ -20,12 +20,13 @@ from __future__ import annotations
 from typing import Any
 
 from facelab.errors import ConfigError, FacelabError
-from facelab.people import naming
+from facelab.people import history, labeling, naming
 from facelab.people.clusters import clusters as list_clusters
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
-from facelab.widgets._view import PagedPanel, StatusLine, TileGrid, button, w
+from facelab.store.views import cluster_members
 from facelab.widgets.thumbs import ThumbCache
+from facelab.widgets.view import PagedPanel, StatusLine, TileGrid, button, w
 
 
 def person_names(catalog: Catalog) -> list[str]:
@@ -86,8 +87,8 @@ class ClusterGallery(PagedPanel):
         self.page = 0
         self.members: list[int] = []
         self.selected: set[int] = set()
-        self.pending: naming.LabelPlan | None = None
-        self.last: naming.LabelPlan | None = None
+        self.pending: labeling.LabelPlan | None = None
+        self.last: labeling.LabelPlan | None = None
         self._build()
         self.refresh()
 
@@ -184,9 +185,7 @@ class ClusterGallery(PagedPanel):
         self.cancel()
         self.members = []
         if self.clusters:
-            self.members = [int(r[0]) for r in self.catalog.query(
-                "SELECT face_id FROM faces WHERE cluster_id=? AND person_id IS NULL "
-                "ORDER BY quality DESC, face_id", [self.cluster_id])]
+            self.members = cluster_members(self.catalog, self.cluster_id)
         self._render()
 
     def next_cluster(self) -> None:
@@ -204,16 +203,16 @@ class ClusterGallery(PagedPanel):
         self.select(face_id, int(face_id) not in self.selected)
 
     # ------------------------------------------------------------------ actions
-    def plan(self, name: str | None = None) -> naming.LabelPlan:
+    def plan(self, name: str | None = None) -> labeling.LabelPlan:
         """What labeling now would do, written nowhere (``label_cluster(dry_run=True)``)."""
         name = (name if name is not None else self.name_box.value).strip()
         if not name:
             raise FacelabError("type a name first")
         if self.cluster_id is None:
             raise FacelabError("there is no cluster to label")
-        return naming.label_cluster(self.catalog, self.cluster_id, name,
-                                    exclude_faces=sorted(self.selected), dry_run=True,
-                                    settings=self.settings)
+        return labeling.label_cluster(self.catalog, self.cluster_id, name,
+                                      exclude_faces=sorted(self.selected), dry_run=True,
+                                      settings=self.settings)
 
     def ask(self, name: str | None = None) -> str:
         """The confirmation step: compute the plan and show its question; returns it."""
@@ -232,17 +231,17 @@ class ClusterGallery(PagedPanel):
         self.pending = None
         self.confirm_box.layout.display = "none"
 
-    def confirm(self) -> naming.LabelPlan:
+    def confirm(self) -> labeling.LabelPlan:
         """Write the pending label (with the dropped faces excluded) and show the next
         cluster; the status line offers Undo."""
         if self.pending is None:
             raise FacelabError("nothing to confirm: press Label first")
         plan = self.pending
         who = plan.name or f"person {plan.person_id}"
-        done = naming.label_cluster(self.catalog, plan.cluster_id,
-                                    plan.person_id if plan.person_id is not None else who,
-                                    exclude_faces=sorted(self.selected),
-                                    settings=self.settings)
+        done = labeling.label_cluster(self.catalog, plan.cluster_id,
+                                      plan.person_id if plan.person_id is not None else who,
+                                      exclude_faces=sorted(self.selected),
+                                      settings=self.settings)
         self.last = done
         self.cancel()
         self.name_box.value = ""
@@ -252,7 +251,7 @@ class ClusterGallery(PagedPanel):
                         f"{who}{dropped} — undo?", undo=done.group_id is not None)
         return done
 
-    def label(self, name: str) -> naming.LabelPlan:
+    def label(self, name: str) -> labeling.LabelPlan:
         """Ask and confirm in one call (what a notebook cell or a test does)."""
         self.ask(name)
         return self.confirm()
@@ -263,7 +262,7 @@ class ClusterGallery(PagedPanel):
         if self.last is None or self.last.group_id is None:
             raise FacelabError("nothing to undo")
         last, self.last = self.last, None
-        n = naming.undo_group(self.catalog, last.group_id)
+        n = history.undo_group(self.catalog, last.group_id)
         self.refresh(last.cluster_id)
         self.status.say(f"Undone: {n} face{'s' if n != 1 else ''} of cluster "
                         f"{last.cluster_id} are unlabeled again")

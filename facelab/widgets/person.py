@@ -12,7 +12,7 @@ merge into …           :func:`facelab.people.naming.merge_persons` (the page f
 not this person        :func:`facelab.people.naming.remove_faces` (unassigned + rejected)
 pin / unpin            :func:`~facelab.people.prototypes.pin` / ``unpin``
 explain                :func:`facelab.people.explain.explain` of any face
-undo                   :func:`facelab.people.naming.undo_group` of the last action
+undo                   :func:`facelab.people.history.undo_group` of the last action
 =====================  ==========================================================
 
 Undo covers rename, hide, merge and "not this person": each writes an event group, and the
@@ -27,12 +27,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from facelab.errors import ConfigError, FacelabError
-from facelab.people import naming, prototypes
+from facelab.people import history, naming, prototypes
 from facelab.people.explain import explain, format_explanation
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
-from facelab.widgets._view import PagedPanel, Picker, StatusLine, TileGrid, button, w
+from facelab.store.views import (
+    face_spaces,
+    last_person_event_group,
+    person_faces,
+    person_prototypes,
+)
 from facelab.widgets.thumbs import ThumbCache
+from facelab.widgets.view import PagedPanel, Picker, StatusLine, TileGrid, button, w
 
 
 @dataclass
@@ -205,15 +211,8 @@ class PersonPage(PagedPanel):
         self.person_id = None if person_id is None else int(person_id)
         self.faces, self.protos = [], []
         if self.person_id is not None:
-            self.faces = [int(r[0]) for r in self.catalog.query(
-                "SELECT face_id FROM faces WHERE person_id=? ORDER BY quality DESC, face_id",
-                [self.person_id])]
-            # only prototypes whose face is still the person's count (prototypes_of's rule)
-            self.protos = [dict(zip(("face_id", "space", "role", "pinned"), r, strict=True))
-                           for r in self.catalog.query(
-                "SELECT p.face_id, p.space, p.role, p.pinned FROM prototypes p JOIN faces f "
-                "ON f.face_id = p.face_id AND f.person_id = p.person_id WHERE p.person_id=? "
-                "ORDER BY p.pinned DESC, p.role, p.face_id", [self.person_id])]
+            self.faces = person_faces(self.catalog, self.person_id)
+            self.protos = person_prototypes(self.catalog, self.person_id)
         self.page = max(0, min(page, self.pages - 1))
         self.selected = set()
         self.person_box.set(self.person_box.box.options, self.person_id)
@@ -293,8 +292,7 @@ class PersonPage(PagedPanel):
         own embedding space. Returns the prototype ids."""
         pid = self._need_person()
         ids = self._chosen(face_ids)
-        spaces = dict(self.catalog.query("SELECT face_id, space FROM faces WHERE face_id IN "
-                                         "(SELECT unnest(?))", [ids]))
+        spaces = face_spaces(self.catalog, ids)
         out = [prototypes.pin(self.catalog, pid, f, spaces[f], role) for f in ids]
         self.show(pid, page=self.page)
         self.status.say(f"Pinned {len(out)} face{'s' if len(out) != 1 else ''} as {role} "
@@ -330,7 +328,7 @@ class PersonPage(PagedPanel):
         if not self.history:
             raise FacelabError("nothing to undo")
         last = self.history.pop()
-        n = naming.undo_group(self.catalog, last.group_id)
+        n = history.undo_group(self.catalog, last.group_id)
         self.refresh(last.person_id)
         self.status.say(f"Undone {last.what}" + (f": {n} face{'s' if n != 1 else ''} back"
                                                  if n else ""), undo=bool(self.history))
@@ -339,9 +337,6 @@ class PersonPage(PagedPanel):
     def _remember(self, action: str, person_id: int, show: int) -> None:
         """The group id of the person-level event just written (rename and hide return
         none): the newest not-undone event of that action for the person."""
-        rows = self.catalog.query(
-            "SELECT group_id FROM events WHERE face_id IS NULL AND action=? AND "
-            "old_person_id=? AND undone_by IS NULL ORDER BY event_id DESC LIMIT 1",
-            [action, person_id])
-        if rows:
-            self.history.append(_Done(action, int(rows[0][0]), show))
+        group = last_person_event_group(self.catalog, action, person_id)
+        if group is not None:
+            self.history.append(_Done(action, group, show))

@@ -1,10 +1,10 @@
 """Run progress: every phase of a run (scan → detect → assign → cluster) as a bar.
 
 A run (``facelab run`` in a terminal, or a notebook cell) records its phases and their
-counts in the catalog (``runs``, ``run_phases``; :func:`facelab.library.status.runs` reads them), so
-any process can watch it. :class:`RunProgress` shows one run -- by default the newest -- with
-one bar per phase, pending phases included, and Pause / Cancel buttons that ask the run to
-stop after its current batch (:meth:`facelab.store.catalog.Catalog.request`, what ``facelab
+counts in the catalog (``runs``, ``run_phases``; :func:`facelab.store.runs.recent_runs` reads
+them), so any process can watch it. :class:`RunProgress` shows one run -- by default the
+newest -- with one bar per phase, pending phases included, and Pause / Cancel buttons that ask
+the run to stop after its current batch (:func:`facelab.store.runs.request`, what ``facelab
 pause`` / ``facelab cancel`` do). :meth:`RunProgress.watch` re-reads it every few seconds
 in a background thread until the run ends; each read opens the catalog for milliseconds,
 which the run's writer waits out (the catalog's lock retry).
@@ -17,9 +17,10 @@ import threading
 from typing import Any
 
 from facelab.errors import CatalogError, ConfigError, FacelabError
-from facelab.library.status import runs
+from facelab.store import runs
 from facelab.store.catalog import Catalog
-from facelab.widgets._view import Panel, StatusLine, button, w
+from facelab.store.views import newest_run_id
+from facelab.widgets.view import Panel, StatusLine, button, w
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class RunProgress(Panel):
     Attributes
     ----------
     run : dict or None
-        The run as :func:`facelab.library.status.runs` returns it, phases included.
+        The run as :func:`facelab.store.runs.recent_runs` returns it, phases included.
     bars : dict
         phase -> IntProgress.
     """
@@ -72,11 +73,11 @@ class RunProgress(Panel):
 
     def _read(self) -> dict[str, Any] | None:
         if self.run_id is None:
-            rows = runs(self.catalog, limit=1)
+            rows = runs.recent_runs(self.catalog, limit=1)
             return rows[0] if rows else None
-        # status.runs lists the newest runs; an older one is found by widening the window
-        newest = self.catalog.scalar("SELECT max(run_id) FROM runs") or 0
-        rows = runs(self.catalog, limit=max(1, int(newest) - int(self.run_id) + 1))
+        # recent_runs lists the newest runs; an older one is found by widening the window
+        newest = newest_run_id(self.catalog)
+        rows = runs.recent_runs(self.catalog, limit=max(1, newest - int(self.run_id) + 1))
         return next((r for r in rows if r["run_id"] == self.run_id), None)
 
     def refresh(self) -> dict[str, Any] | None:
@@ -129,7 +130,7 @@ class RunProgress(Panel):
         if self.run is None:
             raise FacelabError("no run to stop")
         try:
-            self.catalog.request(int(self.run["run_id"]), what)
+            runs.request(self.catalog, int(self.run["run_id"]), what)
         except CatalogError as exc:
             raise FacelabError(f"cannot {what} run {self.run['run_id']}: {exc}") from exc
         self.status.say(f"Asked run {self.run['run_id']} to {what} after its current batch")

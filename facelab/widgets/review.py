@@ -4,19 +4,18 @@ Suggestions (:mod:`facelab.people.suggest`) are faces facelab thinks belong to a
 shows one person's queue, best score first, in pages of at most 24 tiles captioned with
 their scores: small enough to take in at a glance, which is what makes "accept all" safe.
 Clicking a tile selects it; **Reject selected** rules those faces out for the person
-(:func:`facelab.people.suggest.reject`), **Accept all** accepts the rest of the page
-(:func:`facelab.people.suggest.accept`; selected tiles are left alone, so the two buttons never
+(:func:`facelab.people.review.reject`), **Accept all** accepts the rest of the page
+(:func:`facelab.people.review.accept`; selected tiles are left alone, so the two buttons never
 contradict each other). **Undo** reverts the last of them, so the queue looks as before:
 
-* an accept is undone with :func:`facelab.people.naming.undo_group` on the accept's event group
-  (the faces are unassigned exactly as they were), then :func:`facelab.people.suggest.requeue`
+* an accept is undone with :func:`facelab.people.history.undo_group` on the accept's event group
+  (the faces are unassigned exactly as they were), then :func:`facelab.people.review.requeue`
   puts the accepted suggestions -- and those the accept made moot -- back in the queue;
-* a reject is undone with :func:`facelab.people.suggest.unreject`: the rejections it recorded
+* a reject is undone with :func:`facelab.people.review.unreject`: the rejections it recorded
   are lifted and the suggestions are pending again.
 
-``suggest.reject`` returns only a count, and facelab has no "un-reject" or "re-queue" yet,
-so those two small writes live here, as plain functions over the catalog; they are natural
-candidates for :mod:`facelab.people.suggest`.
+What to put back is read before and after the action (:mod:`facelab.store.views`): the
+rejections a reject added, and the suggestions an accept made moot.
 """
 
 from __future__ import annotations
@@ -25,42 +24,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from facelab.errors import ConfigError, FacelabError
-from facelab.people import naming, suggest
+from facelab.people import history, naming, review
+from facelab.people.suggest import follow_merges
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
-from facelab.widgets._view import PagedPanel, Picker, StatusLine, TileGrid, button, w
+from facelab.store.views import pending_counts, rejection_pairs, superseded_by
 from facelab.widgets.thumbs import ThumbCache
+from facelab.widgets.view import PagedPanel, Picker, StatusLine, TileGrid, button, w
 
 #: Most tiles on one review page: the eye can check 24 faces at once; more and "accept all"
 #: starts accepting faces nobody looked at.
 MAX_PAGE = 24
-
-
-# --------------------------------------------------------------------------- catalog helpers
-
-
-def _rejection_pairs(catalog: Catalog, face_ids: list[int]) -> set[tuple[int, int]]:
-    if not face_ids:
-        return set()
-    return {(int(f), int(p)) for f, p in catalog.query(
-        "SELECT face_id, person_id FROM rejections WHERE face_id IN (SELECT unnest(?))",
-        [sorted(set(face_ids))])}
-
-
-def _superseded_by(catalog: Catalog, accepted: list[int]) -> list[int]:
-    """Suggestions an accept expired as moot (same face, or same person and photo).
-
-    ``suggest.accept`` expires them in the transaction that accepts, and DuckDB's
-    ``current_timestamp`` is the transaction's start, so they share the accepted ones'
-    ``decided_at`` exactly.
-    """
-    if not accepted:
-        return []
-    return [int(r[0]) for r in catalog.query(
-        "SELECT s.suggestion_id FROM suggestions s WHERE s.status='expired' AND "
-        "json_extract_string(s.evidence, '$.expired_reason') IN ('face_assigned', "
-        "'same_photo') AND s.decided_at = (SELECT max(decided_at) FROM suggestions WHERE "
-        "suggestion_id IN (SELECT unnest(?)))", [accepted])]
 
 
 @dataclass
@@ -89,7 +63,7 @@ class SuggestionReview(PagedPanel):
     page_size : int, default=24
         Tiles per page, at most :data:`MAX_PAGE`.
     snowball : bool, default=False
-        Accepting also runs ``find_more`` for the person (``suggest.accept(snowball=True)``).
+        Accepting also runs ``find_more`` for the person (``review.accept(snowball=True)``).
     thumbs, settings
         As for :class:`~facelab.widgets.ClusterGallery`.
 
@@ -98,7 +72,7 @@ class SuggestionReview(PagedPanel):
     person_id : int or None
         The person on show.
     items : list of dict
-        Their pending suggestions (``suggest.pending`` rows), best score first.
+        Their pending suggestions (``review.pending`` rows), best score first.
     selected : set of int
         Selected suggestion ids (to reject).
     history : list
@@ -174,23 +148,13 @@ class SuggestionReview(PagedPanel):
 
     def queue(self) -> list[tuple[str, int]]:
         """(label, person id) of everyone with pending suggestions, most pending first."""
-        # the same filter as suggest.pending, counted in the catalog: the queue of a large
-        # library holds many thousands of suggestions
-        sql = ("SELECT person_id, count(*) FROM suggestions WHERE status='pending' AND "
-               "(expires_at IS NULL OR expires_at > current_timestamp::TIMESTAMP)")
-        params: list[Any] = []
-        if self.space is not None:
-            sql += " AND space=?"
-            params.append(self.space)
         everyone = naming.persons(self.catalog, include_merged=True)
         merged = {p["person_id"]: p["merged_into"] for p in everyone}
         counts: dict[int, int] = {}
-        for pid, n in self.catalog.query(sql + " GROUP BY person_id", params):
-            seen: set[int] = set()
-            while merged.get(pid) is not None and pid not in seen:  # follow merges
-                seen.add(pid)
-                pid = merged[pid]
-            counts[pid] = counts.get(pid, 0) + int(n)
+        for pid, n in pending_counts(self.catalog, self.space).items():
+            who = follow_merges(pid, merged)  # a merged person's queue is their target's
+            if who is not None:
+                counts[who] = counts.get(who, 0) + n
         self._names = {p["person_id"]: p["name"] for p in everyone if p["merged_into"] is None}
         order = sorted(counts, key=lambda p: (-counts[p], p))
         return [(f"{self._names.get(p) or f'person {p}'} ({counts[p]})", p) for p in order
@@ -212,7 +176,7 @@ class SuggestionReview(PagedPanel):
         """Show the pending suggestions of ``person_id`` (clears the selection)."""
         self.person_id = None if person_id is None else int(person_id)
         self.items = ([] if self.person_id is None else
-                      suggest.pending(self.catalog, person_id=self.person_id,
+                      review.pending(self.catalog, person_id=self.person_id,
                                       space=self.space))
         self.page = max(0, min(page, self.pages - 1))
         self.selected = set()
@@ -244,18 +208,18 @@ class SuggestionReview(PagedPanel):
     # ------------------------------------------------------------------ actions
     def accept_all(self) -> dict[str, Any]:
         """Accept every suggestion of the page that is not selected; returns
-        ``suggest.accept``'s report."""
+        ``review.accept``'s report."""
         ids = [s["suggestion_id"] for s in self.page_items if s["suggestion_id"]
                not in self.selected]
         if not ids:
             raise FacelabError("nothing to accept on this page")
-        report = suggest.accept(self.catalog, ids, snowball=self.snowball,
+        report = review.accept(self.catalog, ids, snowball=self.snowball,
                                 settings=self.settings)
         if report["accepted"]:
             self.history.append(_Action(
                 "accept", list(report["accepted"]), group_id=report["group_id"],
-                requeue=list(report["accepted"]) + _superseded_by(self.catalog,
-                                                                  report["accepted"])))
+                requeue=list(report["accepted"]) + superseded_by(self.catalog,
+                                                                 report["accepted"])))
         keep = self.selected
         self.refresh()
         self.selected = {s for s in keep if s in {i["suggestion_id"] for i in self.page_items}}
@@ -275,9 +239,9 @@ class SuggestionReview(PagedPanel):
         if not chosen:
             raise FacelabError("select the wrong faces first")
         faces = [s["face_id"] for s in chosen]
-        before = _rejection_pairs(self.catalog, faces)
-        n = suggest.reject(self.catalog, [s["suggestion_id"] for s in chosen])
-        added = sorted(_rejection_pairs(self.catalog, faces) - before)
+        before = rejection_pairs(self.catalog, faces)
+        n = review.reject(self.catalog, [s["suggestion_id"] for s in chosen])
+        added = sorted(rejection_pairs(self.catalog, faces) - before)
         self.history.append(_Action("reject", [s["suggestion_id"] for s in chosen],
                                     pairs=added))
         self.refresh()
@@ -291,11 +255,11 @@ class SuggestionReview(PagedPanel):
             raise FacelabError("nothing to undo")
         last = self.history.pop()
         if last.kind == "accept":
-            naming.undo_group(self.catalog, last.group_id)
-            n = suggest.requeue(self.catalog, last.requeue)
+            history.undo_group(self.catalog, last.group_id)
+            n = review.requeue(self.catalog, last.requeue)
             what = "accept"
         else:
-            n = suggest.unreject(self.catalog, last.suggestion_ids, last.pairs)
+            n = review.unreject(self.catalog, last.suggestion_ids, last.pairs)
             what = "reject"
         self.refresh()
         self.status.say(f"Undone {what}: {n} suggestion{'s' if n != 1 else ''} back in the "

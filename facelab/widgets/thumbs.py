@@ -43,6 +43,7 @@ from facelab.errors import ConfigError, ImageError
 from facelab.library.images import load_image
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
+from facelab.store.faces import faces_on_photos
 
 #: Default tile side in pixels: large enough to tell two people apart at a glance, small
 #: enough for 48 tiles on a laptop screen.
@@ -200,15 +201,8 @@ class ThumbCache:
 
     def boxes(self, face_ids: Iterable[int]) -> dict[int, FaceBox]:
         """One catalog read for the boxes, photo paths and photo sizes of ``face_ids``."""
-        ids = sorted({int(f) for f in face_ids})
-        if not ids:
-            return {}
-        rows = self.catalog.query(
-            "SELECT f.face_id, f.x, f.y, f.w, f.h, (SELECT min(fi.path) FROM files fi WHERE "
-            "fi.asset_id = f.asset_id), a.width, a.height FROM faces f "
-            "LEFT JOIN assets a USING (asset_id) WHERE f.face_id IN (SELECT unnest(?))", [ids])
-        return {int(r[0]): FaceBox(int(r[0]), float(r[1]), float(r[2]), float(r[3]),
-                                   float(r[4]), r[5], r[6], r[7]) for r in rows}
+        return {fid: FaceBox(fid, f.x, f.y, f.w, f.h, f.path, f.width, f.height)
+                for fid, f in faces_on_photos(self.catalog, face_ids).items()}
 
     def get(self, face_id: int) -> bytes:
         """The tile of one face (see :meth:`get_many`)."""

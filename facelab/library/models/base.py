@@ -9,6 +9,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from facelab.errors import ConfigError
+
+#: The dlib embedding space: face_recognition_models' dlib_face_recognition_resnet_model_v1.
+DLIB_SPACE = "dlib/resnet_v1"
+
 
 @dataclass
 class DetectedFace:
@@ -53,8 +58,16 @@ def weights_tag(path: Path) -> str:
     return f"{path.name}:{path.stat().st_size}:{digest.hexdigest()[:12]}"
 
 
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise L2 normalisation in float32; zero rows stay zero."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, eps)
+def check_rgb(image: np.ndarray, index: int = 0) -> np.ndarray:
+    """Return ``image`` if it is an (H, W, 3) uint8 array, else raise ConfigError.
+
+    Models refuse other layouts instead of converting: a grey or float image reaching a
+    model means the caller skipped its loader, and dlib would read it as garbage.
+    """
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
+            or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        desc = (f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray)
+                else type(image).__name__)
+        raise ConfigError(f"image {index} must be an RGB uint8 array of shape (H, W, 3), "
+                          f"got {desc}")
+    return image

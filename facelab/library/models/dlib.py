@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from facelab.core.linalg import l2_normalize
 from facelab.errors import ConfigError, ModelError, ModelNotFound
-from facelab.library.models import DLIB_SPACE, check_rgb
-from facelab.library.models.base import DetectedFace, l2_normalize, weights_tag
+from facelab.library.models.base import DLIB_SPACE, DetectedFace, check_rgb, weights_tag
 
 SPACE = DLIB_SPACE
 DIM = 128

@@ -26,10 +26,11 @@ from typing import Any
 
 import cv2
 import numpy as np
+from google.protobuf.message import DecodeError  # onnxruntime's dependency: always there
 
+from facelab.core.linalg import l2_normalize
 from facelab.errors import ConfigError, ModelError, ModelNotFound
-from facelab.library.models import check_rgb
-from facelab.library.models.base import DetectedFace, l2_normalize, weights_tag
+from facelab.library.models.base import DetectedFace, check_rgb, weights_tag
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,6 @@ def _route(onnx_file: Path) -> str | None:
     ``insightface.model_zoo.get_model`` and the class it returns is checked.
     """
     import onnx
-    from google.protobuf.message import DecodeError
 
     try:
         model = onnx.load_model(str(onnx_file), load_external_data=False)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing as mp
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facelab.library.models.base import DetectedFace
+from facelab.library.models.base import DetectedFace, FaceModel
 
 if TYPE_CHECKING:
     from facelab.settings import Settings
@@ -23,11 +24,9 @@ if TYPE_CHECKING:
 _WORKER_MODEL = None  # the model of this worker process (set once by _init)
 
 
-def _init(settings: Settings) -> None:
+def _init(loader: Callable[[Settings], FaceModel], settings: Settings) -> None:
     global _WORKER_MODEL
-    from facelab.library.models import load_model
-
-    _WORKER_MODEL = load_model(settings.replace(model_workers=1))
+    _WORKER_MODEL = loader(settings)
 
 
 def _describe() -> tuple[str, int, str]:
@@ -41,10 +40,13 @@ def _detect(images: list[np.ndarray]) -> list[list[DetectedFace]]:
 class ProcessPoolModel:
     """A :class:`FaceModel` whose ``detect`` fans a batch out over ``workers`` processes."""
 
-    def __init__(self, settings: Settings, workers: int) -> None:
+    def __init__(self, settings: Settings, workers: int, *,
+                 loader: Callable[[Settings], FaceModel]) -> None:
+        """``loader`` builds the model in each worker (a module-level function: it is
+        pickled by name for the 'spawn' workers)."""
         self.workers = workers
         self._pool = mp.get_context("spawn").Pool(workers, initializer=_init,
-                                                  initargs=(settings,))
+                                                  initargs=(loader, settings))
         # loading errors (missing weights) surface here, in the parent, before any work
         self.space, self.dim, self.version = self._pool.apply(_describe)
 

@@ -1,0 +1,83 @@
+"""What every command group shares: the common options, settings, catalog and space choice.
+
+Each group module (:mod:`~facelab.cli.library`, :mod:`~facelab.cli.people`,
+:mod:`~facelab.cli.research`) registers its subparsers with ``set_defaults(handler=fn)``;
+``fn(args) -> exit code`` builds what it needs from these helpers, so that one command's
+options never leak into another's and :func:`facelab.cli.main.main` dispatches one way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from facelab.errors import FacelabError
+from facelab.library.models import model_space
+from facelab.people.naming import resolve_person
+from facelab.settings import Settings
+from facelab.store.catalog import Catalog
+
+#: The model and detection options that become Settings fields (``--workers`` is
+#: ``model_workers``); ``--extensions`` becomes ``scan_extensions``.
+SETTING_OPTIONS = ("workspace", "model", "model_pack", "model_root", "det_size", "dlib_detector",
+                   "min_confidence", "min_face_size", "batch_size", "loader_threads",
+                   "model_workers")
+
+
+def common_options(*, sub: bool = True) -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name.
+
+    A subcommand's copy must not overwrite what was given before the command name
+    (``facelab -w DIR stats``): argparse lets a subparser's defaults win, so there they are
+    SUPPRESSed and only the top-level parser supplies them.
+    """
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--workspace", "-w", default=argparse.SUPPRESS if sub else None,
+                   help="workspace folder (default: $FACELAB_WORKSPACE or ./data)")
+    p.add_argument("--no-progress", action="store_true",
+                   default=argparse.SUPPRESS if sub else False, help="no progress bars")
+    return p
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    """Settings from FACELAB_* overridden by the options given on the command line."""
+    overrides = {n: getattr(args, n, None) for n in SETTING_OPTIONS}
+    if getattr(args, "extensions", None):
+        overrides["scan_extensions"] = args.extensions
+    return Settings.from_env(**overrides)
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """The workspace's catalog, waiting for a writer as long as the settings allow."""
+    return Catalog(settings.workspace_path, lock_timeout=settings.lock_timeout)
+
+
+def space_of(args: argparse.Namespace, catalog: Catalog, settings: Settings) -> str:
+    """--space, else the model's space when the catalog has it, else its only space."""
+    if getattr(args, "space", None):
+        return args.space
+    known = [s["space"] for s in catalog.spaces()]
+    if model_space(settings) in known:
+        return model_space(settings)
+    if len(known) == 1:
+        return known[0]
+    raise FacelabError(f"say which space with --space; this workspace has {known or 'none'}")
+
+
+def person_of(catalog: Catalog, text: str, *, create: bool) -> int:
+    """A person named on the command line: a name (any case) or ``#ID``."""
+    return resolve_person(catalog, int(text[1:]) if text.startswith("#") else text,
+                          create=create)
+
+
+def split_steps(text: str | None) -> list[str] | None:
+    """``--steps a,b`` as a list (None: every step)."""
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Write a report given with ``--json OUT`` (folders created)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(obj, indent=2, default=str))

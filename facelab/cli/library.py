@@ -1,0 +1,169 @@
+"""Library commands: run, scan, detect, status, stats, doctor, pause, cancel, export, import,
+settings -- what the workspace holds and the runs that fill it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from facelab.cli.common import open_catalog, settings_of
+from facelab.library.run import run
+from facelab.library.scan import scan
+from facelab.library.status import format_runs, workspace_stats
+from facelab.people.naming import assign_by_name
+from facelab.settings import Settings
+from facelab.store.doctor import doctor
+from facelab.store.exchange import export, import_faces
+from facelab.store.library import error_assets
+from facelab.store.runs import mark_interrupted, recent_runs, request
+
+
+def model_options(p: argparse.ArgumentParser) -> None:
+    """Model and detection settings (run, detect)."""
+    g = p.add_argument_group("model and detection settings (default: FACELAB_* or built-in)")
+    g.add_argument("--model", choices=("insightface", "dlib"), default=None)
+    g.add_argument("--model-pack", default=None, help="InsightFace pack (default buffalo_l)")
+    g.add_argument("--model-root", default=None, help="InsightFace root (default ~/.insightface)")
+    g.add_argument("--det-size", type=int, default=None)
+    g.add_argument("--dlib-detector", choices=("hog", "cnn"), default=None)
+    g.add_argument("--min-confidence", type=float, default=None)
+    g.add_argument("--min-face-size", type=int, default=None)
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--loader-threads", type=int, default=None)
+    g.add_argument("--workers", dest="model_workers", type=int, default=None,
+                   help="model processes (0 = one per CPU for dlib)")
+    g.add_argument("--limit", type=int, default=None, help="detect at most N images")
+    g.add_argument("--no-people", action="store_true",
+                   help="skip the assign and cluster phases (detection only)")
+
+
+def scan_options(p: argparse.ArgumentParser) -> None:
+    """The photo folder and its filters (run, scan)."""
+    p.add_argument("photos", help="photo folder, scanned recursively")
+    p.add_argument("--include", action="append", default=[], metavar="GLOB",
+                   help="only paths (relative to PHOTOS) matching GLOB; repeatable")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="skip paths (relative to PHOTOS) matching GLOB; repeatable")
+    p.add_argument("--extensions", default=None, help="comma-separated, e.g. .jpg,.heic")
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the library commands to ``sub`` (the top parser's subparsers)."""
+    p = sub.add_parser("run", parents=[common], help="scan a folder, detect faces, index them")
+    scan_options(p)
+    model_options(p)
+    p.set_defaults(handler=run_cmd)
+    p = sub.add_parser("scan", parents=[common], help="register the photos of a folder")
+    scan_options(p)
+    p.set_defaults(handler=scan_cmd)
+    p = sub.add_parser("detect", parents=[common], help="detect faces in scanned photos")
+    model_options(p)
+    p.set_defaults(handler=run_cmd)
+    p = sub.add_parser("status", parents=[common], help="runs and their phases")
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--errors", action="store_true", help="list every failed file by kind")
+    p.set_defaults(handler=status_cmd)
+    p = sub.add_parser("stats", parents=[common], help="what the workspace holds")
+    p.set_defaults(handler=stats_cmd)
+    p = sub.add_parser("doctor", parents=[common], help="check (and --repair) catalog and index")
+    p.add_argument("--repair", action="store_true")
+    p.set_defaults(handler=doctor_cmd)
+    for verb in ("pause", "cancel"):
+        p = sub.add_parser(verb, parents=[common], help=f"ask a running run to {verb}")
+        p.add_argument("run_id", type=int)
+        p.set_defaults(handler=request_cmd)
+    p = sub.add_parser("export", parents=[common], help="faces + embeddings to Parquet")
+    p.add_argument("out")
+    p.add_argument("--space", default=None)
+    p.set_defaults(handler=export_cmd)
+    p = sub.add_parser("import", parents=[common], help="faces + embeddings from Parquet")
+    p.add_argument("parquet")
+    p.add_argument("--space", default=None, help="space for foreign vectors, e.g. dlib/lfw")
+    p.add_argument("--images-root", default=None, help="folder the file's paths are relative to")
+    p.add_argument("--embedding-col", default="embedding")
+    p.add_argument("--path-col", default="path")
+    p.add_argument("--identity-col", default=None,
+                   help="column of person names: imported as persons (source 'import')")
+    p.set_defaults(handler=import_cmd)
+    p = sub.add_parser("settings", parents=[common], help="every setting, its value and reason")
+    p.set_defaults(handler=settings_cmd)
+
+
+def run_cmd(args: argparse.Namespace) -> int:
+    """run / detect: exit 1 when the run paused or was cancelled."""
+    settings = settings_of(args)
+    catalog = open_catalog(settings)
+    report = run(catalog, args.photos if args.command == "run" else None, settings=settings,
+                 include=getattr(args, "include", ()), exclude=getattr(args, "exclude", ()),
+                 limit=args.limit, progress=not args.no_progress, people=not args.no_people)
+    print(report)
+    return 0 if report.status == "done" else 1
+
+
+def scan_cmd(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    r = scan(open_catalog(settings), args.photos, settings=settings, include=args.include,
+             exclude=args.exclude, progress=not args.no_progress)
+    print(json.dumps(r.as_dict(), indent=2))
+    for path, kind, detail in r.error_files:
+        print(f"  {kind:<11} {path}  {detail}")
+    return 0
+
+
+def status_cmd(args: argparse.Namespace) -> int:
+    catalog = open_catalog(settings_of(args))
+    mark_interrupted(catalog)
+    print(format_runs(recent_runs(catalog, args.limit)))
+    if args.errors:
+        for kind, path, detail in error_assets(catalog):
+            print(f"  {kind:<11} {path}  {detail or ''}")
+    return 0
+
+
+def stats_cmd(args: argparse.Namespace) -> int:
+    print(json.dumps(workspace_stats(open_catalog(settings_of(args))), indent=2, default=str))
+    return 0
+
+
+def doctor_cmd(args: argparse.Namespace) -> int:
+    """Exit 1 when something is wrong and --repair was not asked for."""
+    report = doctor(open_catalog(settings_of(args)), repair=args.repair)
+    print(report)
+    if not report.ok and not args.repair:
+        print("\nrun `facelab doctor --repair` to fix what can be fixed")
+    return 0 if report.ok or args.repair else 1
+
+
+def request_cmd(args: argparse.Namespace) -> int:
+    """pause / cancel: the run stops after its current batch."""
+    request(open_catalog(settings_of(args)), args.run_id, args.command)
+    print(f"asked run {args.run_id} to {args.command} after its current batch")
+    return 0
+
+
+def export_cmd(args: argparse.Namespace) -> int:
+    n = export(open_catalog(settings_of(args)), args.out, space=args.space)
+    print(f"wrote {n} faces to {args.out}")
+    return 0
+
+
+def import_cmd(args: argparse.Namespace) -> int:
+    catalog = open_catalog(settings_of(args))
+    r = import_faces(catalog, args.parquet, space=args.space,
+                     images_root=args.images_root, embedding_col=args.embedding_col,
+                     path_col=args.path_col, identity_col=args.identity_col)
+    if r.faces_by_name:  # the file's names are ground truth: a human decision
+        assign_by_name(catalog, r.faces_by_name, source="import", action="import")
+    print(f"imported {r.faces} faces into {r.space} ({r.skipped_existing} already there, "
+          f"{r.assets_new} new photos)")
+    return 0
+
+
+def settings_cmd(args: argparse.Namespace) -> int:
+    """Every setting with its value in force, its range and why it is what it is."""
+    settings = settings_of(args)
+    for row in Settings.describe():
+        value = getattr(settings, row["name"])
+        print(f"{row['name']:<18} {value!s:<24} {row['range']:<22} {row['reason']}")
+    return 0

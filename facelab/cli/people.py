@@ -1,0 +1,235 @@
+"""People commands: cluster, cluster-dual, split, assign, centroids, label, merge, undo,
+explain, persons, clusters, suggest -- naming the faces of a workspace."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+from facelab.cli.common import open_catalog, person_of, settings_of, space_of
+from facelab.errors import FacelabError
+from facelab.people import review, suggest
+from facelab.people.assign import assign, revert_run
+from facelab.people.centroids import refresh_centroids
+from facelab.people.clusters import cluster_dual, cluster_unassigned, clusters, split
+from facelab.people.explain import explain, format_explanation
+from facelab.people.history import undo_group
+from facelab.people.labeling import label_cluster
+from facelab.people.naming import merge_persons, persons
+from facelab.settings import Settings
+from facelab.store.catalog import Catalog
+from facelab.store.persons import cluster_space
+from facelab.store.runs import tracked_run
+
+
+def cluster_options(p: argparse.ArgumentParser) -> None:
+    """Space and clustering parameters (cluster, cluster-dual, split)."""
+    p.add_argument("--space", default=None, help="embedding space (default: the model's)")
+    p.add_argument("--method", choices=("hdbscan", "dbscan", "agglomerative"), default=None)
+    p.add_argument("--min-cluster-size", type=int, default=None)
+    p.add_argument("--min-samples", type=int, default=None)
+    p.add_argument("--epsilon", dest="cluster_selection_epsilon", type=float, default=None,
+                   help="HDBSCAN cluster selection epsilon (cosine distance)")
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the people commands to ``sub`` (the top parser's subparsers)."""
+    p = sub.add_parser("cluster", parents=[common], help="cluster the unassigned faces")
+    cluster_options(p)
+    p.add_argument("--month", default=None, metavar="YYYY-MM",
+                   help="only faces of photos taken in that month")
+    p.set_defaults(handler=cluster_cmd)
+    p = sub.add_parser("cluster-dual", parents=[common],
+                       help="assign known people first, then cluster the rest")
+    cluster_options(p)
+    p.set_defaults(handler=cluster_dual_cmd)
+    p = sub.add_parser("split", parents=[common], help="re-cluster one cluster, tighter")
+    p.add_argument("cluster_id")
+    cluster_options(p)
+    p.set_defaults(handler=split_cmd)
+    p = sub.add_parser("assign", parents=[common], help="two-tier assignment to known people")
+    p.add_argument("--space", default=None)
+    p.set_defaults(handler=assign_cmd)
+    p = sub.add_parser("centroids", parents=[common], help="recompute stale robust centroids")
+    p.add_argument("--space", default=None)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(handler=centroids_cmd)
+    p = sub.add_parser("label", parents=[common], help="label a cluster as a person")
+    p.add_argument("cluster_id")
+    p.add_argument("name", help="person name (matched case-insensitively) or #ID")
+    p.add_argument("--exclude", type=int, nargs="*", default=[], metavar="FACE",
+                   help="faces to take out of the cluster first")
+    p.add_argument("--dry-run", action="store_true", help="only say how many faces")
+    p.set_defaults(handler=label_cmd)
+    p = sub.add_parser("merge", parents=[common], help="merge person SOURCE into TARGET")
+    p.add_argument("source")
+    p.add_argument("target")
+    p.set_defaults(handler=merge_cmd)
+    p = sub.add_parser("undo", parents=[common], help="undo a merge (--group) or a run (--run)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--group", type=int)
+    g.add_argument("--run", type=int)
+    p.set_defaults(handler=undo_cmd)
+    p = sub.add_parser("explain", parents=[common], help="why a face is where it is")
+    p.add_argument("face_id", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=explain_cmd)
+    p = sub.add_parser("persons", parents=[common], help="people and their face counts")
+    p.set_defaults(handler=persons_cmd)
+    p = sub.add_parser("clusters", parents=[common], help="active clusters, largest first")
+    p.add_argument("--space", default=None)
+    p.add_argument("--limit", type=int, default=30)
+    p.set_defaults(handler=clusters_cmd)
+    p = sub.add_parser("suggest", parents=[common], help="the review queue")
+    p.add_argument("action", choices=("list", "accept", "reject", "find-more", "expire",
+                                      "cleanup", "stats"))
+    p.add_argument("ids", nargs="*", type=int,
+                   help="suggestion ids (accept/reject) or a person id (find-more)")
+    p.add_argument("--space", default=None)
+    p.add_argument("--by", choices=("prototypes", "centroid"), default="prototypes")
+    p.add_argument("--snowball", action="store_true", help="accepting runs find-more")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(handler=suggest_cmd)
+
+
+# --- commands recorded as runs (undo --run reverts what they wrote) ---------------------------
+Work = Callable[[Catalog, str, Settings, int], dict[str, Any]]
+
+
+def _tracked(args: argparse.Namespace, work: Work,
+             space: Callable[[argparse.Namespace, Catalog, Settings], str] = space_of) -> int:
+    """Run ``work(catalog, space, settings, run_id)`` as a tracked run; print its JSON."""
+    settings = settings_of(args)
+    catalog = open_catalog(settings)
+    chosen = space(args, catalog, settings)
+    with tracked_run(catalog, args.command, {"space": chosen, **vars(args)}) as run_id:
+        out = work(catalog, chosen, settings, run_id)
+    print(json.dumps({"run_id": run_id, **out}, indent=2, default=str))
+    return 0
+
+
+def _cluster_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("min_cluster_size", "min_samples",
+                                            "cluster_selection_epsilon")}
+
+
+def cluster_cmd(args: argparse.Namespace) -> int:
+    return _tracked(args, lambda catalog, space, settings, run_id: cluster_unassigned(
+        catalog, space, settings, run_id=run_id, method=args.method, month=args.month,
+        **_cluster_overrides(args)).as_dict())
+
+
+def cluster_dual_cmd(args: argparse.Namespace) -> int:
+    return _tracked(args, lambda catalog, space, settings, run_id: cluster_dual(
+        catalog, space, settings, run_id=run_id, progress=not args.no_progress,
+        method=args.method, **_cluster_overrides(args)))
+
+
+def split_cmd(args: argparse.Namespace) -> int:
+    """Re-cluster one cluster in the cluster's own space (--space only when it has none)."""
+    def its_space(args: argparse.Namespace, catalog: Catalog, settings: Settings) -> str:
+        with catalog.read() as con:
+            known = cluster_space(con, args.cluster_id)
+        return known or space_of(args, catalog, settings)
+
+    return _tracked(args, lambda catalog, _space, settings, run_id: split(
+        catalog, args.cluster_id, settings, run_id=run_id, method=args.method,
+        **_cluster_overrides(args)).as_dict(), its_space)
+
+
+def assign_cmd(args: argparse.Namespace) -> int:
+    return _tracked(args, lambda catalog, space, settings, run_id: assign(
+        catalog, space, settings, run_id=run_id, progress=not args.no_progress).as_dict())
+
+
+def centroids_cmd(args: argparse.Namespace) -> int:
+    return _tracked(args, lambda catalog, space, settings, _run_id: refresh_centroids(
+        catalog, space, settings, force=args.force))
+
+
+# --- naming -----------------------------------------------------------------------------------
+def label_cmd(args: argparse.Namespace) -> int:
+    """Label a cluster (--dry-run: only say how many faces), then suggest more of them."""
+    settings = settings_of(args)
+    catalog = open_catalog(settings)
+    who: int | str = int(args.name[1:]) if args.name.startswith("#") else args.name
+    plan = label_cluster(catalog, args.cluster_id, who, exclude_faces=args.exclude,
+                         dry_run=args.dry_run, settings=settings)
+    if args.dry_run:
+        print(f"Label {plan.n_faces} faces as {plan.name or '#' + str(plan.person_id)}? "
+              "(run again without --dry-run)")
+        return 0
+    n = suggest.propagate(catalog, plan.face_ids, settings)
+    print(f"labeled {plan.n_faces} faces as {plan.name or plan.person_id} "
+          f"(person #{plan.person_id}); {n} new suggestions")
+    return 0
+
+
+def merge_cmd(args: argparse.Namespace) -> int:
+    catalog = open_catalog(settings_of(args))
+    src = person_of(catalog, args.source, create=False)
+    dst = person_of(catalog, args.target, create=False)
+    group = merge_persons(catalog, src, dst)
+    print(f"merged person #{src} into #{dst}; undo with `facelab undo --group {group}`")
+    return 0
+
+
+def undo_cmd(args: argparse.Namespace) -> int:
+    """--group: one event group (a merge, a label); --run: everything a run assigned."""
+    catalog = open_catalog(settings_of(args))
+    if args.group is not None:
+        print(f"restored {undo_group(catalog, args.group)} faces")
+    else:
+        print(json.dumps(revert_run(catalog, args.run), indent=2))
+    return 0
+
+
+# --- listings ---------------------------------------------------------------------------------
+def explain_cmd(args: argparse.Namespace) -> int:
+    info = explain(open_catalog(settings_of(args)), args.face_id)
+    print(json.dumps(info, indent=2, default=str) if args.json else format_explanation(info))
+    return 0
+
+
+def persons_cmd(args: argparse.Namespace) -> int:
+    for p in persons(open_catalog(settings_of(args))):
+        print("  ".join(f"{k}={v}" for k, v in p.items()))
+    return 0
+
+
+def clusters_cmd(args: argparse.Namespace) -> int:
+    for c in clusters(open_catalog(settings_of(args)), args.space)[: args.limit]:
+        print(f"{c['cluster_id']}  {c['size']:>5} faces  [{c['space']}]  run {c['run_id']}")
+    return 0
+
+
+def suggest_cmd(args: argparse.Namespace) -> int:
+    """The review queue: list, accept, reject, find-more, expire, cleanup, stats."""
+    settings = settings_of(args)
+    catalog = open_catalog(settings)
+    act = args.action
+    if act == "list":
+        for s in review.pending(catalog, space=args.space, limit=args.limit):
+            print(f"{s['suggestion_id']:>7}  face {s['face_id']:>7} -> person "
+                  f"{s['person_id']:>5}  score {s['score']:.3f}  ({s['source']})")
+    elif act == "accept":
+        print(json.dumps(review.accept(catalog, args.ids, snowball=args.snowball,
+                                        settings=settings), indent=2, default=str))
+    elif act == "reject":
+        print(f"rejected {review.reject(catalog, args.ids)} suggestions")
+    elif act == "find-more":
+        if len(args.ids) != 1:
+            raise FacelabError("find-more takes one person id")
+        space = space_of(args, catalog, settings)
+        n = suggest.find_more(catalog, args.ids[0], space, settings, method=args.by,
+                              limit=args.limit)
+        print(f"{n} new suggestions for person #{args.ids[0]}")
+    elif act == "expire":
+        print(f"expired {review.expire(catalog, settings)} suggestions")
+    elif act == "cleanup":
+        print(json.dumps(review.cleanup(catalog), indent=2, default=str))
+    else:
+        print(json.dumps(review.review_stats(catalog), indent=2, default=str))
+    return 0
