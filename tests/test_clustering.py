@@ -40,7 +40,7 @@ def test_clusters_recover_people_and_ids_are_stable_across_runs(lib):
 def test_store_reads_what_clustering_wrote(lib):
     cat, _ = lib
     cluster_unassigned(cat, SPACE, Settings(), min_cluster_size=5)
-    ids, cluster_of = stored.unassigned_cluster_ids(cat, SPACE)
+    ids, cluster_of = stored.unassigned_clusters(cat, SPACE)
     assert ids.tolist() == sorted(ids.tolist())
     assert len(ids) == cat.scalar("SELECT count(*) FROM faces WHERE person_id IS NULL "
                                   "AND space=?", [SPACE])
@@ -48,11 +48,15 @@ def test_store_reads_what_clustering_wrote(lib):
     cid = clusters(cat, SPACE)[0]["cluster_id"]
     best = cat.query("SELECT face_id FROM faces WHERE cluster_id=? "
                      "ORDER BY quality DESC, face_id LIMIT 3", [cid])
-    assert stored.cluster_face_ids(cat, cid, limit=3).tolist() == [r[0] for r in best]
-    members = stored.unassigned_members(cat, cid)
+    got = stored.cluster_faces(cat, [cid], unassigned_only=False, best_first=True, limit=3)
+    assert got[cid].tolist() == [r[0] for r in best]
+    with cat.read() as con:
+        members = stored.unassigned_members(con, cid)
+        unknown = stored.unassigned_members(con, "c000000000000")
     assert members is not None and members.space == SPACE
-    assert set(members.face_ids.tolist()) == set(stored.cluster_face_ids(cat, cid).tolist())
-    assert stored.unassigned_members(cat, "c000000000000") is None
+    labeled_too = stored.cluster_faces(cat, [cid], unassigned_only=False)[cid]
+    assert set(members.face_ids.tolist()) == set(labeled_too.tolist())
+    assert unknown is None
 
 
 def test_labeling_takes_faces_out_and_the_next_run_keeps_other_ids(lib):

@@ -16,8 +16,8 @@ from facelab.errors import CatalogError, ConfigError
 from facelab.people import naming, review, suggest
 from facelab.research.synth import make_space
 from facelab.settings import Settings
+from facelab.store import rejections, vectors
 from facelab.store import suggestions as queue
-from facelab.store import vectors
 from facelab.store.catalog import Catalog
 from tests.suggest_helpers import Library, add_photos, label, make_library, sims_to
 
@@ -546,7 +546,7 @@ def test_the_one_writer_keeps_every_invariant(catalog: Catalog) -> None:
                                             ttl_days=5, **kw)
 
     with catalog.write() as con:
-        queue.add_rejections(con, [(e, q)], source="test")
+        rejections.add_rejections(con, [(e, q)], source="test")
     assert write([row(a, q),                      # 1. the face has a person
                   row(c, q, revision=rev[c] + 1),  # 2. the face changed since it was read
                   row(d, m),                      # 3. the person was merged away

@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 from facelab.cli.common import open_catalog, settings_of
-from facelab.library.run import run
 from facelab.library.scan import scan
 from facelab.library.status import format_runs, workspace_stats
 from facelab.people.naming import assign_by_name
@@ -92,6 +91,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run_cmd(args: argparse.Namespace) -> int:
     """run / detect: exit 1 when the run paused or was cancelled."""
+    from facelab.library.run import run  # loads clustering (numba): only for this command
+
     settings = settings_of(args)
     catalog = open_catalog(settings)
     report = run(catalog, args.photos if args.command == "run" else None, settings=settings,

@@ -13,14 +13,13 @@ from facelab.errors import FacelabError
 from facelab.people import review, suggest
 from facelab.people.assign import assign, revert_run
 from facelab.people.centroids import refresh_centroids
-from facelab.people.clusters import cluster_dual, cluster_unassigned, clusters, split
 from facelab.people.explain import explain, format_explanation
 from facelab.people.history import undo_group
 from facelab.people.labeling import label_cluster
 from facelab.people.naming import merge_persons, persons
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
-from facelab.store.persons import cluster_space
+from facelab.store.clusters import cluster_space
 from facelab.store.runs import tracked_run
 
 
@@ -116,12 +115,16 @@ def _cluster_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cluster_cmd(args: argparse.Namespace) -> int:
+    from facelab.people.clusters import cluster_unassigned  # numba: only when clustering
+
     return _tracked(args, lambda catalog, space, settings, run_id: cluster_unassigned(
         catalog, space, settings, run_id=run_id, method=args.method, month=args.month,
         **_cluster_overrides(args)).as_dict())
 
 
 def cluster_dual_cmd(args: argparse.Namespace) -> int:
+    from facelab.people.clusters import cluster_dual
+
     return _tracked(args, lambda catalog, space, settings, run_id: cluster_dual(
         catalog, space, settings, run_id=run_id, progress=not args.no_progress,
         method=args.method, **_cluster_overrides(args)))
@@ -129,6 +132,8 @@ def cluster_dual_cmd(args: argparse.Namespace) -> int:
 
 def split_cmd(args: argparse.Namespace) -> int:
     """Re-cluster one cluster in the cluster's own space (--space only when it has none)."""
+    from facelab.people.clusters import split
+
     def its_space(args: argparse.Namespace, catalog: Catalog, settings: Settings) -> str:
         with catalog.read() as con:
             known = cluster_space(con, args.cluster_id)
@@ -200,6 +205,8 @@ def persons_cmd(args: argparse.Namespace) -> int:
 
 
 def clusters_cmd(args: argparse.Namespace) -> int:
+    from facelab.people.clusters import clusters
+
     for c in clusters(open_catalog(settings_of(args)), args.space)[: args.limit]:
         print(f"{c['cluster_id']}  {c['size']:>5} faces  [{c['space']}]  run {c['run_id']}")
     return 0

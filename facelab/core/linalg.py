@@ -17,13 +17,7 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.where(norm > 0, norm, 1.0)
 
 
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise (last axis) L2 normalisation in float32; zero rows stay zero.
-
-    The form stored vectors take: models return it and foreign embeddings are imported
-    through it, so it always yields float32 (the catalog's vector type). Rows shorter than
-    ``eps`` are divided by ``eps`` rather than their length.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, eps)
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """:func:`unit` in float32: the form stored vectors take. Models return it and foreign
+    embeddings are imported through it, so it always yields the catalog's vector type."""
+    return unit(np.asarray(x, dtype=np.float32))

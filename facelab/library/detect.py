@@ -132,7 +132,7 @@ def detect(catalog: Catalog, model: FaceModel, *, settings: Settings | None = No
     Stops cleanly after the current batch when the run is asked to pause or cancel (from
     any process, via :func:`facelab.store.runs.request`) or on Ctrl-C; everything finished is kept.
     """
-    settings = settings or Settings()
+    settings = settings or Settings.from_env()
     threads = settings.loader_threads if loader_threads is None else loader_threads
     space = model.space
     with catalog.write() as con:

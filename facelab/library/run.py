@@ -92,7 +92,7 @@ def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
         progress: bool = True, people: bool = True) -> RunReport:
     """Scan ``photos`` (skipped when None), detect faces in new assets, update the index,
     then (``people``) assign faces of known people and cluster the rest."""
-    settings = settings or Settings()
+    settings = settings or Settings.from_env()
     if photos is not None and not os.path.isdir(photos):
         raise FileNotFoundError(f"photo folder {photos} does not exist or is not a folder")
     model = model or load_model(settings)  # fails fast when weights are missing

@@ -127,7 +127,7 @@ def scan(catalog: Catalog, root: str | os.PathLike[str], *, settings: Settings |
     Writes in batches of ``settings.batch_size * 8`` files so another process can use the
     catalog between them, and a killed scan keeps what it finished.
     """
-    settings = settings or Settings()
+    settings = settings or Settings.from_env()
     root_path = Path(os.path.realpath(os.path.expanduser(root)))  # one spelling per folder
     if not root_path.is_dir():
         raise FileNotFoundError(f"photo folder {root_path} does not exist or is not a folder")

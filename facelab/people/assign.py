@@ -40,11 +40,11 @@ from facelab.people import history, naming, prototypes
 from facelab.people.policy import settings_in_force
 from facelab.people.suggest import suggest_for_people
 from facelab.settings import Settings
-from facelab.store import candidates as stored
+from facelab.store import faces, persons, rejections
 from facelab.store import suggestions as queue
-from facelab.store.candidates import Candidates
 from facelab.store.catalog import Catalog
 from facelab.store.clusters import retire_run_clusters
+from facelab.store.faces import Candidates
 from facelab.store.runs import run_exists, run_face_events
 
 __all__ = ["ALGORITHM", "AssignReport", "assign", "revert_run"]
@@ -107,11 +107,11 @@ def assign(catalog: Catalog, space: str, settings: Settings | None = None, *,
     if refresh_prototypes:
         with catalog.session():
             with catalog.read() as con:
-                people = stored.persons_in_space(con, space)
+                people = persons.persons_in_space(con, space)
             for pid in people:
                 prototypes.refresh_prototypes(catalog, pid, space, settings)
     with catalog.read() as con:
-        items = stored.assign_candidates(con, space, naming.HUMAN_SOURCES, limit)
+        items = faces.assign_candidates(con, space, naming.HUMAN_SOURCES, limit)
     report.candidates = len(items)
     report.persons = len(np.unique(prototypes.prototypes_of(catalog, space)[0]))
     if not len(items):
@@ -151,8 +151,8 @@ def _assign_batch(catalog: Catalog, space: str, settings: Settings, batch: Candi
     vecs = np.empty_like(vecs_sorted)
     vecs[order] = vecs_sorted
     with catalog.read() as con:
-        rejected = stored.rejected_pairs(con, face_ids)
-        taken = stored.persons_on_photos(con, space, assets)
+        rejected = rejections.rejected_pairs(con, face_ids)
+        taken = faces.persons_on_photos(con, space, assets)
     s = score_faces(vecs, p_person, p_face, p_vecs, face_ids=face_ids, rejected=rejected)
     tier = tiers(s.score, auto=settings.auto_assign_threshold,
                  suggest=settings.suggest_threshold)

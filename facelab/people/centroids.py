@@ -23,7 +23,8 @@ import numpy as np
 from facelab.core.centroids import algorithm_tag, person_centroids, source_hash
 from facelab.settings import Settings
 from facelab.store import prototypes as store
-from facelab.store.catalog import Catalog
+from facelab.store.catalog import Catalog, face_vectors, space_dim
+from facelab.store.faces import assigned_face_ids
 from facelab.store.prototypes import CentroidRows
 
 # persons whose faces are read from the catalog together, bounded by this many faces
@@ -54,10 +55,10 @@ def refresh_centroids(catalog: Catalog, space: str, settings: Settings | None = 
     rows_trim: list[np.ndarray] = []
     rows_hash: list[str] = []
     with catalog.read() as con:
-        dim = store.space_dim(con, space)
+        dim = space_dim(con, space)
         if dim is None:
             return {"recomputed": 0, "fresh": 0, "removed": 0}
-        pids, fids = store.assigned_face_ids(con, space, wanted)
+        pids, fids = assigned_face_ids(con, space, wanted)
         stored = store.centroid_keys(con, space)
         uniq, starts = np.unique(pids, return_index=True)
         ends = np.append(starts[1:], pids.size)
@@ -76,7 +77,7 @@ def refresh_centroids(catalog: Catalog, space: str, settings: Settings | None = 
                 all_ids = np.concatenate([b[1] for b in batch])
                 order = np.argsort(all_ids, kind="stable")
                 vecs = np.empty((all_ids.size, dim), np.float32)
-                vecs[order] = store.face_vectors(con, space, dim, all_ids[order])
+                vecs[order] = face_vectors(con, space, all_ids[order], require_all=True)[1]
                 offset = 0
                 for pid, ids, h in batch:
                     v = vecs[offset:offset + ids.size]
@@ -124,13 +125,12 @@ def trimmed_faces(catalog: Catalog, person_id: int, space: str,
     person: often mislabels, worth a look in the review notebook.
     """
     with catalog.read() as con:
-        dim = store.space_dim(con, space)
-        if dim is None:
+        if space_dim(con, space) is None:
             return []
-        _, fids = store.assigned_face_ids(con, space, np.array([person_id], np.int64))
+        _, fids = assigned_face_ids(con, space, np.array([person_id], np.int64))
         if fids.size == 0:
             return []
-        vecs = store.face_vectors(con, space, dim, fids)
+        vecs = face_vectors(con, space, fids, require_all=True)[1]
     s = settings if settings is not None else Settings.from_env()
     _, _, kept = person_centroids(vecs, s)
     return fids[~kept].tolist()

@@ -141,7 +141,8 @@ def split(catalog: Catalog, cid: str, settings: Settings | None = None, *,
           run_id: int | None = None, **tighter: Any) -> ClusterReport:
     """Re-cluster one cluster's members with tighter parameters; the old id is retired."""
     settings = settings if settings is not None else Settings.from_env()
-    members = stored.unassigned_members(catalog, cid)
+    with catalog.read() as con:
+        members = stored.unassigned_members(con, cid)
     if members is None:
         raise FacelabError(f"cluster {cid} has no unassigned faces (labeled or retired?)")
     space, face_ids, assets = members.space, members.face_ids, members.asset_ids

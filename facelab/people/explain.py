@@ -7,7 +7,7 @@ from typing import Any
 
 from facelab.errors import FacelabError
 from facelab.store.catalog import Catalog
-from facelab.store.persons import face_record
+from facelab.store.faces import face_record
 
 
 def explain(catalog: Catalog, face_id: int) -> dict[str, Any]:

@@ -20,9 +20,11 @@ import numpy as np
 
 from facelab.errors import CatalogConflict, FacelabError
 from facelab.people.naming import check_person, merge_into, retract_person, unmerge
+from facelab.store import clusters, events, rejections
 from facelab.store import persons as store
 from facelab.store.catalog import Catalog
-from facelab.store.persons import FaceChanges, to_json
+from facelab.store.events import to_json
+from facelab.store.persons import FaceChanges
 
 # person-level actions undo knows how to revert (create has nothing sensible to revert to:
 # hide the person instead)
@@ -31,12 +33,12 @@ _PERSON_UNDOABLE = {"merge", "unmerge", "rename", "hide", "create", "uncreate"}
 
 def _undo(con: duckdb.DuckDBPyConnection, which: dict[str, int], what: str,
           skip_conflicts: bool) -> int:
-    """Revert the events :func:`facelab.store.persons.events_to_undo` finds for ``which``
+    """Revert the events :func:`facelab.store.events.events_to_undo` finds for ``which``
     (``group_id`` or ``run_id``); ``what`` names them in errors. The number of faces
     restored."""
-    rows = store.events_to_undo(con, **which)
+    rows = events.events_to_undo(con, **which)
     if not rows:
-        done = store.undone_by(con, **which)
+        done = events.undone_by(con, **which)
         if done is not None:
             raise FacelabError(f"{what} was already undone (by group {done})")
         raise FacelabError(f"{what} has no events to undo")
@@ -67,7 +69,7 @@ def _undo(con: duckdb.DuckDBPyConnection, which: dict[str, int], what: str,
             "nothing was undone. Undo the later changes first, or pass skip_conflicts=True "
             "to leave those faces as they are.", conflicts)
     skip = set(conflicts)
-    group = store.new_group(con)
+    group = events.new_group(con)
 
     # person-level events, newest first
     for r in reversed(person_rows):
@@ -85,18 +87,18 @@ def _undo(con: duckdb.DuckDBPyConnection, which: dict[str, int], what: str,
             merge_into(con, new, old, group)
         elif r["action"] == "rename":
             store.set_name(con, old, ev.get("old_name"))
-            store.add_person_event(con, group, "rename", old, old, {
+            events.add_person_event(con, group, "rename", old, old, {
                 "old_name": ev.get("new_name"), "new_name": ev.get("old_name")})
         elif r["action"] == "hide":
             store.set_hidden(con, old, bool(ev.get("old_hidden")))
-            store.add_person_event(con, group, "hide", old, old, {
+            events.add_person_event(con, group, "hide", old, old, {
                 "old_hidden": ev.get("new_hidden"), "new_hidden": ev.get("old_hidden")})
         elif r["action"] == "uncreate":  # redo of a creation: the same id and name again
             if store.person_row(con, old) is not None:
                 raise CatalogConflict(f"person {old} exists again; nothing was undone")
             store.insert_person(con, ev.get("name"), person_id=old,
                                 hidden=bool(ev.get("hidden")))
-            store.add_person_event(con, group, "create", None, old, {"name": ev.get("name")})
+            events.add_person_event(con, group, "create", None, old, {"name": ev.get("name")})
         # "create" is undone after the faces, once they no longer hold the person
 
     # faces: back to the state before their first event
@@ -129,20 +131,20 @@ def _undo(con: duckdb.DuckDBPyConnection, which: dict[str, int], what: str,
         # pairs the writer did not handle (a face whose chain touched several pairs)
         for (f, p), op in pair_op.items():
             if op == "delete" and deleted.get(f) != p:
-                store.delete_rejection(con, f, p)
+                rejections.delete_rejections(con, [(f, p)])
             if op == "insert" and inserted.get(f) != p:
-                store.add_rejection(con, f, p, "undo")
+                rejections.add_rejections(con, [(f, p)], source="undo")
         # clusters labeled by these events are open for labeling again
         labeled = sorted({json.loads(r["evidence"]).get("cluster_id") for r in face_rows
                           if r["action"] == "label" and r["face_id"] not in skip} - {None})
-        store.reopen_clusters(con, labeled)
+        clusters.reopen_clusters(con, labeled)
 
     for r in reversed(person_rows):
         if r["action"] == "create":
             retract_person(con, r["new_person_id"], group)
 
     done = [r["event_id"] for r in rows if r["face_id"] is None or r["face_id"] not in skip]
-    store.mark_undone(con, done, group)
+    events.mark_undone(con, done, group)
     return len(restore)
 
 

@@ -21,9 +21,11 @@ from facelab.errors import FacelabError
 from facelab.people.naming import as_face_ids, assign_in, clean_name, create_in, resolve_in
 from facelab.people.prototypes import refresh_in
 from facelab.settings import Settings
+from facelab.store import clusters, events
 from facelab.store import persons as store
 from facelab.store.catalog import Catalog
-from facelab.store.persons import FaceChanges, to_json
+from facelab.store.events import to_json
+from facelab.store.persons import FaceChanges
 
 
 @dataclass
@@ -56,14 +58,16 @@ class LabelPlan:
 def _label_plan(con: duckdb.DuckDBPyConnection, cluster_id: str, person: int | str,
                 exclude: np.ndarray) -> tuple[LabelPlan, str]:
     """The plan, computed without writing (a new name gives person_id None)."""
-    space = store.cluster_space(con, cluster_id)
+    space = clusters.cluster_space(con, cluster_id)
     if space is None:
         raise FacelabError(f"cluster {cluster_id!r} does not exist; re-run clustering or list "
                            "clusters with status 'active'")
     pid, _ = resolve_in(con, person, False)
     name = (clean_name(person) if pid is None  # type: ignore[arg-type]
             else store.person_row(con, pid).name)  # type: ignore[union-attr]  # checked
-    ids, was_rejected = store.cluster_candidates(con, cluster_id, pid)
+    members = clusters.unassigned_members(con, cluster_id, rejected_for=pid)
+    ids = np.empty(0, np.int64) if members is None else members.face_ids
+    was_rejected = np.zeros(0, bool) if members is None else members.rejected
     leave = np.isin(ids, exclude) | was_rejected
     plan = LabelPlan(cluster_id=cluster_id, person_id=pid, name=name,
                      n_faces=int((~leave).sum()), face_ids=ids[~leave].tolist(),
@@ -96,7 +100,7 @@ def label_cluster(catalog: Catalog, cluster_id: str, person: int | str, *,
         plan, space = _label_plan(con, cluster_id, person, exclude)
         if plan.n_faces == 0 and not plan.excluded:
             return plan  # nothing to do: in particular, no empty person is created
-        group = store.new_group(con)
+        group = events.new_group(con)
         if plan.person_id is None:
             plan.person_id = create_in(con, plan.name, group)
         pid = plan.person_id
@@ -106,7 +110,7 @@ def label_cluster(catalog: Catalog, cluster_id: str, person: int | str, *,
             assign_in(con, plan.face_ids, pid, source="cluster_label", action="label",
                       expected_revisions=None, run_id=None,
                       evidence={"cluster_id": cluster_id}, group_id=group)
-            store.mark_labeled(con, cluster_id, pid)
+            clusters.mark_labeled(con, cluster_id, pid)
             refresh_in(con, pid, space, settings)
         plan.group_id = group
     return plan

@@ -40,12 +40,15 @@ import duckdb
 import numpy as np
 
 from facelab.errors import CatalogConflict, ConfigError, FacelabError
+from facelab.store import events, rejections
 from facelab.store import persons as store
 from facelab.store.catalog import Catalog
-from facelab.store.persons import FaceChanges, to_json
+from facelab.store.clusters import move_clusters, return_clusters
+from facelab.store.events import to_json
+from facelab.store.faces import labeled_face_vectors
+from facelab.store.persons import FaceChanges
 from facelab.store.prototypes import (
     move_prototypes,
-    person_face_vectors,
     person_prototype_rows,
     restore_prototypes,
 )
@@ -121,7 +124,7 @@ def create_in(con: duckdb.DuckDBPyConnection, name: str | None, group: int | Non
     so undoing that action retracts the person too) or a group of its own."""
     clean = None if name is None else clean_name(name)
     pid = store.insert_person(con, clean)
-    store.add_person_event(con, store.new_group(con) if group is None else group, "create",
+    events.add_person_event(con, events.new_group(con) if group is None else group, "create",
                            None, pid, {"name": clean})
     return pid
 
@@ -139,7 +142,7 @@ def retract_person(con: duckdb.DuckDBPyConnection, person_id: int, group: int) -
     if in_use or row is None or row.merged_into is not None:
         return False
     store.delete_person(con, person_id)
-    store.add_person_event(con, group, "uncreate", person_id, None,
+    events.add_person_event(con, group, "uncreate", person_id, None,
                            {"name": row.name, "hidden": row.hidden})
     return True
 
@@ -240,7 +243,7 @@ def rename_person(catalog: Catalog, person_id: int, name: str) -> None:
         pid = check_person(con, person_id)
         old = store.person_row(con, pid).name  # type: ignore[union-attr]  # checked above
         store.set_name(con, pid, clean)
-        store.add_person_event(con, store.new_group(con), "rename", pid, pid,
+        events.add_person_event(con, events.new_group(con), "rename", pid, pid,
                       {"old_name": old, "new_name": clean})
 
 
@@ -252,7 +255,7 @@ def hide_person(catalog: Catalog, person_id: int, hidden: bool = True) -> None:
         pid = check_person(con, person_id)
         old = store.person_row(con, pid).hidden  # type: ignore[union-attr]  # checked above
         store.set_hidden(con, pid, hidden)
-        store.add_person_event(con, store.new_group(con), "hide", pid, pid,
+        events.add_person_event(con, events.new_group(con), "hide", pid, pid,
                       {"old_hidden": old, "new_hidden": bool(hidden)})
 
 
@@ -269,7 +272,7 @@ def person_faces(catalog: Catalog, person_id: int, space: str
     """``(face_ids int64 (n,), vectors float32 (n, dim), quality float32 (n,))`` of a
     person's faces that have a vector in ``space``, ordered by face id."""
     with catalog.read() as con:
-        faces = person_face_vectors(con, int(person_id), space)
+        faces = labeled_face_vectors(con, space, person_id=int(person_id))
     return faces.face_ids, faces.vectors, faces.quality
 
 
@@ -336,7 +339,7 @@ def assign_in(con: duckdb.DuckDBPyConnection, face_ids: Any, person_id: int | np
         if person_id is not None:
             person_id = check_person(con, person_id)
         new_code = np.full(ids.size, -1 if person_id is None else person_id, np.int64)
-    group = store.new_group(con) if group_id is None else int(group_id)
+    group = events.new_group(con) if group_id is None else int(group_id)
     if ids.size == 0:
         return AssignResult([], {}, group)
     st = store.face_states(con, ids, new_code)
@@ -441,7 +444,7 @@ def assign_by_name(catalog: Catalog, faces_by_name: dict[str, Sequence[int]], *,
     under several names goes to the first.
     """
     with _connection(catalog, con) as c:
-        group = store.new_group(c)
+        group = events.new_group(c)
         ids_of = _resolve_names(c, list(faces_by_name), group)
         face_ids: list[int] = []
         person_ids: list[int] = []
@@ -464,7 +467,7 @@ def _resolve_names(con: duckdb.DuckDBPyConnection, names: list[str], group: int
             new.setdefault(_name_key(clean), clean)
     if new:
         created = store.insert_persons(con, list(new.values()))
-        store.add_person_events(con, group, "create",
+        events.add_person_events(con, group, "create",
                                 [(None, pid, {"name": name}) for pid, name in created])
         existing |= {_name_key(name): pid for pid, name in created}
     return existing
@@ -491,7 +494,7 @@ def move_faces(catalog: Catalog, face_ids: Iterable[int] | np.ndarray, person: i
                expected_revisions: dict[int, int] | None = None) -> AssignResult:
     """A user moves faces to a person (id, or name: created when new). One transaction."""
     with catalog.write() as con:
-        group = store.new_group(con)
+        group = events.new_group(con)
         pid, _ = resolve_in(con, person, True, group)
         return assign_in(con, face_ids, pid, source="user", action="move",
                       expected_revisions=expected_revisions, run_id=None, evidence=None,
@@ -520,10 +523,10 @@ def merge_into(con: duckdb.DuckDBPyConnection, source_id: int, target_id: int,
     protos = person_prototype_rows(con, source_id)
     move_prototypes(con, source_id, target_id)
     # faces ruled out for the source are ruled out for the merged person too
-    added = store.merge_rejections(con, source_id, target_id)
-    clusters = store.move_clusters(con, source_id, target_id)
+    added = rejections.merge_rejections(con, source_id, target_id)
+    clusters = move_clusters(con, source_id, target_id)
     store.set_merged_into(con, source_id, target_id)
-    store.add_person_event(con, group_id, "merge", source_id, target_id, {
+    events.add_person_event(con, group_id, "merge", source_id, target_id, {
         "prototypes": protos, "rejections_added": added, "clusters": clusters})
 
 
@@ -531,10 +534,11 @@ def unmerge(con: duckdb.DuckDBPyConnection, source_id: int, target_id: int,
             evidence: dict[str, Any], group_id: int) -> None:
     """Revert :func:`merge_into` exactly from its event's evidence."""
     restore_prototypes(con, source_id, evidence.get("prototypes", []))
-    store.delete_rejections(con, target_id, evidence.get("rejections_added") or [])
-    store.return_clusters(con, evidence.get("clusters") or [], source_id, target_id)
+    rejections.delete_rejections(
+        con, [(f, target_id) for f in evidence.get("rejections_added") or []])
+    return_clusters(con, evidence.get("clusters") or [], source_id, target_id)
     store.set_merged_into(con, source_id, None)
-    store.add_person_event(con, group_id, "unmerge", target_id, source_id,
+    events.add_person_event(con, group_id, "unmerge", target_id, source_id,
                            {"source": source_id, "target": target_id})
 
 
@@ -555,7 +559,7 @@ def merge_persons(catalog: Catalog, source_id: int, target_id: int) -> int:
         dst = check_person(con, target_id)
         if src == dst:
             raise FacelabError(f"cannot merge person {src} into itself")
-        group = store.new_group(con)
+        group = events.new_group(con)
         faces = store.faces_of_person(con, src)
         assign_in(con, faces, dst, source="user", action="merge", expected_revisions=None,
                run_id=None, evidence={"merged_from": src}, group_id=group,

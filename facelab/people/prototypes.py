@@ -34,6 +34,7 @@ from facelab.errors import FacelabError
 from facelab.settings import Settings
 from facelab.store import prototypes as store
 from facelab.store.catalog import Catalog
+from facelab.store.faces import labeled_face_vectors
 from facelab.store.prototypes import PrototypeSet
 
 
@@ -43,7 +44,7 @@ def refresh_in(con: duckdb.DuckDBPyConnection, person_id: int, space: str,
     an assignment refreshes the prototypes it changed in the same transaction)."""
     s = settings if settings is not None else Settings.from_env()
     person_id = int(person_id)
-    faces = store.person_face_vectors(con, person_id, space)
+    faces = labeled_face_vectors(con, space, person_id=person_id)
     pinned = store.pinned_prototypes(con, person_id, space)
     store.delete_unpinned(con, person_id, space)
     new = choose_prototypes(faces.face_ids, faces.vectors, faces.quality, faces.years,

@@ -26,8 +26,10 @@ from typing import Any
 from facelab.people import naming
 from facelab.people.suggest import find_more, follow_merges, merged_aliases
 from facelab.settings import Settings
+from facelab.store import rejections
 from facelab.store import suggestions as queue
 from facelab.store.catalog import Catalog
+from facelab.store.persons import merge_map
 
 __all__ = ["REJECT_SOURCE", "accept", "cleanup", "expire", "pending", "reject", "requeue",
            "review_stats", "unreject"]
@@ -68,7 +70,7 @@ def accept(catalog: Catalog, suggestion_ids: Iterable[int], *, snowball: bool = 
         return report
     grown: set[tuple[int, str]] = set()
     with catalog.write() as con:
-        merged = queue.merge_map(con)
+        merged = merge_map(con)
         rows = queue.suggestion_rows(con, wanted)
         found = {r["suggestion_id"] for r in rows}
         for sid in wanted:
@@ -136,13 +138,13 @@ def reject(catalog: Catalog, suggestion_ids: Iterable[int]) -> int:
     if not wanted:
         return 0
     with catalog.write() as con:
-        merged = queue.merge_map(con)
+        merged = merge_map(con)
         rows = queue.pending_of(con, wanted)
         if not rows:
             return 0
         pairs = {(f, p) for _, f, p in rows}
         pairs |= {(f, t) for f, p in pairs if (t := follow_merges(p, merged)) not in (None, p)}
-        queue.add_rejections(con, pairs, source=REJECT_SOURCE)
+        rejections.add_rejections(con, pairs, source=REJECT_SOURCE)
         queue.mark_rejected(con, [r[0] for r in rows])
     return len(rows)
 
@@ -175,7 +177,7 @@ def unreject(catalog: Catalog, suggestion_ids: list[int],
     if not ids:
         return 0
     with catalog.write() as con:
-        queue.remove_rejections(con, pairs, source=REJECT_SOURCE)
+        rejections.delete_rejections(con, pairs, source=REJECT_SOURCE)
         return queue.unreject(con, ids)
 
 
@@ -190,7 +192,7 @@ def pending(catalog: Catalog, *, person_id: int | None = None, space: str | None
     with catalog.read() as con:
         aliases = None
         if person_id is not None:
-            merged = queue.merge_map(con)
+            merged = merge_map(con)
             target = follow_merges(int(person_id), merged)
             aliases = merged_aliases(target, merged) if target is not None else [int(person_id)]
         return queue.pending_queue(con, person_ids=aliases, space=space, limit=limit)
@@ -228,13 +230,13 @@ def cleanup(catalog: Catalog) -> dict[str, int]:
     counts = {"face_gone": 0, "person_gone": 0, "face_assigned": 0, "same_photo": 0,
               "retargeted": 0, "merged_expired": 0}
     with catalog.write() as con:
-        merged = queue.merge_map(con)
+        merged = merge_map(con)
         rows = queue.pending_for_cleanup(con)
         if not rows:
             return counts
         shown = {(a, t) for a, p in queue.photos_showing_pending(con)
                  if (t := follow_merges(p, merged)) is not None}
-        rejected = {(f, t) for f, p in queue.rejections_of_pending(con)
+        rejected = {(f, t) for f, p in rejections.rejections_of_pending(con)
                     if (t := follow_merges(p, merged)) is not None}
         live = {(int(r["face_id"]), int(r["person_id"])) for r in rows
                 if int(r["person_id"]) not in merged or merged[int(r["person_id"])] is None}

@@ -47,9 +47,10 @@ from facelab.errors import CatalogError, ConfigError
 from facelab.people import prototypes
 from facelab.people.policy import settings_in_force
 from facelab.settings import Settings
-from facelab.store import candidates, vectors
+from facelab.store import faces, vectors
 from facelab.store import suggestions as queue
-from facelab.store.catalog import Catalog
+from facelab.store.catalog import Catalog, face_vectors
+from facelab.store.persons import merge_map
 from facelab.store.vectors import VectorIndex
 
 __all__ = [
@@ -163,8 +164,8 @@ def propagate(catalog: Catalog, face_ids: Iterable[int], settings: Settings | No
     indexes = _Indexes(catalog, index)
     created = 0
     with catalog.write() as con:
-        rows = candidates.labeled_faces(con, ids)
-        merged = queue.merge_map(con)
+        rows = faces.assigned_among(con, ids)
+        merged = merge_map(con)
         groups: dict[tuple[str, int], list[int]] = defaultdict(list)
         for face_id, person_id, face_space in rows:
             target = follow_merges(person_id, merged)
@@ -172,7 +173,7 @@ def propagate(catalog: Catalog, face_ids: Iterable[int], settings: Settings | No
                 groups[(space or face_space, target)].append(int(face_id))
         for (sp, target), sources in sorted(groups.items()):
             s = settings.resolve(sp)
-            src_ids, src_vecs = candidates.read_vectors(
+            src_ids, src_vecs = face_vectors(
                 con, sp, np.asarray(sorted(sources), np.int64))
             if src_ids.size == 0:
                 continue
@@ -234,13 +235,13 @@ def find_more(catalog: Catalog, person_id: int, space: str, settings: Settings |
     settings, th = settings_in_force(catalog, space, settings,
                                      strategy="centroid" if method == "centroid" else "exemplar")
     with catalog.write() as con:
-        merged = queue.merge_map(con)
+        merged = merge_map(con)
         target = follow_merges(person_id, merged)
         if target is None:
             raise CatalogError(f"person {person_id} does not exist; list people with "
                                "facelab.people.naming or the people notebook")
-        quality_of = candidates.quality_of_persons_faces(con, merged_aliases(target, merged))
-        face_ids, vecs = candidates.read_vectors(con, space, np.asarray(list(quality_of), np.int64))
+        quality_of = faces.quality_of_persons_faces(con, merged_aliases(target, merged))
+        face_ids, vecs = face_vectors(con, space, np.asarray(list(quality_of), np.int64))
         if face_ids.size == 0:
             return 0
         quality = np.asarray([quality_of[int(f)] for f in face_ids], np.float32)
@@ -273,7 +274,7 @@ def suggest_for_people(catalog: Catalog, person_ids: Iterable[int], space: str,
     source ``after_auto`` and the pass's ``run_id``. Returns the number created.
     """
     with catalog.read() as con:
-        merged = queue.merge_map(con)
+        merged = merge_map(con)
     targets = sorted({t for p in person_ids
                       if (t := follow_merges(int(p), merged)) is not None})
     indexes = _Indexes(catalog, index)
@@ -354,13 +355,13 @@ def _suggest(con: duckdb.DuckDBPyConnection, indexes: _Indexes, space: str, targ
     so a face found by one query is credited with its best query. One face per photo (the
     best), then the best ``limit``.
     """
-    found_in = candidates.suggest_candidates(con, space, merged_aliases(target, merged))
+    found_in = faces.suggest_candidates(con, space, merged_aliases(target, merged))
     among, assets, revisions = found_in.face_ids, found_in.asset_ids, found_in.revisions
     # small candidate sets are searched exactly (as VectorIndex.search would) with vectors
     # read on this connection; large ones through the usearch graph
     exact = among.size <= vectors.EXACT_SUBSET_MAX
     if among.size and exact:
-        vec_ids, among_vecs = candidates.read_vectors(con, space, among)
+        vec_ids, among_vecs = face_vectors(con, space, among)
         if not np.array_equal(vec_ids, among):
             raise CatalogError(f"faces {np.setdiff1d(among, vec_ids)[:5].tolist()} have no "
                                f"vector in {space!r}; run `facelab doctor`")
@@ -377,7 +378,7 @@ def _suggest(con: duckdb.DuckDBPyConnection, indexes: _Indexes, space: str, targ
     if exact:
         cand_ids, cand_vecs = found, among_vecs[pos]
     else:
-        cand_ids, cand_vecs = candidates.read_vectors(con, space, found)
+        cand_ids, cand_vecs = face_vectors(con, space, found)
         pos = np.searchsorted(among, cand_ids)
     info = {int(f): (int(assets[p]), int(revisions[p])) for f, p in zip(cand_ids, pos,
                                                                          strict=True)}

@@ -232,7 +232,7 @@ def calibrate_labels(data: LabeledFaces, *, space: str, strategy: str = ASSIGN_S
                      settings: Settings | None = None, folds: int = FOLDS, seed: int = 0
                      ) -> Calibration:
     """:func:`loo_scores` + :func:`calibrate_scores` on labeled embeddings (no catalog)."""
-    s = settings or Settings()
+    s = settings or Settings.from_env()
     loo = loo_scores(data.vectors, data.labels, quality=data.quality, years=data.years,
                      strategy=strategy, settings=s, folds=folds, seed=seed)
     params = {**_params(s, folds, strategy), "truth": data.source,
@@ -265,7 +265,7 @@ def calibrate(catalog: Catalog, space: str, settings: Settings | None = None, *,
     for st in strategies:
         if st not in STRATEGIES:
             raise ConfigError(f"strategy={st!r} must be one of {', '.join(STRATEGIES)}")
-    s = settings or Settings()
+    s = settings or Settings.from_env()
     data = catalog_labels(catalog, space)
     out = []
     for st in strategies:
@@ -293,7 +293,7 @@ def held_out_check(data: LabeledFaces, *, space: str, strategy: str = ASSIGN_STR
     """
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"fraction={fraction} must be in (0, 1)")
-    s = settings or Settings()
+    s = settings or Settings.from_env()
     persons = np.unique(data.labels)
     rng = np.random.default_rng(seed)
     train_people = rng.choice(persons, size=round(fraction * persons.size), replace=False)

@@ -28,9 +28,9 @@ from facelab.research.pipeline import run_pipeline
 from facelab.research.synth import make_space
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
+from facelab.store.clusters import active_cluster_count
 from facelab.store.exchange import import_faces
 from facelab.store.vectors import VectorIndex
-from facelab.store.views import active_cluster_count
 
 __all__ = ["DemoWorkspace", "build_demo", "run_demo", "write_synthetic_library"]
 

@@ -19,9 +19,11 @@ import pyarrow.parquet as pq
 from facelab.errors import FacelabError
 from facelab.people import naming, prototypes
 from facelab.research.truth import Truth, cluster_truth, match_truth
-from facelab.store import labels as stored_labels
 from facelab.store.catalog import Catalog
 from facelab.store.exchange import import_faces
+from facelab.store.faces import unassigned_of
+from facelab.store.runs import auto_assigned_names
+from facelab.store.suggestions import suggested_names
 
 PARQUET = "embeddings-dlib.parquet"
 
@@ -76,7 +78,7 @@ def label_known(catalog: Catalog, truth: Truth, *, fraction: float = 0.3, min_fa
     if not picked:
         return {}
     with catalog.session(), catalog.write() as con:
-        free = stored_labels.unassigned_of(con, (f for ids in picked.values() for f in ids))
+        free = unassigned_of(con, (f for ids in picked.values() for f in ids))
         naming.assign_by_name(catalog, {name: [f for f in ids if f in free]
                                         for name, ids in picked.items()},
                               source=source, action="assign", con=con)
@@ -95,8 +97,8 @@ def cluster_labels(catalog: Catalog, truth: Truth) -> tuple[np.ndarray, np.ndarr
 def assignment_quality(catalog: Catalog, truth: Truth, run_id: int) -> dict[str, float]:
     """Precision of the faces a run assigned automatically and of the suggestions it made,
     judged by the truth (a person's name is the identity it was labeled with)."""
-    auto = stored_labels.auto_assigned_names(catalog, truth.space, run_id)
-    sugg = stored_labels.suggested_names(catalog, truth.space, run_id)
+    auto = auto_assigned_names(catalog, truth.space, run_id)
+    sugg = suggested_names(catalog, truth.space, run_id)
     name_of = dict(zip(truth.face_ids.tolist(), truth.identity.tolist(), strict=True))
 
     def precision(rows: list[tuple[int, str]]) -> float:

@@ -40,7 +40,7 @@ from facelab.core.centroids import (
     robust_centroid,
     trim_fraction,
 )
-from facelab.core.linalg import unit
+from facelab.core.linalg import l2_normalize
 from facelab.core.prototypes import select_exemplars, select_temporal
 from facelab.core.scoring import score_faces
 from facelab.core.thresholds import LooScores
@@ -55,11 +55,6 @@ CENTROID_CANDIDATES = 32
 #: Folds of the within-person cross-validation of robust centroids (exact LOO up to this).
 FOLDS = 10
 _MIN_MODE_SIZE = int(inspect.signature(centroid_modes).parameters["min_mode_size"].default)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    """Unit rows in float32 (the precision prototypes are stored and scored in)."""
-    return unit(np.asarray(x, np.float32))
 
 
 def _exemplar_person(x: np.ndarray, q: np.ndarray, y: np.ndarray, s: Settings
@@ -80,7 +75,7 @@ def _exemplar_person(x: np.ndarray, q: np.ndarray, y: np.ndarray, s: Settings
         full.append(int(good[np.argmax(x[good] @ centre)]))
     # the centroid face without face i: nearest (among candidates) to the centroid less i
     total = x[kept].sum(axis=0, dtype=np.float64)
-    loo_centres = _unit(total[None, :] - kept[:, None] * x.astype(np.float64))
+    loo_centres = l2_normalize(total[None, :] - kept[:, None] * x.astype(np.float64))
     cand = good[np.argsort(-(x[good] @ centre), kind="stable")[:CENTROID_CANDIDATES]]
     centre_face = np.full(n, -1, np.int64)
     if cand.size:
@@ -119,7 +114,7 @@ def _centroid_person(x: np.ndarray, s: Settings, folds: int, rng: np.random.Gene
     single_mean = (n < 2 * _MIN_MODE_SIZE or s.max_centroid_modes < 2) and n < s.trim_small
     if single_mean:
         total = x.sum(axis=0, dtype=np.float64)
-        loo = _unit(total[None, :] - x.astype(np.float64))
+        loo = l2_normalize(total[None, :] - x.astype(np.float64))
         own[:] = np.einsum("ij,ij->i", loo, x)
         return cents, own
     kf = min(folds, n)
@@ -152,8 +147,8 @@ def loo_scores(vectors: np.ndarray, labels: np.ndarray, *, quality: np.ndarray |
         raise ConfigError(f"strategy={strategy!r} must be one of {', '.join(STRATEGIES)}")
     if folds < 2:
         raise ConfigError(f"folds={folds} must be >= 2")
-    s = settings or Settings()
-    x = _unit(vectors)
+    s = settings or Settings.from_env()
+    x = l2_normalize(vectors)
     n = x.shape[0]
     labels = np.asarray(labels)
     if labels.shape != (n,):
@@ -182,7 +177,7 @@ def loo_scores(vectors: np.ndarray, labels: np.ndarray, *, quality: np.ndarray |
             cents, o = _centroid_person(xm, s, folds, rng)
             own_c = np.maximum(own_c, o)
             p_person.append(np.full(len(cents), c, np.int64))
-            p_vecs.append(_unit(cents))
+            p_vecs.append(l2_normalize(cents))
         own[members] = own_c
     proto_person = np.concatenate(p_person) if p_person else np.empty(0, np.int64)
     protos = np.concatenate(p_vecs) if p_vecs else np.empty((0, x.shape[1]), np.float32)

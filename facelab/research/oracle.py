@@ -22,8 +22,10 @@ from facelab.people import assign as assign_mod
 from facelab.people import clusters, labeling, naming, review, suggest
 from facelab.research.truth import Truth
 from facelab.settings import Settings
-from facelab.store import labels as stored_labels
 from facelab.store.catalog import Catalog
+from facelab.store.clusters import cluster_faces
+from facelab.store.faces import assigned_face_ids, unassigned_gallery
+from facelab.store.persons import live_person_ids
 
 __all__ = ["LabelScore", "Oracle", "SimulationResult", "page_decision", "score_labels"]
 
@@ -240,7 +242,8 @@ class Oracle:
 
     def refresh(self) -> None:
         """Re-read every face's person, re-score, and record a curve point if it moved."""
-        ids, pids = stored_labels.persons_of_space(self.catalog, self.space)
+        with self.catalog.read() as con:
+            pids, ids = assigned_face_ids(con, self.space)
         person = np.full(len(self.face_ids), -1, np.int64)
         if ids.size:
             person[np.searchsorted(self.face_ids, ids)] = pids
@@ -342,7 +345,7 @@ class Oracle:
         majority identity (1 click each). Labeling by name joins the existing person, so
         only a workspace that starts with persons of its own (e.g. two spellings of one
         name) needs this."""
-        live = stored_labels.live_person_ids(self.catalog)
+        live = live_person_ids(self.catalog)
         for pid in sorted(live - set(self.score.stands_for)):
             codes = self.code[(self.person == pid) & (self.code >= 0)]
             if codes.size == 0 or self.done:
@@ -380,11 +383,11 @@ class Oracle:
 
     def members(self, cluster_ids: list[str]) -> dict[str, np.ndarray]:
         """The unassigned faces of each cluster, in one query."""
-        return stored_labels.cluster_members(self.catalog, cluster_ids)
+        return cluster_faces(self.catalog, cluster_ids)
 
     def gallery(self) -> list[int]:
         """Unassigned faces, those in no cluster first, then by quality (best first)."""
-        return stored_labels.unassigned_gallery(self.catalog, self.space)
+        return unassigned_gallery(self.catalog, self.space)
 
     def result(self, strategy: str, seconds: float, workspace: str | None
                ) -> SimulationResult:

@@ -15,7 +15,8 @@ from facelab.errors import ImageError
 from facelab.library.images import load_image
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
-from facelab.store.faces import detected_photos, faces_on_asset, faces_on_photos
+from facelab.store.faces import faces_on_asset, faces_on_photos
+from facelab.store.library import detected_photos
 
 
 def _plt() -> Any:
@@ -61,7 +62,7 @@ def detection_grid(catalog: Catalog, *, n: int = 12, ncols: int = 4, space: str 
     ``most_faces``.
     """
     plt = _plt()
-    settings = settings or Settings()
+    settings = settings or Settings.from_env()
     rows = detected_photos(catalog, n=n, space=space, order=order, seed=seed)
     nrows = max(1, -(-len(rows) // ncols))
     if axes is None:
@@ -94,7 +95,7 @@ def face_gallery(catalog: Catalog, face_ids: Sequence[int], *, ncols: int = 8,
     its id, so galleries never fail on a missing file.
     """
     plt = _plt()
-    settings = settings or Settings()
+    settings = settings or Settings.from_env()
     ids = [int(f) for f in face_ids]
     nrows = max(1, -(-len(ids) // ncols))
     if axes is None:

@@ -317,7 +317,7 @@ def simulate(catalog: Catalog, truth: Truth | str | os.PathLike[str], *,
         raise ConfigError(f"target_share={target_share!r} must be in (0, 1]")
     if in_place and keep is not None:
         raise ConfigError("in_place and keep exclude each other: keep names a folder for a copy")
-    settings = settings or Settings()
+    settings = settings or Settings.from_env()
     space = only_space(catalog, space if space is not None else
                         (truth.space if isinstance(truth, Truth) else None))
     if not isinstance(truth, Truth):

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from facelab.core.linalg import unit
 from facelab.core.metrics import pair_scores
 from facelab.errors import ConfigError
 
@@ -347,11 +348,6 @@ def _resolve(dim: int, same_sim: float, diff_sim: float, modes: int, mode_share:
                        center_cos=float(rho), mode_cos=float(mode_cos))
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x
-
-
 def _identity_centers(n: int, dim: int, rho: float, rng: np.random.Generator) -> np.ndarray:
     """Unit centres with pairwise cosine ``rho`` in expectation.
 
@@ -362,7 +358,7 @@ def _identity_centers(n: int, dim: int, rho: float, rng: np.random.Generator) ->
     g = (g / np.linalg.norm(g)).astype(np.float32)
     u = rng.standard_normal((n, dim), dtype=np.float32)
     u -= (u @ g)[:, None] * g
-    _unit_rows(u)
+    u = unit(u)
     u *= np.float32(math.sqrt(1.0 - rho))
     u += np.float32(math.sqrt(rho)) * g
     return u
@@ -372,6 +368,6 @@ def _mode_centers(parents: np.ndarray, mode_cos: float, rng: np.random.Generator
     """One unit sub-centre per row of ``parents``: cosine ``mode_cos`` with any sibling."""
     v = rng.standard_normal(parents.shape).astype(np.float32)
     v -= np.sum(v * parents, axis=1, keepdims=True) * parents
-    _unit_rows(v)
+    v = unit(v)
     out = math.sqrt(mode_cos) * parents + math.sqrt(1.0 - mode_cos) * v
-    return _unit_rows(out.astype(np.float32))
+    return unit(out.astype(np.float32))

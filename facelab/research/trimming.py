@@ -49,7 +49,7 @@ def trimming_effect(vectors: np.ndarray, labels: np.ndarray, *,
     ``is_wrong`` marks faces known to be mislabeled (e.g. injected); without it purity is
     not reported. ``trimmed_idx`` lists the indices the schedule drops.
     """
-    settings = settings or Settings()
+    settings = settings or Settings.from_env()
     vectors = np.asarray(vectors, np.float32)
     labels = np.asarray(labels)
     rows = []

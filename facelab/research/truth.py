@@ -42,9 +42,10 @@ import pyarrow.parquet as pq
 from facelab.core.linalg import unit
 from facelab.errors import FacelabError
 from facelab.people.naming import HUMAN_SOURCES
-from facelab.store import labels as stored_labels
-from facelab.store import truth as stored_truth
-from facelab.store.catalog import Catalog
+from facelab.store import faces as stored_faces
+from facelab.store.catalog import Catalog, space_dim
+from facelab.store.clusters import unassigned_clusters
+from facelab.store.library import files_of_assets
 
 __all__ = ["BOX_COLUMNS", "LabeledFaces", "Truth", "catalog_labels", "cluster_truth",
            "load_truth", "match_truth", "only_space", "parquet_labels"]
@@ -102,7 +103,7 @@ def match_truth(catalog: Catalog, space: str, table: pa.Table, *,
     boxes = (np.column_stack([table.column(c).to_numpy().astype(np.float64) for c in box_cols])
              if box_cols else None)
 
-    faces = stored_truth.space_faces(catalog, space)
+    faces = stored_faces.space_faces(catalog, space)
     faces_of: dict[int, list[tuple[int, np.ndarray]]] = {}
     asset_key: dict[str, set[int]] = {}
     for fid, aid, box, chash in zip(faces.face_id.tolist(), faces.asset_id.tolist(),
@@ -114,7 +115,7 @@ def match_truth(catalog: Catalog, space: str, table: pa.Table, *,
             for k in _suffixes(chash[5:]):
                 asset_key.setdefault(k, set()).add(aid)
     if not by_hash:
-        for aid, fpath in stored_truth.files_of_assets(catalog, faces_of):
+        for aid, fpath in files_of_assets(catalog, faces_of):
             for k in _suffixes(fpath):
                 asset_key.setdefault(k, set()).add(aid)
 
@@ -182,7 +183,7 @@ def load_truth(catalog: Catalog, path: str | os.PathLike[str], *, space: str | N
     truth = match_truth(catalog, space, pq.read_table(str(path)), identity_col=identity_col,
                         path_col=path_col, source=str(path))
     if not len(truth):
-        if not len(stored_truth.space_faces(catalog, space)):
+        if not len(stored_faces.space_faces(catalog, space)):
             raise FacelabError(f"space {space!r} holds no faces; import the faces first")
         raise FacelabError(f"no row of {path} matches a face of space {space!r}: was the "
                            "workspace imported from this file?")
@@ -194,7 +195,7 @@ def cluster_truth(catalog: Catalog, space: str, face_ids: np.ndarray, labels: np
     """``(true, pred)`` over the unassigned faces among ``face_ids`` (by face id): what
     clustering saw. ``true`` holds ``labels`` of those faces; ``pred`` a code per active
     cluster of ``space`` (in cluster-id order), ``-1`` for faces in none (noise)."""
-    ids, cids = stored_truth.unassigned_clusters(catalog, space)
+    ids, cids = unassigned_clusters(catalog, space)
     labels = np.asarray(labels)
     truth = dict(zip(np.asarray(face_ids).tolist(), range(len(labels)), strict=True))
     rows = [(truth[f], c) for f, c in zip(ids.tolist(), cids, strict=True) if f in truth]
@@ -234,7 +235,10 @@ def catalog_labels(catalog: Catalog, space: str) -> LabeledFaces:
     prototypes use. Ordered by face id.
     """
     sources = sorted(HUMAN_SOURCES)
-    rows = stored_labels.labeled_faces(catalog, space, sources)
+    with catalog.read() as con:
+        if space_dim(con, space) is None:
+            raise FacelabError(f"no space {space!r} in {catalog.path}")
+        rows = stored_faces.labeled_face_vectors(con, space, sources=sources)
     return LabeledFaces(rows.face_ids, rows.person_ids, rows.vectors, rows.quality, rows.years,
                         f"catalog labels ({', '.join(sources)})")
 

@@ -1,7 +1,10 @@
 """The DuckDB catalog: short transactions on the single source of truth.
 
 The schema lives in :mod:`facelab.store.schema` (applied on open); typed reads and writes
-per domain live in the other ``facelab.store`` modules, which alone write SQL.
+per table family live in the other ``facelab.store`` modules, which alone write SQL. Here
+are what every one of them shares: the ``spaces`` table (:func:`space_dim`), the one read of
+vectors by face id (:func:`face_vectors`, which ``Catalog.vectors`` wraps) and
+:func:`temp_table`, which hands a statement a batch of ids or rows.
 
 DuckDB lets one process at a time open a database file for writing. A detection run and a
 labeling notebook must both work, so facelab never keeps a connection open between
@@ -34,7 +37,6 @@ from facelab.errors import CatalogBusy, CatalogError, DimensionMismatch
 from facelab.store import schema
 
 DB_NAME = "facelab.duckdb"
-
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -197,7 +199,9 @@ class Catalog:
                 "into a space of their own (e.g. --space NAME).")
 
     def space_dim(self, space: str) -> int | None:
-        return self.scalar("SELECT dim FROM spaces WHERE space=?", [space])
+        """The vector dimension of ``space``; None when the space does not exist."""
+        with self.read() as con:
+            return space_dim(con, space)
 
     def spaces(self) -> list[dict[str, Any]]:
         rows = self.query("SELECT space, dim, kind, model, generation FROM spaces ORDER BY space")
@@ -215,21 +219,11 @@ class Catalog:
     # -- vectors ----------------------------------------------------------------------------
     def vectors(self, space: str, face_ids: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
-        """``(face_ids int64 (n,), vectors float32 (n, dim))`` of a space, ordered by face id."""
-        dim = self.space_dim(space)
-        if dim is None:
-            return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+        """``(face_ids int64 (n,), vectors float32 (n, dim))`` of a space, ordered by face id
+        (all of its faces, or those of ``face_ids`` that have a vector in it): a short read of
+        its own around :func:`face_vectors`."""
         with self.read() as con:
-            if face_ids is None:
-                rel = con.sql("SELECT face_id, vector FROM face_vectors WHERE space=$s "
-                              "ORDER BY face_id", params={"s": space})
-            else:
-                con.register("wanted", pa.table({"face_id": np.asarray(face_ids, np.int64)}))
-                rel = con.sql("SELECT v.face_id, v.vector FROM face_vectors v JOIN wanted USING "
-                              "(face_id) WHERE v.space=$s ORDER BY v.face_id",
-                              params={"s": space})
-            table = rel.to_arrow_table()
-        return table_vectors(table, "face_id", "vector", dim)
+            return face_vectors(con, space, face_ids)
 
     def face_ids(self, space: str) -> np.ndarray:
         with self.read() as con:
@@ -257,3 +251,58 @@ def vector_array(vectors: np.ndarray) -> pa.Array:
     n, dim = vectors.shape
     offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32))
     return pa.ListArray.from_arrays(offsets, pa.array(vectors.ravel()))
+
+
+@contextmanager
+def temp_table(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | None = None, /,
+               **columns: Any) -> Iterator[str]:
+    """Make an Arrow table (``table``, or one built from ``columns``) queryable as ``name``
+    on ``con`` for the ``with`` block; yields ``name``. The first three parameters are
+    positional-only, so a column may be called ``name`` or ``table``.
+
+    Passing ids (or whole rows) to DuckDB as a registered table is what keeps a bulk read or
+    write one statement; unregistering on exit keeps a connection that is reused
+    (``Catalog.session``) free of stale names, whatever the block raises.
+    """
+    con.register(name, pa.table(columns) if table is None else table)
+    try:
+        yield name
+    finally:
+        con.unregister(name)
+
+
+def space_dim(con: duckdb.DuckDBPyConnection, space: str) -> int | None:
+    """The vector dimension of ``space``; None when the space does not exist."""
+    rows = con.execute("SELECT dim FROM spaces WHERE space=?", [space]).fetchall()
+    return int(rows[0][0]) if rows else None
+
+
+def face_vectors(con: duckdb.DuckDBPyConnection, space: str,
+                 face_ids: np.ndarray | None = None, *, require_all: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(face_ids int64 (n,), vectors float32 (n, dim))`` of ``space``, ordered by face id.
+
+    The one read of vectors by face id, on the caller's connection (one open instead of two
+    per read: an open costs tens of milliseconds, more than the read at review-queue sizes).
+    ``face_ids`` None: every face of the space; otherwise those of ``face_ids`` with a vector
+    in it (the others are left out). An unknown space gives empty arrays of shape (0,) and
+    (0, 0). ``require_all``: raise :class:`CatalogError` unless every one of ``face_ids``
+    (sorted ascending, distinct) has its vector, for a caller that read the ids earlier in
+    the same connection and must not silently lose a face deleted since.
+    """
+    dim = space_dim(con, space)
+    if dim is None:
+        ids, vecs = np.empty(0, np.int64), np.empty((0, 0), np.float32)
+    elif face_ids is None:
+        table = con.sql("SELECT face_id, vector FROM face_vectors WHERE space=$s "
+                        "ORDER BY face_id", params={"s": space}).to_arrow_table()
+        ids, vecs = table_vectors(table, "face_id", "vector", dim)
+    else:
+        with temp_table(con, "_fl_wanted", face_id=np.asarray(face_ids, np.int64)):
+            table = con.sql("SELECT v.face_id, v.vector FROM face_vectors v JOIN _fl_wanted "
+                            "USING (face_id) WHERE v.space=$s ORDER BY v.face_id",
+                            params={"s": space}).to_arrow_table()
+        ids, vecs = table_vectors(table, "face_id", "vector", dim)
+    if require_all and face_ids is not None and not np.array_equal(ids, face_ids):
+        raise CatalogError("face vectors changed while they were read; retry")
+    return ids, vecs

@@ -1,17 +1,17 @@
-"""The stored clusters: which unassigned faces to cluster, each face's cluster id, the
-``clusters`` table (size, algorithm, parameters, active or retired).
+"""The stored clusters: the ``clusters`` table (size, algorithm, parameters; active, labeled
+or retired; the person a label gave it) and each face's ``cluster_id``.
 
 Typed reads and writes only; choosing parameters, running :mod:`facelab.core.cluster` and
 deciding ids (content-addressed, :func:`facelab.core.cluster.cluster_id`) happen in
-:mod:`facelab.people.clusters`. The write functions take a connection from
-``catalog.write()`` so that one re-clustering (labels, new clusters, revived and retired
-ones) is one transaction.
+:mod:`facelab.people.clusters`, labeling in :mod:`facelab.people.labeling`. The write
+functions take a connection from ``catalog.write()`` so that one re-clustering (labels, new
+clusters, revived and retired ones) or one label is one transaction.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,19 +19,25 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from facelab.store.catalog import Catalog
+from facelab.store.catalog import Catalog, temp_table
 
 __all__ = [
     "ClusterMembers",
-    "cluster_face_ids",
+    "active_cluster_count",
+    "cluster_faces",
+    "cluster_space",
     "cluster_status",
     "insert_clusters",
     "list_clusters",
+    "mark_labeled",
+    "move_clusters",
+    "reopen_clusters",
     "retire_empty",
     "retire_run_clusters",
+    "return_clusters",
     "revive",
     "set_face_clusters",
-    "unassigned_cluster_ids",
+    "unassigned_clusters",
     "unassigned_faces",
     "unassigned_members",
 ]
@@ -39,11 +45,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ClusterMembers:
-    """The unassigned faces of one cluster, by face id, with the photo of each."""
+    """The unassigned faces of one cluster, by face id, with the photo of each and whether
+    each is ruled out for the person asked about."""
 
     space: str
     face_ids: np.ndarray   # int64, ascending
     asset_ids: np.ndarray  # int64, the photo of each face
+    rejected: np.ndarray   # bool
 
 
 def unassigned_faces(catalog: Catalog, space: str, *, min_quality: float, limit: int,
@@ -64,15 +72,21 @@ def unassigned_faces(catalog: Catalog, space: str, *, min_quality: float, limit:
     return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64))
 
 
-def unassigned_members(catalog: Catalog, cid: str) -> ClusterMembers | None:
-    """The unassigned faces of cluster ``cid`` (None when it has none: all labeled, or an
-    unknown id)."""
-    rows = catalog.query("SELECT f.face_id, f.asset_id, f.space FROM faces f WHERE "
-                         "f.cluster_id=? AND f.person_id IS NULL ORDER BY f.face_id", [cid])
+def unassigned_members(con: duckdb.DuckDBPyConnection, cid: str, *,
+                       rejected_for: int | None = None) -> ClusterMembers | None:
+    """The unassigned faces of cluster ``cid``, by face id, with whether each is ruled out for
+    ``rejected_for`` (all False for None): what a label would take, or a split re-cluster.
+    None when it has none (all labeled, or an unknown id)."""
+    rows = con.execute(
+        "SELECT f.face_id, f.asset_id, f.space, j.face_id IS NOT NULL FROM faces f "
+        "LEFT JOIN rejections j ON j.face_id = f.face_id AND j.person_id = ? "
+        "WHERE f.cluster_id = ? AND f.person_id IS NULL ORDER BY f.face_id",
+        [rejected_for, cid]).fetchall()
     if not rows:
         return None
     return ClusterMembers(str(rows[0][2]), np.array([r[0] for r in rows], np.int64),
-                          np.array([r[1] for r in rows], np.int64))
+                          np.array([r[1] for r in rows], np.int64),
+                          np.array([r[3] for r in rows], bool))
 
 
 def cluster_status(con: duckdb.DuckDBPyConnection, cluster_ids: Sequence[str]
@@ -86,14 +100,10 @@ def cluster_status(con: duckdb.DuckDBPyConnection, cluster_ids: Sequence[str]
 def set_face_clusters(con: duckdb.DuckDBPyConnection, face_ids: np.ndarray,
                       cluster_ids: Sequence[str | None]) -> None:
     """Set the cluster id of each of ``face_ids`` (None: noise, no cluster)."""
-    con.register("assignments", pa.table({
-        "face_id": pa.array(face_ids, pa.int64()),
-        "cluster_id": pa.array(list(cluster_ids), pa.string())}))
-    try:
+    with temp_table(con, "assignments", face_id=pa.array(face_ids, pa.int64()),
+                    cluster_id=pa.array(list(cluster_ids), pa.string())):
         con.execute("UPDATE faces SET cluster_id = a.cluster_id FROM assignments a "
                     "WHERE faces.face_id = a.face_id")
-    finally:
-        con.unregister("assignments")
 
 
 def insert_clusters(con: duckdb.DuckDBPyConnection, space: str, sizes: Mapping[str, int], *,
@@ -102,14 +112,10 @@ def insert_clusters(con: duckdb.DuckDBPyConnection, space: str, sizes: Mapping[s
     with ``params`` (stored as JSON) in run ``run_id``."""
     if not sizes:
         return
-    con.register("fresh", pa.table({"cluster_id": list(sizes),
-                                    "size": [sizes[c] for c in sizes]}))
-    try:
+    with temp_table(con, "fresh", cluster_id=list(sizes), size=[sizes[c] for c in sizes]):
         con.execute("INSERT INTO clusters (cluster_id, space, size, algorithm, params, "
                     "run_id) SELECT cluster_id, ?, size, ?, ?, ? FROM fresh",
                     [space, algorithm, json.dumps(dict(params), default=str), run_id])
-    finally:
-        con.unregister("fresh")
 
 
 def revive(con: duckdb.DuckDBPyConnection, cluster_ids: Sequence[str]) -> None:
@@ -151,20 +157,81 @@ def retire_run_clusters(con: duckdb.DuckDBPyConnection, run_id: int) -> int:
                            "status='active' RETURNING cluster_id", [run_id]).fetchall())
 
 
-def unassigned_cluster_ids(catalog: Catalog, space: str) -> tuple[np.ndarray, list[str | None]]:
-    """Every unassigned face of ``space``, by face id (int64, ascending), with its cluster id
-    (None: noise, or not clustered yet)."""
-    rows = catalog.query("SELECT face_id, cluster_id FROM faces WHERE space=? AND "
-                         "person_id IS NULL ORDER BY face_id", [space])
+def active_cluster_count(catalog: Catalog) -> int:
+    """How many clusters are active (not labeled, split or superseded)."""
+    return int(catalog.scalar("SELECT count(*) FROM clusters WHERE status = 'active'") or 0)
+
+
+def cluster_faces(catalog: Catalog, cluster_ids: Iterable[str], *, unassigned_only: bool = True,
+                  best_first: bool = False, limit: int | None = None) -> dict[str, np.ndarray]:
+    """The faces of each cluster (int64), in one read: only the unassigned ones (what is
+    left to label) unless ``unassigned_only`` is False, by face id or best quality first
+    (ties by face id), at most ``limit`` per cluster. Clusters without such faces are left
+    out."""
+    ids = list(cluster_ids)
+    if not ids:
+        return {}
+    order = "quality DESC, face_id" if best_first else "face_id"
+    sql = ("SELECT cluster_id, face_id FROM faces WHERE cluster_id IN (SELECT unnest(?))"
+           + (" AND person_id IS NULL" if unassigned_only else ""))
+    params: list[Any] = [ids]
+    if limit is not None:
+        sql += f" QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY {order}) <= ?"
+        params.append(int(limit))
+    out: dict[str, list[int]] = {}
+    for cid, fid in catalog.query(sql + f" ORDER BY cluster_id, {order}", params):
+        out.setdefault(cid, []).append(int(fid))
+    return {c: np.array(f, np.int64) for c, f in out.items()}
+
+
+def unassigned_clusters(catalog: Catalog, space: str) -> tuple[np.ndarray, list[str | None]]:
+    """``(face_ids, cluster_ids)`` of the unassigned faces with a vector in ``space``, by face
+    id: the active cluster of ``space`` each is in, None for a face in none (noise, or not
+    clustered yet)."""
+    rows = catalog.query(
+        "SELECT f.face_id, CASE WHEN c.status='active' AND c.space=? THEN f.cluster_id END "
+        "FROM faces f LEFT JOIN clusters c USING (cluster_id) WHERE f.person_id IS NULL AND "
+        "f.face_id IN (SELECT face_id FROM face_vectors WHERE space=?) ORDER BY f.face_id",
+        [space, space])
     return np.array([r[0] for r in rows], np.int64), [r[1] for r in rows]
 
 
-def cluster_face_ids(catalog: Catalog, cid: str, *, limit: int | None = None) -> np.ndarray:
-    """The faces carrying cluster id ``cid`` (labeled ones included), best quality first
-    (ties by face id), at most ``limit``."""
-    sql = "SELECT face_id FROM faces WHERE cluster_id=? ORDER BY quality DESC, face_id"
-    params: list[Any] = [cid]
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(int(limit))
-    return np.array([r[0] for r in catalog.query(sql, params)], np.int64)
+# --------------------------------------------------------------------------- labeling
+
+
+def cluster_space(con: duckdb.DuckDBPyConnection, cluster_id: str) -> str | None:
+    """The space of a cluster; None when there is no such cluster."""
+    rows = con.execute("SELECT space FROM clusters WHERE cluster_id=?", [cluster_id]).fetchall()
+    return rows[0][0] if rows else None
+
+
+def mark_labeled(con: duckdb.DuckDBPyConnection, cluster_id: str, person_id: int) -> None:
+    con.execute("UPDATE clusters SET status='labeled', person_id=? WHERE cluster_id=?",
+                [int(person_id), cluster_id])
+
+
+def reopen_clusters(con: duckdb.DuckDBPyConnection, cluster_ids: Sequence[str]) -> None:
+    """Labeled clusters among ``cluster_ids`` are open for labeling again (undo of a label)."""
+    if not cluster_ids:
+        return
+    with temp_table(con, "_fl_cl", cluster_id=pa.array(cluster_ids, pa.string())):
+        con.execute("UPDATE clusters SET status='active', person_id=NULL WHERE "
+                    "status='labeled' AND cluster_id IN (SELECT cluster_id FROM _fl_cl)")
+
+
+def move_clusters(con: duckdb.DuckDBPyConnection, source_id: int, target_id: int
+                  ) -> list[str]:
+    """Clusters labeled as ``source_id`` become ``target_id``'s (a merge); their ids."""
+    return [r[0] for r in con.execute(
+        "UPDATE clusters SET person_id=? WHERE person_id=? RETURNING cluster_id",
+        [int(target_id), int(source_id)]).fetchall()]
+
+
+def return_clusters(con: duckdb.DuckDBPyConnection, cluster_ids: Sequence[str],
+                    source_id: int, target_id: int) -> None:
+    """Undo :func:`move_clusters` for ``cluster_ids`` still labeled as ``target_id``."""
+    if not cluster_ids:
+        return
+    with temp_table(con, "_fl_cl", cluster_id=pa.array(cluster_ids, pa.string())):
+        con.execute("UPDATE clusters SET person_id=? WHERE person_id=? AND cluster_id IN "
+                    "(SELECT cluster_id FROM _fl_cl)", [int(source_id), int(target_id)])

@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from facelab.store.catalog import vector_array
+from facelab.store.catalog import temp_table, vector_array
 
 __all__ = ["delete_space_vectors", "insert_space_vectors"]
 
@@ -29,12 +29,8 @@ def insert_space_vectors(con: duckdb.DuckDBPyConnection, space: str, face_ids: n
                          vectors: np.ndarray) -> int:
     """Add derived vectors of ``space`` (one row per face); the number written. The space
     must be registered first (``Catalog.ensure_space``) with the vectors' dimension."""
-    con.register(_TMP, pa.table({"face_id": pa.array(np.asarray(face_ids, np.int64),
-                                                     pa.int64()),
-                                 "vector": vector_array(vectors)}))
-    try:
+    with temp_table(con, _TMP, face_id=pa.array(np.asarray(face_ids, np.int64), pa.int64()),
+                    vector=vector_array(vectors)):
         con.execute(f"INSERT INTO embeddings (face_id, space, vector) SELECT face_id, ?, "
                     f"vector FROM {_TMP}", [space])
-    finally:
-        con.unregister(_TMP)
     return len(face_ids)

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from facelab.core.linalg import l2_normalize
 from facelab.core.quality import face_quality
 from facelab.errors import DimensionMismatch, FacelabError
-from facelab.store.catalog import Catalog, vector_array
+from facelab.store.catalog import Catalog, temp_table, vector_array
 from facelab.store.hashing import file_hash
 from facelab.store.library import add_files, asset_ids_by_hash, insert_bare_assets
 
@@ -140,18 +140,17 @@ def import_faces(catalog: Catalog, path: str | os.PathLike[str], *, space: str |
             "h": box[:, 3], "det_score": score, "quality": quality,
             "landmarks": landmarks.cast(pa.list_(pa.float32())), "embedding": vector_array(vecs),
         })
-        con.register("incoming", incoming)
-        fresh = ("FROM incoming i WHERE NOT EXISTS (SELECT 1 FROM faces f WHERE "
-                 "f.asset_id=i.asset_id AND f.space=$space AND f.x=i.x AND f.y=i.y "
-                 "AND f.w=i.w AND f.h=i.h)")
-        added = con.execute(f"SELECT count(*) {fresh}", {"space": space}).fetchall()[0][0]
-        con.execute("INSERT INTO faces (asset_id, space, x, y, w, h, det_score, quality, "
-                    f"landmarks, embedding) SELECT asset_id, $space, x, y, w, h, det_score, "
-                    f"quality, landmarks, embedding {fresh}", {"space": space})
-        con.execute("INSERT OR IGNORE INTO detections (asset_id, space, model_version, status, "
-                    "n_faces) SELECT asset_id, $space, 'import', 'ok', count(*) FROM incoming "
-                    "GROUP BY asset_id", {"space": space})
-        con.unregister("incoming")
+        with temp_table(con, "incoming", incoming):
+            fresh = ("FROM incoming i WHERE NOT EXISTS (SELECT 1 FROM faces f WHERE "
+                     "f.asset_id=i.asset_id AND f.space=$space AND f.x=i.x AND f.y=i.y "
+                     "AND f.w=i.w AND f.h=i.h)")
+            added = con.execute(f"SELECT count(*) {fresh}", {"space": space}).fetchall()[0][0]
+            con.execute("INSERT INTO faces (asset_id, space, x, y, w, h, det_score, quality, "
+                        f"landmarks, embedding) SELECT asset_id, $space, x, y, w, h, det_score, "
+                        f"quality, landmarks, embedding {fresh}", {"space": space})
+            con.execute("INSERT OR IGNORE INTO detections (asset_id, space, model_version, status, "
+                        "n_faces) SELECT asset_id, $space, 'import', 'ok', count(*) FROM incoming "
+                        "GROUP BY asset_id", {"space": space})
         if added:
             catalog.bump_generation(con, space)
         by_name = ({} if identity_col is None else _faces_by_name(
@@ -164,14 +163,11 @@ def _faces_by_name(con: duckdb.DuckDBPyConnection, space: str, names: list[str |
     """Unassigned faces of the imported rows (matched by asset and exact box), by name."""
     incoming = pa.table({"row": np.arange(len(names)), "asset_id": asset_ids,
                          "x": box[:, 0], "y": box[:, 1], "w": box[:, 2], "h": box[:, 3]})
-    con.register("incoming", incoming)
-    try:
+    with temp_table(con, "incoming", incoming):
         rows = con.execute(
             "SELECT i.row, f.face_id FROM incoming i JOIN faces f ON f.asset_id=i.asset_id "
             "AND f.space=? AND f.x=i.x AND f.y=i.y AND f.w=i.w AND f.h=i.h "
             "WHERE f.person_id IS NULL AND f.assigned_by IS NULL", [space]).fetchall()
-    finally:
-        con.unregister("incoming")
     by_name: dict[str, list[int]] = {}
     for row, face_id in rows:
         if names[row]:

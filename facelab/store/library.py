@@ -11,13 +11,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from facelab.store.catalog import Catalog, vector_array
+from facelab.store.catalog import Catalog, temp_table, vector_array
+
+
+@dataclass(frozen=True)
+class DetectedPhoto:
+    """A photo a model found faces on, with one path to it."""
+
+    asset_id: int
+    space: str
+    path: str | None
+    n_faces: int
+
 
 # -- scanning ---------------------------------------------------------------------------------
 
@@ -43,15 +55,12 @@ def insert_assets(con: duckdb.DuckDBPyConnection, rows: dict[str, dict[str, Any]
     if not rows:
         return {}
     cols = ("size", "width", "height", "orientation", "taken_at", "format")
-    con.register("new_assets", pa.table(
-        {"content_hash": list(rows), **{c: [r.get(c) for r in rows.values()] for c in cols}}))
-    try:
+    with temp_table(con, "new_assets", content_hash=list(rows),
+                    **{c: [r.get(c) for r in rows.values()] for c in cols}):
         return dict(con.execute(
             "INSERT INTO assets (content_hash, size, width, height, orientation, taken_at, "
             "format) SELECT content_hash, size, width, height, orientation, taken_at, format "
             "FROM new_assets RETURNING content_hash, asset_id").fetchall())
-    finally:
-        con.unregister("new_assets")
 
 
 def insert_bare_assets(con: duckdb.DuckDBPyConnection, hashes: Sequence[str],
@@ -60,15 +69,11 @@ def insert_bare_assets(con: duckdb.DuckDBPyConnection, hashes: Sequence[str],
     disk; return ``content_hash -> asset_id``."""
     if not hashes:
         return {}
-    con.register("new_assets", pa.table({
-        "content_hash": list(hashes),
-        "status": ["present" if p else "missing" for p in present]}))
-    try:
+    with temp_table(con, "new_assets", content_hash=list(hashes),
+                    status=["present" if p else "missing" for p in present]):
         return dict(con.execute(
             "INSERT INTO assets (content_hash, status) SELECT content_hash, status "
             "FROM new_assets RETURNING content_hash, asset_id").fetchall())
-    finally:
-        con.unregister("new_assets")
 
 
 def revive_assets(con: duckdb.DuckDBPyConnection, asset_ids: Iterable[int]) -> None:
@@ -83,32 +88,25 @@ def upsert_files(con: duckdb.DuckDBPyConnection, root: str, rows: Sequence[dict[
                  ) -> None:
     """Record scanned files (``path``, ``asset_id``, ``size``, ``mtime_ns``, ``error_kind``,
     ``error_detail``), replacing what an earlier scan recorded for the same paths."""
-    con.register("new_files", pa.table({
+    with temp_table(con, "new_files", pa.table({
         "path": [r["path"] for r in rows], "root": [root] * len(rows),
         "asset_id": pa.array([r.get("asset_id") for r in rows], pa.int64()),
         "size": pa.array([r.get("size") for r in rows], pa.int64()),
         "mtime_ns": pa.array([r.get("mtime_ns") for r in rows], pa.int64()),
         "error_kind": pa.array([r.get("error_kind") for r in rows], pa.string()),
-        "error_detail": pa.array([r.get("error_detail") for r in rows], pa.string())}))
-    try:
+        "error_detail": pa.array([r.get("error_detail") for r in rows], pa.string())})):
         con.execute("INSERT OR REPLACE INTO files (path, root, asset_id, size, mtime_ns, "
                     "error_kind, error_detail, scanned_at) SELECT path, root, asset_id, size, "
                     "mtime_ns, error_kind, error_detail, current_timestamp FROM new_files")
-    finally:
-        con.unregister("new_files")
 
 
 def add_files(con: duckdb.DuckDBPyConnection, paths: Sequence[str], roots: Sequence[str],
               asset_ids: Sequence[int]) -> None:
     """Record files of imported assets; paths already known keep their row."""
-    con.register("new_files", pa.table({
-        "path": list(paths), "root": list(roots),
-        "asset_id": pa.array(list(asset_ids), pa.int64())}))
-    try:
+    with temp_table(con, "new_files", path=list(paths), root=list(roots),
+                    asset_id=pa.array(list(asset_ids), pa.int64())):
         con.execute("INSERT OR IGNORE INTO files (path, root, asset_id) "
                     "SELECT path, root, asset_id FROM new_files")
-    finally:
-        con.unregister("new_files")
 
 
 def remove_files(con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> set[int]:
@@ -182,7 +180,7 @@ def insert_detected_faces(con: duckdb.DuckDBPyConnection, space: str, *,
     each with its vector: a face never exists without it."""
     n = len(asset_ids)
     boxes = np.asarray(boxes, np.float64).reshape(n, 4)
-    con.register("new_faces", pa.table({
+    with temp_table(con, "new_faces", pa.table({
         "asset_id": pa.array(list(asset_ids), pa.int64()),
         "space": pa.array([space] * n),
         "x": pa.array(boxes[:, 0], pa.float64()),
@@ -194,13 +192,47 @@ def insert_detected_faces(con: duckdb.DuckDBPyConnection, space: str, *,
         "landmarks": pa.array(list(landmarks), pa.list_(pa.float32())),
         "embedding": vector_array(embeddings),
         "run_id": pa.array([run_id] * n, pa.int64()),
-    }))
-    try:
+    })):
         con.execute("INSERT INTO faces (asset_id, space, x, y, w, h, det_score, quality, "
                     "landmarks, embedding, run_id) SELECT asset_id, space, x, y, w, h, "
                     "det_score, quality, landmarks, embedding, run_id FROM new_faces")
-    finally:
-        con.unregister("new_faces")
+
+
+# How detected_photos may order its sample: a fixed vocabulary, never caller text in SQL.
+_PHOTO_ORDERS = {
+    "random": "hash(d.asset_id + {seed})",
+    "low_quality": "(SELECT min(quality) FROM faces f WHERE f.asset_id=d.asset_id)",
+    "most_faces": "d.n_faces DESC",
+}
+
+
+def detected_photos(catalog: Catalog, *, n: int, space: str | None = None,
+                    order: str = "random", seed: int = 0) -> list[DetectedPhoto]:
+    """Up to ``n`` photos with at least one detected face, for looking at what detection did.
+
+    ``order``: ``random`` (a fixed shuffle per ``seed``), ``low_quality`` (worst face first:
+    what detection gets wrong) or ``most_faces``.
+    """
+    if order not in _PHOTO_ORDERS:
+        raise ValueError(f"order={order!r} must be one of {sorted(_PHOTO_ORDERS)}")
+    where = "WHERE d.status='ok' AND d.n_faces > 0" + (" AND d.space=?" if space else "")
+    params: list = [space] if space else []
+    rows = catalog.query(
+        "SELECT d.asset_id, d.space, (SELECT min(path) FROM files f WHERE "
+        f"f.asset_id=d.asset_id), d.n_faces FROM detections d {where} "
+        f"ORDER BY {_PHOTO_ORDERS[order].format(seed=int(seed))} LIMIT ?", [*params, int(n)])
+    return [DetectedPhoto(int(a), str(s), p, int(k)) for a, s, p, k in rows]
+
+
+def files_of_assets(catalog: Catalog, asset_ids: Iterable[int]) -> list[tuple[int, str]]:
+    """``(asset_id, path)`` of every known file of the given photos (a photo found under
+    several paths has several files), ordered by path."""
+    ids = sorted({int(a) for a in asset_ids})
+    if not ids:
+        return []
+    rows = catalog.query("SELECT asset_id, path FROM files WHERE asset_id IN "
+                         "(SELECT unnest(?)) ORDER BY path", [ids])
+    return [(int(a), str(p)) for a, p in rows]
 
 
 # -- what the library holds -------------------------------------------------------------------

@@ -18,33 +18,28 @@ import numpy as np
 import pyarrow as pa
 
 from facelab.core.prototypes import Chosen
-from facelab.errors import CatalogError
-from facelab.store.catalog import table_vectors, vector_array
+from facelab.store.catalog import Catalog, space_dim, table_vectors, temp_table, vector_array
 
 __all__ = [
     "PROTOTYPE_COLUMNS",
     "CentroidRows",
-    "FaceVectors",
     "PinTarget",
     "PrototypeSet",
     "add_pinned",
     "add_prototypes",
-    "assigned_face_ids",
     "centroid_keys",
     "centroid_rows",
     "centroids",
     "delete_unpinned",
-    "face_vectors",
     "move_prototypes",
-    "person_face_vectors",
     "person_prototype_rows",
+    "person_prototypes",
     "pin_existing",
     "pin_target",
     "pinned_prototypes",
     "prototype_rows",
     "replace_centroids",
     "restore_prototypes",
-    "space_dim",
     "unpin",
     "usable_prototypes",
 ]
@@ -59,16 +54,6 @@ _MERGE_COLUMNS = ("prototype_id", "face_id", "space", "role", "pinned", "quality
 _MERGE_TYPES = {"prototype_id": pa.int64(), "face_id": pa.int64(), "space": pa.string(),
                 "role": pa.string(), "pinned": pa.bool_(), "quality": pa.float32(),
                 "era": pa.string(), "created_at": pa.string()}
-
-
-class FaceVectors(NamedTuple):
-    """A person's faces with a vector in one space, ordered by face id: ids int64 (n,),
-    vectors float32 (n, dim), quality float32 (n,), years int64 (n,; -1: date unknown)."""
-
-    face_ids: np.ndarray
-    vectors: np.ndarray
-    quality: np.ndarray
-    years: np.ndarray
 
 
 class PrototypeSet(NamedTuple):
@@ -104,73 +89,6 @@ class CentroidRows:
     n_faces: np.ndarray      # int32
     n_trimmed: np.ndarray    # int32
     source_hashes: list[str]
-
-
-# --------------------------------------------------------------------------- spaces and faces
-
-
-def space_dim(con: duckdb.DuckDBPyConnection, space: str) -> int | None:
-    """The vector dimension of ``space``; None when the space does not exist."""
-    row = con.execute("SELECT dim FROM spaces WHERE space=?", [space]).fetchall()
-    return int(row[0][0]) if row else None
-
-
-def person_face_vectors(con: duckdb.DuckDBPyConnection, person_id: int, space: str
-                        ) -> FaceVectors:
-    """The faces of ``person_id`` that have a vector in ``space``, with quality and photo
-    year; empty (dim 0) when the space does not exist."""
-    dim = space_dim(con, space)
-    if dim is None:
-        return FaceVectors(np.empty(0, np.int64), np.empty((0, 0), np.float32),
-                           np.empty(0, np.float32), np.empty(0, np.int64))
-    table = con.sql(
-        "SELECT f.face_id, v.vector, f.quality, "
-        "coalesce(CAST(year(a.taken_at) AS BIGINT), -1) AS year "
-        "FROM faces f JOIN face_vectors v ON v.face_id = f.face_id AND v.space = $s "
-        "LEFT JOIN assets a ON a.asset_id = f.asset_id "
-        "WHERE f.person_id = $p ORDER BY f.face_id",
-        params={"s": space, "p": int(person_id)}).to_arrow_table()
-    ids, vecs = table_vectors(table, "face_id", "vector", dim)
-    quality = table.column("quality").to_numpy().astype(np.float32, copy=False)
-    years = table.column("year").to_numpy().astype(np.int64, copy=False)
-    return FaceVectors(ids, vecs, quality, years)
-
-
-def assigned_face_ids(con: duckdb.DuckDBPyConnection, space: str,
-                      person_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(person_ids, face_ids)`` int64 of every face assigned to a person not merged away
-    that has a vector in ``space`` (only ``person_ids`` when given), sorted by person, face."""
-    sql = ("SELECT f.person_id, f.face_id FROM faces f JOIN face_vectors v "
-           "ON v.face_id = f.face_id AND v.space = $s "
-           "JOIN persons p ON p.person_id = f.person_id WHERE p.merged_into IS NULL")
-    if person_ids is not None:
-        con.register("_fl_persons", pa.table({"person_id": person_ids}))
-        sql += " AND f.person_id IN (SELECT person_id FROM _fl_persons)"
-    try:
-        table = con.sql(sql + " ORDER BY f.person_id, f.face_id",
-                        params={"s": space}).to_arrow_table()
-    finally:
-        if person_ids is not None:
-            con.unregister("_fl_persons")
-    return (table.column("person_id").to_numpy().astype(np.int64, copy=False),
-            table.column("face_id").to_numpy().astype(np.int64, copy=False))
-
-
-def face_vectors(con: duckdb.DuckDBPyConnection, space: str, dim: int,
-                 face_ids: np.ndarray) -> np.ndarray:
-    """Vectors (float32, (n, dim)) of ``face_ids`` (sorted ascending) in ``space``, in that
-    order; CatalogError when some vector vanished since the ids were read."""
-    con.register("_fl_wanted", pa.table({"face_id": face_ids}))
-    try:
-        table = con.sql("SELECT v.face_id, v.vector FROM face_vectors v JOIN _fl_wanted USING "
-                        "(face_id) WHERE v.space=$s ORDER BY v.face_id",
-                        params={"s": space}).to_arrow_table()
-    finally:
-        con.unregister("_fl_wanted")
-    ids, vecs = table_vectors(table, "face_id", "vector", dim)
-    if not np.array_equal(ids, face_ids):
-        raise CatalogError("face vectors changed while centroids were read; retry")
-    return vecs
 
 
 # --------------------------------------------------------------------------- prototypes
@@ -210,13 +128,10 @@ def add_prototypes(con: duckdb.DuckDBPyConnection, person_id: int, space: str,
                       "role": pa.array([c.role for c in chosen], pa.string()),
                       "quality": pa.array([c.quality for c in chosen], pa.float32()),
                       "era": pa.array([c.era for c in chosen], pa.string())})
-    con.register("_fl_protos", table)
-    try:
+    with temp_table(con, "_fl_protos", table):
         con.execute("INSERT INTO prototypes (person_id, face_id, space, role, pinned, quality, "
                     "era) SELECT $p, face_id, $s, role, false, quality, era FROM _fl_protos",
                     {"p": int(person_id), "s": space})
-    finally:
-        con.unregister("_fl_protos")
 
 
 def pin_target(con: duckdb.DuckDBPyConnection, face_id: int, space: str) -> PinTarget | None:
@@ -276,16 +191,14 @@ def usable_prototypes(con: duckdb.DuckDBPyConnection, space: str,
            "JOIN faces f ON f.face_id = p.face_id AND f.person_id = p.person_id "
            "JOIN face_vectors v ON v.face_id = p.face_id AND v.space = p.space "
            "WHERE p.space = $s AND ps.merged_into IS NULL")
-    if person_ids is not None:
+    order = " ORDER BY p.person_id, p.role, p.face_id"
+    if person_ids is None:
+        table = con.sql(sql + order, params={"s": space}).to_arrow_table()
+    else:
         wanted = np.unique(np.asarray(list(person_ids), np.int64))
-        con.register("_fl_pp", pa.table({"person_id": wanted}))
-        sql += " AND p.person_id IN (SELECT person_id FROM _fl_pp)"
-    try:
-        table = con.sql(sql + " ORDER BY p.person_id, p.role, p.face_id",
-                        params={"s": space}).to_arrow_table()
-    finally:
-        if person_ids is not None:
-            con.unregister("_fl_pp")
+        with temp_table(con, "_fl_pp", person_id=wanted):
+            table = con.sql(sql + " AND p.person_id IN (SELECT person_id FROM _fl_pp)" + order,
+                            params={"s": space}).to_arrow_table()
     pids, vecs = table_vectors(table, "person_id", "vector", dim)
     fids = table.column("face_id").to_numpy().astype(np.int64, copy=False)
     roles = np.asarray(table.column("role").to_pylist(), dtype=np.str_)
@@ -304,6 +217,21 @@ def person_prototype_rows(con: duckdb.DuckDBPyConnection, person_id: int
     return [dict(zip(_MERGE_COLUMNS, r, strict=True)) for r in rows]
 
 
+def person_prototypes(catalog: Catalog, person_id: int) -> list[dict[str, Any]]:
+    """A person's prototypes in every space (``face_id, space, role, pinned``), pinned first,
+    for showing them.
+
+    Only prototypes whose face is still the person's count (a face moved to someone else
+    stops standing for them), the rule scoring applies too.
+    """
+    rows = catalog.query(
+        "SELECT p.face_id, p.space, p.role, p.pinned FROM prototypes p JOIN faces f "
+        "ON f.face_id = p.face_id AND f.person_id = p.person_id WHERE p.person_id=? "
+        "ORDER BY p.pinned DESC, p.role, p.face_id", [int(person_id)])
+    return [{"face_id": int(f), "space": str(s), "role": str(r), "pinned": bool(p)}
+            for f, s, r, p in rows]
+
+
 def move_prototypes(con: duckdb.DuckDBPyConnection, source_id: int, target_id: int) -> None:
     """Every prototype of ``source_id`` becomes ``target_id``'s (a merge)."""
     con.execute("UPDATE prototypes SET person_id=? WHERE person_id=?",
@@ -317,16 +245,13 @@ def restore_prototypes(con: duckdb.DuckDBPyConnection, person_id: int,
     if not rows:
         return
     table = pa.table({k: pa.array([p[k] for p in rows], t) for k, t in _MERGE_TYPES.items()})
-    con.register("_fl_protos", table)
-    try:
+    with temp_table(con, "_fl_protos", table):
         con.execute("DELETE FROM prototypes WHERE prototype_id IN "
                     "(SELECT prototype_id FROM _fl_protos)")
         con.execute("INSERT INTO prototypes (prototype_id, person_id, face_id, space, role, "
                     "pinned, quality, era, created_at) SELECT prototype_id, ?, face_id, space, "
                     "role, pinned, quality, era, CAST(created_at AS TIMESTAMP) FROM _fl_protos",
                     [int(person_id)])
-    finally:
-        con.unregister("_fl_protos")
 
 
 # --------------------------------------------------------------------------- centroids
@@ -344,12 +269,9 @@ def replace_centroids(con: duckdb.DuckDBPyConnection, space: str, algorithm: str
                       person_ids: Sequence[int], rows: CentroidRows | None) -> None:
     """Drop the centroids of ``person_ids`` in ``space`` and insert ``rows`` (tagged with
     ``algorithm``), in the caller's transaction."""
-    con.register("_fl_gone", pa.table({"person_id": np.asarray(person_ids, np.int64)}))
-    try:
+    with temp_table(con, "_fl_gone", person_id=np.asarray(person_ids, np.int64)):
         con.execute("DELETE FROM centroids WHERE space=? AND person_id IN "
                     "(SELECT person_id FROM _fl_gone)", [space])
-    finally:
-        con.unregister("_fl_gone")
     if rows is None or rows.person_ids.size == 0:
         return
     new = pa.table({
@@ -360,14 +282,11 @@ def replace_centroids(con: duckdb.DuckDBPyConnection, space: str, algorithm: str
         "n_trimmed": rows.n_trimmed,
         "source_hash": pa.array(rows.source_hashes, pa.string()),
     })
-    con.register("_fl_new", new)
-    try:
+    with temp_table(con, "_fl_new", new):
         con.execute("INSERT INTO centroids (person_id, space, mode, vector, n_faces, "
                     "n_trimmed, source_hash, algorithm) SELECT person_id, $s, mode, "
                     "vector, n_faces, n_trimmed, source_hash, $a FROM _fl_new",
                     {"s": space, "a": algorithm})
-    finally:
-        con.unregister("_fl_new")
 
 
 def centroids(con: duckdb.DuckDBPyConnection, space: str

@@ -3,7 +3,8 @@
 A run (``facelab run``, an assign or cluster step, a training) records its parameters, its
 progress per phase and its outcome, so ``facelab status`` from any process shows where it
 is, ``facelab pause`` / ``cancel`` can ask it to stop after its batch, and ``facelab undo
---run ID`` can revert exactly what it decided. A run whose process was killed is found by
+--run ID`` can revert exactly what it decided (the reads of what a run decided, from its
+events, are here too). A run whose process was killed is found by
 :func:`mark_interrupted` (its pid is gone) and resumed by the next run of the same target.
 """
 
@@ -169,3 +170,18 @@ def run_face_events(catalog: Catalog, run_id: int) -> int:
     """How many face events of ``run_id`` are not undone yet."""
     return int(catalog.scalar("SELECT count(*) FROM events WHERE run_id=? AND undone_by IS "
                               "NULL AND face_id IS NOT NULL", [run_id]))
+
+
+def newest_run_id(catalog: Catalog) -> int:
+    """The id of the newest run (0 when there is none)."""
+    return int(catalog.scalar("SELECT max(run_id) FROM runs") or 0)
+
+
+def auto_assigned_names(catalog: Catalog, space: str, run_id: int) -> list[tuple[int, str]]:
+    """``(face_id, person name)`` of the faces of detector space ``space`` run ``run_id``
+    assigned automatically and that are still so (its events not undone)."""
+    rows = catalog.query(
+        "SELECT f.face_id, p.name FROM faces f JOIN persons p USING (person_id) "
+        "WHERE f.assigned_by='auto' AND f.space=? AND f.face_id IN "
+        "(SELECT face_id FROM events WHERE run_id=? AND undone_by IS NULL)", [space, run_id])
+    return [(int(f), str(n)) for f, n in rows]

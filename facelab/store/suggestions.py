@@ -1,4 +1,4 @@
-"""The suggestion queue and the rejections (tables ``suggestions``, ``rejections``).
+"""The suggestion queue: the ``suggestions`` table.
 
 :func:`insert_suggestions` is the one writer every producer uses (propagation, find-more,
 auto-assignment's suggestion band): it re-checks every invariant in the statement that
@@ -16,7 +16,9 @@ writes, so neither a bug in a producer nor a concurrent process can break them:
 
 The other functions are the typed reads and updates of the review queue
 (:mod:`facelab.people.review`): they take a connection so that one accept, reject or
-clean-up is one transaction.
+clean-up is one transaction. The few that take the catalog are reads of their own (counts a
+review screen shows, what a run suggested). Ruled-out pairs are
+:mod:`facelab.store.rejections`.
 """
 
 from __future__ import annotations
@@ -29,27 +31,28 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from facelab.store.catalog import Catalog, temp_table
+
 __all__ = [
-    "add_rejections",
     "due_for_expiry",
     "expire",
     "expire_run",
     "insert_suggestions",
     "mark_accepted",
     "mark_rejected",
-    "merge_map",
+    "pending_counts",
     "pending_for_cleanup",
     "pending_of",
     "pending_queue",
     "pending_spaces",
     "photos_showing_pending",
-    "rejections_of_pending",
-    "remove_rejections",
     "requeue",
     "retarget",
+    "suggested_names",
     "suggestion_counts",
     "suggestion_rows",
     "superseded",
+    "superseded_by",
     "unreject",
 ]
 
@@ -84,8 +87,7 @@ def insert_suggestions(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, 
     same_photo = "" if allow_same_photo else (
         "AND NOT EXISTS (SELECT 1 FROM faces o WHERE o.asset_id = f.asset_id AND "
         "o.person_id = n.person_id) ")
-    con.register("new_suggestions", table)
-    try:
+    with temp_table(con, "new_suggestions", table):
         created = con.execute(
             "INSERT INTO suggestions (face_id, person_id, space, score, source, evidence, "
             "run_id, expires_at) "
@@ -100,15 +102,7 @@ def insert_suggestions(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, 
             "s.person_id = n.person_id AND s.status = 'pending') " + same_photo +
             "RETURNING suggestion_id",
             {"src": source, "run": run_id, "ttl": int(ttl_days)}).fetchall()
-    finally:
-        con.unregister("new_suggestions")
     return len(created)
-
-
-def merge_map(con: duckdb.DuckDBPyConnection) -> dict[int, int | None]:
-    """person -> the person it was merged into (None when not merged); all persons."""
-    return {int(p): (int(m) if m is not None else None)
-            for p, m in con.execute("SELECT person_id, merged_into FROM persons").fetchall()}
 
 
 # --------------------------------------------------------------------------- review reads
@@ -224,13 +218,6 @@ def photos_showing_pending(con: duckdb.DuckDBPyConnection) -> list[tuple[int, in
         "WHERE s.status='pending')").fetchall()]
 
 
-def rejections_of_pending(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
-    """(face, person) rejections of faces that have a pending suggestion."""
-    return [(int(f), int(p)) for f, p in con.execute(
-        "SELECT face_id, person_id FROM rejections WHERE face_id IN (SELECT face_id FROM "
-        "suggestions WHERE status='pending')").fetchall()]
-
-
 def suggestion_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Raw counts for review statistics: ``by_status`` {status: n}, ``by_source``
     [(source, status, n)], ``mean_score`` {status: mean}, ``pending_per_person``
@@ -248,6 +235,46 @@ def suggestion_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             "pending_per_person": per_person}
 
 
+def pending_counts(catalog: Catalog, space: str | None = None) -> dict[int, int]:
+    """Pending, unexpired suggestions per person id as written (merges not followed).
+
+    The same filter as :func:`facelab.people.review.pending`, counted in the catalog: the
+    queue of a large library holds many thousands of suggestions.
+    """
+    sql = ("SELECT person_id, count(*) FROM suggestions WHERE status='pending' AND "
+           "(expires_at IS NULL OR expires_at > current_timestamp::TIMESTAMP)")
+    params: list[Any] = []
+    if space is not None:
+        sql += " AND space=?"
+        params.append(space)
+    return {int(p): int(n) for p, n in catalog.query(sql + " GROUP BY person_id", params)}
+
+
+def superseded_by(catalog: Catalog, accepted: list[int]) -> list[int]:
+    """Suggestions an accept expired as moot (same face, or same person and photo): what
+    undoing that accept puts back in the queue.
+
+    ``review.accept`` expires them in the transaction that accepts, and DuckDB's
+    ``current_timestamp`` is the transaction's start, so they share the accepted ones'
+    ``decided_at`` exactly.
+    """
+    if not accepted:
+        return []
+    return [int(r[0]) for r in catalog.query(
+        "SELECT s.suggestion_id FROM suggestions s WHERE s.status='expired' AND "
+        "json_extract_string(s.evidence, '$.expired_reason') IN ('face_assigned', "
+        "'same_photo') AND s.decided_at = (SELECT max(decided_at) FROM suggestions WHERE "
+        "suggestion_id IN (SELECT unnest(?)))", [[int(s) for s in accepted]])]
+
+
+def suggested_names(catalog: Catalog, space: str, run_id: int) -> list[tuple[int, str]]:
+    """``(face_id, person name)`` of every suggestion run ``run_id`` made in ``space``."""
+    rows = catalog.query(
+        "SELECT s.face_id, p.name FROM suggestions s JOIN persons p USING (person_id) "
+        "WHERE s.run_id=? AND s.space=?", [run_id, space])
+    return [(int(f), str(n)) for f, n in rows]
+
+
 # --------------------------------------------------------------------------- review writes
 
 
@@ -263,38 +290,6 @@ def mark_rejected(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> None:
     con.execute("UPDATE suggestions SET status='rejected', decided_at=current_timestamp::"
                 "TIMESTAMP WHERE suggestion_id IN (SELECT unnest($ids::BIGINT[]))",
                 {"ids": list(ids)})
-
-
-def add_rejections(con: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[int, int]], *,
-                   source: str) -> None:
-    """Record (face, person) pairs as ruled out (existing ones are kept as they are)."""
-    pairs = list(pairs)
-    con.register("pairs", pa.table({"face_id": [int(f) for f, _ in pairs],
-                                    "person_id": [int(p) for _, p in pairs]},
-                                   schema=pa.schema([("face_id", pa.int64()),
-                                                     ("person_id", pa.int64())])))
-    try:
-        con.execute("INSERT INTO rejections (face_id, person_id, source) SELECT face_id, "
-                    "person_id, $src FROM pairs ON CONFLICT DO NOTHING", {"src": source})
-    finally:
-        con.unregister("pairs")
-
-
-def remove_rejections(con: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[int, int]], *,
-                      source: str) -> None:
-    """Lift the (face, person) rejections recorded by ``source`` (others stay)."""
-    pairs = list(pairs)
-    if not pairs:
-        return
-    con.register("_fl_unrej", pa.table({
-        "face_id": pa.array([int(p[0]) for p in pairs], pa.int64()),
-        "person_id": pa.array([int(p[1]) for p in pairs], pa.int64())}))
-    try:
-        con.execute("DELETE FROM rejections USING _fl_unrej u WHERE rejections.face_id = "
-                    "u.face_id AND rejections.person_id = u.person_id AND "
-                    "rejections.source = $src", {"src": source})
-    finally:
-        con.unregister("_fl_unrej")
 
 
 def requeue(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> int:
@@ -323,17 +318,14 @@ def expire(con: duckdb.DuckDBPyConnection, rows: Sequence[tuple[int, str]], *,
     (``expired_reason``): ``rows`` are (suggestion id, reason)."""
     if not rows:
         return
-    con.register("stale", pa.table({"suggestion_id": pa.array([r[0] for r in rows], pa.int64()),
-                                     "reason": pa.array([r[1] for r in rows], pa.string())}))
-    try:
+    with temp_table(con, "stale", suggestion_id=pa.array([r[0] for r in rows], pa.int64()),
+                    reason=pa.array([r[1] for r in rows], pa.string())):
         con.execute("UPDATE suggestions SET status='expired', decided_at=coalesce("
                     "$now::TIMESTAMP, current_timestamp::TIMESTAMP), evidence="
                     "json_merge_patch(coalesce(suggestions.evidence, '{}'), json_object("
                     "'expired_reason', stale.reason)) FROM stale WHERE suggestions."
                     "suggestion_id = stale.suggestion_id AND suggestions.status = 'pending'",
                     {"now": now})
-    finally:
-        con.unregister("stale")
 
 
 def expire_run(con: duckdb.DuckDBPyConnection, run_id: int) -> int:

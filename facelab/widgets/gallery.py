@@ -24,7 +24,7 @@ from facelab.people import history, labeling, naming
 from facelab.people.clusters import clusters as list_clusters
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
-from facelab.store.views import cluster_members
+from facelab.store.clusters import cluster_faces
 from facelab.widgets.thumbs import ThumbCache
 from facelab.widgets.view import PagedPanel, StatusLine, TileGrid, button, w
 
@@ -80,7 +80,7 @@ class ClusterGallery(PagedPanel):
         self.catalog = catalog
         self.space = space
         self.page_size = _check_page_size(page_size)
-        self.settings = settings or Settings()
+        self.settings = settings or Settings.from_env()
         self.thumbs = thumbs or ThumbCache(catalog, settings=self.settings)
         self.clusters: list[dict[str, Any]] = []
         self.index = 0
@@ -185,7 +185,8 @@ class ClusterGallery(PagedPanel):
         self.cancel()
         self.members = []
         if self.clusters:
-            self.members = cluster_members(self.catalog, self.cluster_id)
+            found = cluster_faces(self.catalog, [self.cluster_id], best_first=True)
+            self.members = [int(f) for f in found.get(self.cluster_id, [])]
         self._render()
 
     def next_cluster(self) -> None:

@@ -31,12 +31,10 @@ from facelab.people import history, naming, prototypes
 from facelab.people.explain import explain, format_explanation
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
-from facelab.store.views import (
-    face_spaces,
-    last_person_event_group,
-    person_faces,
-    person_prototypes,
-)
+from facelab.store.events import last_person_event_group
+from facelab.store.faces import faces_on_photos
+from facelab.store.persons import faces_of_person
+from facelab.store.prototypes import person_prototypes
 from facelab.widgets.thumbs import ThumbCache
 from facelab.widgets.view import PagedPanel, Picker, StatusLine, TileGrid, button, w
 
@@ -92,7 +90,7 @@ class PersonPage(PagedPanel):
             raise ConfigError(f"page_size={page_size} must be between 1 and 500 faces")
         self.catalog = catalog
         self.page_size = int(page_size)
-        self.settings = settings or Settings()
+        self.settings = settings or Settings.from_env()
         self.thumbs = thumbs or ThumbCache(catalog, settings=self.settings)
         self.person_id: int | None = None
         self.faces: list[int] = []
@@ -211,7 +209,8 @@ class PersonPage(PagedPanel):
         self.person_id = None if person_id is None else int(person_id)
         self.faces, self.protos = [], []
         if self.person_id is not None:
-            self.faces = person_faces(self.catalog, self.person_id)
+            with self.catalog.read() as con:
+                self.faces = faces_of_person(con, self.person_id, best_first=True).tolist()
             self.protos = person_prototypes(self.catalog, self.person_id)
         self.page = max(0, min(page, self.pages - 1))
         self.selected = set()
@@ -292,8 +291,8 @@ class PersonPage(PagedPanel):
         own embedding space. Returns the prototype ids."""
         pid = self._need_person()
         ids = self._chosen(face_ids)
-        spaces = face_spaces(self.catalog, ids)
-        out = [prototypes.pin(self.catalog, pid, f, spaces[f], role) for f in ids]
+        found = faces_on_photos(self.catalog, ids)
+        out = [prototypes.pin(self.catalog, pid, f, found[f].space, role) for f in ids]
         self.show(pid, page=self.page)
         self.status.say(f"Pinned {len(out)} face{'s' if len(out) != 1 else ''} as {role} "
                         "prototype (Unpin undoes it)")

@@ -19,7 +19,6 @@ from typing import Any
 from facelab.errors import CatalogError, ConfigError, FacelabError
 from facelab.store import runs
 from facelab.store.catalog import Catalog
-from facelab.store.views import newest_run_id
 from facelab.widgets.view import Panel, StatusLine, button, w
 
 log = logging.getLogger(__name__)
@@ -76,7 +75,7 @@ class RunProgress(Panel):
             rows = runs.recent_runs(self.catalog, limit=1)
             return rows[0] if rows else None
         # recent_runs lists the newest runs; an older one is found by widening the window
-        newest = newest_run_id(self.catalog)
+        newest = runs.newest_run_id(self.catalog)
         rows = runs.recent_runs(self.catalog, limit=max(1, newest - int(self.run_id) + 1))
         return next((r for r in rows if r["run_id"] == self.run_id), None)
 

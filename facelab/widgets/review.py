@@ -14,8 +14,9 @@ contradict each other). **Undo** reverts the last of them, so the queue looks as
 * a reject is undone with :func:`facelab.people.review.unreject`: the rejections it recorded
   are lifted and the suggestions are pending again.
 
-What to put back is read before and after the action (:mod:`facelab.store.views`): the
-rejections a reject added, and the suggestions an accept made moot.
+What to put back is read before and after the action: the rejections a reject added
+(:mod:`facelab.store.rejections`), and the suggestions an accept made moot
+(:mod:`facelab.store.suggestions`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from facelab.people import history, naming, review
 from facelab.people.suggest import follow_merges
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
-from facelab.store.views import pending_counts, rejection_pairs, superseded_by
+from facelab.store.rejections import rejected_pairs
+from facelab.store.suggestions import pending_counts, superseded_by
 from facelab.widgets.thumbs import ThumbCache
 from facelab.widgets.view import PagedPanel, Picker, StatusLine, TileGrid, button, w
 
@@ -91,7 +93,7 @@ class SuggestionReview(PagedPanel):
         self.space = space
         self.page_size = int(page_size)
         self.snowball = snowball
-        self.settings = settings or Settings()
+        self.settings = settings or Settings.from_env()
         self.thumbs = thumbs or ThumbCache(catalog, settings=self.settings)
         self.person_id: int | None = None
         self.items: list[dict[str, Any]] = []
@@ -239,9 +241,11 @@ class SuggestionReview(PagedPanel):
         if not chosen:
             raise FacelabError("select the wrong faces first")
         faces = [s["face_id"] for s in chosen]
-        before = rejection_pairs(self.catalog, faces)
+        with self.catalog.read() as con:
+            before = rejected_pairs(con, faces)
         n = review.reject(self.catalog, [s["suggestion_id"] for s in chosen])
-        added = sorted(rejection_pairs(self.catalog, faces) - before)
+        with self.catalog.read() as con:
+            added = sorted(rejected_pairs(con, faces) - before)
         self.history.append(_Action("reject", [s["suggestion_id"] for s in chosen],
                                     pairs=added))
         self.refresh()

@@ -187,7 +187,7 @@ class ThumbCache:
         self.catalog = catalog
         self.size = int(size)
         self.margin = float(margin)
-        self.settings = settings or Settings()
+        self.settings = settings or Settings.from_env()
         self.root = Path(catalog.workspace) / THUMBS_DIR
         self.hits = 0
         self.crops = 0

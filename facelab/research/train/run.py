@@ -30,8 +30,9 @@ from facelab.research.train.evaluation import (
 from facelab.research.train.head import TripletHead, jsonable
 from facelab.research.train.losses import device_name
 from facelab.settings import Settings
-from facelab.store import labels, runs
+from facelab.store import runs
 from facelab.store.catalog import Catalog
+from facelab.store.faces import labeled_face_vectors
 
 __all__ = ["TrainResult", "evaluate_head", "format_summary", "labeled_faces", "run_training",
            "train"]
@@ -44,7 +45,8 @@ def labeled_faces(catalog: Catalog, space: str) -> tuple[np.ndarray, np.ndarray,
     if catalog.space_dim(space) is None:
         raise FacelabError(f"no embedding space {space!r} in {catalog.path}; known: "
                            f"{[s['space'] for s in catalog.spaces()]}")
-    rows = labels.labeled_faces(catalog, space, HUMAN_SOURCES)
+    with catalog.read() as con:
+        rows = labeled_face_vectors(con, space, sources=HUMAN_SOURCES)
     return rows.face_ids, rows.person_ids, rows.vectors
 
 
