@@ -8,9 +8,10 @@ One precedence, for every field and every embedding space (:meth:`Settings.resol
    user's labels for this space (read from the store by
    :func:`facelab.people.policy.settings_in_force`);
 3. **model family** — the researched defaults of the space's model family
-   (:data:`FAMILY_DEFAULTS`, keyed by the first part of the space name, so ``dlib``,
-   ``dlib/resnet_v1`` and ``dlib/lfw-reference`` share them: one model's scores live on one
-   scale whatever the space was named on import);
+   (:data:`FAMILY_DEFAULTS`, keyed by the longest leading part of the space name that has an
+   entry, so ``dlib``, ``dlib/resnet_v1`` and ``dlib/lfw-reference`` share ``dlib``'s: one
+   model's scores live on one scale whatever the space was named on import; a pack whose
+   scores live on another scale gets its own key, e.g. ``insightface/scrfd500m-mbf``);
 4. **built-in** — the default below.
 
 Explicit values are tracked by name, not by comparing with the default, so a value set equal to
@@ -54,6 +55,25 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         # strangers, low-quality faces and pose modes (docs/clustering-quality.md).
         "cluster_method": "agglomerative", "min_cluster_size": 2, "knn_k": 30,
     },
+    "insightface/scrfd500m-mbf": {
+        # The shared pack's MobileFaceNet (ArcFace loss, 128-d): lfw-dev's
+        # embeddings-mobilefacenet.parquet, people split in halves by name hash, each value
+        # chosen on one half and scored on the other (scripts/mobilefacenet_defaults.py,
+        # docs/mobilefacenet-defaults.md). Same protocol as dlib's (30 % of people known, half
+        # their faces labeled, ~92 % of the faces met are strangers). Auto 0.60: the 95 %
+        # bound of precision reaches 0.99 at 0.597 on half A -> held out on B 1.000 (0 wrong of
+        # 1 068, 92 % of known faces auto-assigned); at 0.60 half A 0.9955, its 5 "errors" all
+        # LFW's two names for one man (Joseph/Sepp Blatter, Mireya Moscoso). Half B's choice
+        # (0.504) held only 0.990 on A. The built-in 0.85 auto-assigns 6.5 % of them.
+        # Suggest 0.45: 98 % of known faces found (0.456 on A -> 0.991 on B; 0.496 on B ->
+        # 0.967 on A); calibrate's 90 % target sits above the auto threshold here.
+        "auto_assign_threshold": 0.60, "suggest_threshold": 0.45,
+        "propagation_min_confidence": 0.45,
+        # Clustering: the insightface family's values hold (BCubed / pairwise F 0.979 / 0.983
+        # on A, 0.987 / 0.992 on B); the grid's choices gain <= 0.002 held out, plain average
+        # linkage peaks at 0.980 / 0.989, HDBSCAN at 0.932 / 0.928.
+        "cluster_method": "agglomerative", "min_cluster_size": 2, "knn_k": 30,
+    },
 }
 
 #: Clustering parameters of a family that are not Settings fields (graph-linkage details of
@@ -65,6 +85,10 @@ FAMILY_CLUSTER_PARAMS: dict[str, dict[str, Any]] = {
     # in squared distance) still merge, while near-orthogonal impostors (~1.5 apart) never do
     "insightface": {"linkage": "average", "distance_threshold": 0.6, "pair_threshold": 0.45,
                     "size_exponent": 0.7, "max_separation": 0.7, "separation_noise": 1.0},
+    # measured on lfw-dev's MobileFaceNet embeddings: the insightface values transfer (above)
+    "insightface/scrfd500m-mbf": {"linkage": "average", "distance_threshold": 0.6,
+                                  "pair_threshold": 0.45, "size_exponent": 0.7,
+                                  "max_separation": 0.7, "separation_noise": 1.0},
 }
 
 #: The coupled threshold pair (see FAMILY_DEFAULTS).
@@ -77,10 +101,16 @@ CLUSTER_FIELDS = {"method": "cluster_method", "min_cluster_size": "min_cluster_s
 
 
 def model_family(space: str) -> str | None:
-    """The :data:`FAMILY_DEFAULTS` key of ``space`` (its first path component), or None for a
-    family without researched defaults (e.g. a trained projection ``proj/<name>``)."""
-    family = space.split("/")[0]
-    return family if family in FAMILY_DEFAULTS else None
+    """The :data:`FAMILY_DEFAULTS` key of ``space``: its longest leading path that has an
+    entry (``insightface/scrfd500m-mbf`` before ``insightface``, since one backend's packs
+    score on different scales), or None for a family without researched defaults (e.g. a
+    trained projection ``proj/<name>``)."""
+    parts = space.split("/")
+    for end in range(len(parts), 0, -1):
+        family = "/".join(parts[:end])
+        if family in FAMILY_DEFAULTS:
+            return family
+    return None
 
 
 def _setting(default: Any, reason: str, *, low: float | None = None, high: float | None = None,
@@ -105,8 +135,28 @@ class Settings:
     model_root: str = _setting(
         "~/.insightface", "Where InsightFace looks for models/<pack>/; its own default.")
     det_size: int = _setting(
-        640, "Detector input side in pixels; 640 is what SCRFD was trained and benchmarked at.",
+        640, "Detector input side in pixels of each tile (and of the whole photo when "
+        "tile_min_face is 0); 640 is what SCRFD was trained and benchmarked at.",
         low=128, high=2048)
+    whole_det_size: int = _setting(
+        320, "SCRFD input side of the whole-photo pass of multi-scale detection (tile_min_face "
+        "> 0; a multiple of 32), which finds the large faces: at 640 "
+        "SCRFD misses ~40 % of close-up portraits (faces filling the frame), at 320 it finds "
+        "them (fgnet-dev, docs/detection.md). The photo is also seen whole at det_size, whose "
+        "landmarks on small photos are InsightFace's reference ones; small faces are the "
+        "tiles' job. dlib's "
+        "whole-photo pass is never upscaled and at most 1600 px (its own pyramid finds large "
+        "faces).", low=128, high=2048)
+    tile_min_face: int = _setting(
+        48, "Smallest face (px of the decoded photo) detection is sized to find: the photo is "
+        "also cut into overlapping det_size tiles at the scale where such a face reaches the "
+        "detector large enough (~24 px for SCRFD, 40 px for dlib with one upsampling). Small "
+        "photos (lfw-sized) need no tiles; a 12-MP photo needs 14 passes. 0 = single-scale "
+        "(the whole photo at det_size only, as before issue 10).", low=0, high=4096)
+    tile_overlap: int = _setting(
+        128, "Overlap of neighbouring tiles in detector pixels: every face up to this size (at "
+        "the tile scale) lies wholly inside some tile; larger ones cut by an edge are found at "
+        "the next coarser level, which is coarser by det_min_face/overlap.", low=0, high=1024)
     dlib_detector: str = _setting(
         "hog", "dlib detector: 'hog' is fast on CPU; 'cnn' (MMOD) finds more profile faces "
         "but is ~50x slower without CUDA.", choices=("hog", "cnn"))
@@ -129,8 +179,10 @@ class Settings:
         "decoded at reduced scale: a decompression-bomb guard (120 MP ~ the largest cameras).",
         low=1_000_000, high=2_000_000_000)
     max_detect_side: int = _setting(
-        1600, "Images are downscaled so their longer side is at most this before detection; "
-        "faces smaller than 1/80 of the photo are rarely worth labeling, and it bounds memory.",
+        4096, "Images are downscaled so their longer side is at most this before detection: "
+        "a 12-MP phone photo (4032 px) is decoded whole, so a 48 px face keeps its pixels for "
+        "the tiles and for alignment (at 1600 it shrank to 19 px and was lost); it bounds the "
+        "decoded photo to ~50 MB (the detector itself only ever sees tiles).",
         low=256, high=20000)
     batch_size: int = _setting(
         16, "Images per detection batch and per catalog transaction: large enough to amortise "

@@ -130,14 +130,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--images", default=None, help="photo folder (default: lfw-dev images)")
     p.add_argument("--limit", type=int, default=240, help="images per configuration")
     p.add_argument("--threads", default="0,2", help="loader-thread counts to compare")
-    p.add_argument("--workers", default="2", help="model process counts to add (beyond 1)")
-    p.add_argument("--model", choices=("insightface", "dlib"), default="dlib")
+    p.add_argument("--workers", default="", help="model process counts to add (beyond 1)")
+    p.add_argument("--model", choices=("insightface", "dlib"), default=None,
+                   help="detect: default the ../shared scrfd500m-mbf pack when present, "
+                   "else dlib")
+    p.add_argument("--model-root", default=None)
+    p.add_argument("--model-pack", default=None)
+    p.add_argument("--frames", type=int, default=20,
+                   help="detect: 4032x3024 group frames of pasted lfw-dev faces")
+    p.add_argument("--closeups", type=int, default=60, help="detect: fgnet-dev close-ups")
+    p.add_argument("--blanks", type=int, default=5, help="detect: frames without a face")
     p.add_argument("--out", default="reports/bench")
     p.add_argument("--sizes", default=None,
                    help="cluster: faces per measurement, e.g. 10000,100000,1000000")
     p.add_argument("--dense-sizes", default=None,
                    help="cluster: sizes for the dense scikit-learn baseline, e.g. 5000,20000")
-    p.add_argument("--quick", action="store_true", help="cluster, index: tiny sizes, seconds")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
     p.add_argument("--builds", type=int, default=3, help="index: builds per data set and way")
     p.set_defaults(handler=bench_cmd)
 
@@ -297,7 +305,8 @@ def _ints(text: str | None) -> list[int] | None:
 
 def bench_cmd(args: argparse.Namespace) -> int:
     """bench detect | cluster | index: JSON + plots under --out; the summary printed."""
-    from facelab.research.bench import bench_cluster, bench_detect, bench_index
+    from facelab.research.bench import bench_cluster, bench_index
+    from facelab.research.bench_detect import bench_detect, default_settings
 
     settings = settings_of(args)
     if args.what == "index":
@@ -309,9 +318,18 @@ def bench_cmd(args: argparse.Namespace) -> int:
                                quick=args.quick, out=Path(args.out))
         print(json.dumps(result.get("summary", result), indent=2, default=str))
     else:
+        shared = default_settings()  # the real pack of ../shared unless told otherwise
+        model = settings.model if "model" in settings.explicit else shared.model
+        fill = {"model": model}
+        if model == shared.model == "insightface":
+            fill.update({k: getattr(shared, k) for k in ("model_root", "model_pack")
+                         if k not in settings.explicit})
+        settings = settings.replace(**fill)
         result = bench_detect(images=args.images, limit=args.limit, out=Path(args.out),
                               threads=[int(t) for t in args.threads.split(",")],
                               workers=[int(w) for w in args.workers.split(",") if w],
-                              settings=settings.replace(model=args.model))
+                              frames=args.frames, closeups=args.closeups, blanks=args.blanks,
+                              quick=args.quick, settings=settings,
+                              progress=not args.no_progress)
         print(json.dumps(result["summary"], indent=2))
     return 0

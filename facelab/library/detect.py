@@ -5,6 +5,11 @@ previous batch. Every batch is one catalog transaction that writes the faces, th
 embeddings and the asset's detection record together, so a run killed at any moment
 resumes exactly where it stopped: an asset either has its detection record and all its
 faces, or neither. Each failure is recorded per asset with its kind, never swallowed.
+
+Images reach the model at up to ``max_detect_side`` (a 12-MP photo whole); the model runs
+its multi-scale plan on them (``facelab.core.tiling``: a whole-photo pass for close-ups,
+tiles for faces down to ``tile_min_face``) and aligns every face on that full-resolution
+array. The plan is part of ``model.version``, so changing it makes every asset pending again.
 """
 
 from __future__ import annotations
@@ -109,7 +114,9 @@ def _loaded(items: list[tuple[int, str]], settings: Settings, threads: int
             result = load(path)
             yield asset_id, path, result, time.perf_counter() - t0
         return
-    window = max(2 * settings.batch_size, 2 * threads)
+    # enough decoded images to fill the next batch while the model works on this one; no
+    # more, since a decoded 12-MP photo is 36 MB
+    window = max(settings.batch_size + threads, 2 * threads)
     with ThreadPoolExecutor(threads, thread_name_prefix="facelab-load") as pool:
         futures: dict[int, Future] = {}
         for i in range(min(window, len(items))):

@@ -59,8 +59,14 @@ def load_single_model(settings: Settings) -> FaceModel:
     if settings.model == "insightface":
         return InsightFaceModel(pack=settings.model_pack, root=settings.model_root,
                                 det_size=settings.det_size,
-                                min_confidence=settings.min_confidence)
+                                min_confidence=settings.min_confidence,
+                                whole_size=(settings.whole_det_size if settings.tile_min_face
+                                            else settings.det_size),
+                                tile_min_face=settings.tile_min_face,
+                                tile_overlap=settings.tile_overlap)
     if settings.model == "dlib":
         return DlibModel(detector=settings.dlib_detector, upsample=settings.dlib_upsample,
-                         min_confidence=settings.min_confidence)
+                         min_confidence=settings.min_confidence,
+                         tile_min_face=settings.tile_min_face, tile_overlap=settings.tile_overlap,
+                         tile_size=settings.det_size)
     raise ConfigError(f"model={settings.model!r} must be one of insightface, dlib")

@@ -17,6 +17,12 @@ with ``detector="cnn"``.
 Landmarks are dlib's 5 shape points in dlib's order (two corners of one eye, two corners
 of the other eye, base of the nose): *not* insightface's eye centres / nose / mouth.
 
+Multi-scale (``tile_min_face`` > 0): the whole photo at most 1600 px (never upscaled; on
+lfw-sized photos that is the single call of the reference run) plus overlapping tiles at the
+scale where a ``tile_min_face`` face is 40 px (HOG's 80 px window after one upsampling), merged
+by :mod:`facelab.core.tiling`; the shape predictor and the descriptor then run on the image as
+given, so alignment never uses a shrunk copy.
+
 Threading: dlib's HOG detector releases the GIL (two threads run ~1.8x faster than one),
 ``compute_face_descriptor`` does not, and it is ~80% of the time per face on a CPU.
 """
@@ -28,9 +34,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from facelab.core.linalg import l2_normalize
+from facelab.core.tiling import Pass, merge_detections, plan_passes
 from facelab.errors import ConfigError, ModelError, ModelNotFound
 from facelab.library.models.base import DLIB_SPACE, DetectedFace, check_rgb, weights_tag
 
@@ -41,6 +49,10 @@ INSTALL_HINT = "pip install 'facelab[dlib]'"
 # min_confidence is clamped into this range before inverting the sigmoid: 0 and 1 would
 # give an infinite threshold. 1e-6 is HOG score -7.4, far below any real face.
 _CONF_EPS = 1e-6
+
+#: Longest side of dlib's whole-photo pass (never upscaled): the size detection ran at before
+#: multi-scale (max_detect_side 1600); HOG's own pyramid finds the large faces from there.
+WHOLE_SIDE = 1600
 
 _WEIGHTS = {
     "recognition": "dlib_face_recognition_resnet_model_v1.dat",
@@ -110,7 +122,8 @@ class DlibModel:
     dim: int = DIM
 
     def __init__(self, detector: str = "hog", upsample: int = 1, min_confidence: float = 0.5,
-                 num_jitters: int = 1) -> None:
+                 num_jitters: int = 1, *, tile_min_face: int = 0, tile_overlap: int = 128,
+                 tile_size: int = 640, whole_side: int = WHOLE_SIDE) -> None:
         if detector not in ("hog", "cnn"):
             raise ConfigError(f"detector={detector!r} must be 'hog' or 'cnn'")
         if not (0 <= int(upsample) <= 8):
@@ -119,6 +132,11 @@ class DlibModel:
             raise ConfigError(f"min_confidence={min_confidence!r} is outside [0, 1]")
         if int(num_jitters) < 1:
             raise ConfigError(f"num_jitters={num_jitters!r} must be >= 1")
+        if int(tile_min_face) < 0 or not 0 <= int(tile_overlap) < int(tile_size):
+            raise ConfigError(f"tile_min_face={tile_min_face!r} must be >= 0 and "
+                              f"tile_overlap={tile_overlap!r} in [0, tile_size={tile_size!r})")
+        self.tile_min_face, self.tile_overlap = int(tile_min_face), int(tile_overlap)
+        self.tile_size, self.whole_side = int(tile_size), int(whole_side)
         dlib = _import_dlib()
         files = weight_files()
         needed = ["recognition", "shape5"] + (["cnn"] if detector == "cnn" else [])
@@ -148,14 +166,66 @@ class DlibModel:
                else "det_thresh=cnn_default")
         self.version = (f"dlib-{dlib.__version__};{detector};upsample={self.upsample};{thr};"
                         f"jitters={self.num_jitters};{tags}")
+        if self.tile_min_face:
+            self.version += (f";whole={self.whole_side};tiles=min{self.tile_min_face}"
+                             f"/overlap{self.tile_overlap}/size{self.tile_size}")
 
-    def _find(self, image: np.ndarray) -> list[tuple[Any, float]]:
-        """(dlib rectangle, confidence) for every detection in one image."""
+    @property
+    def det_min_face(self) -> float:
+        """Smallest face (px of the image handed to the detector) found: the 80 px HOG window
+        (the MMOD window is the same size), halved by each upsampling."""
+        return 80.0 / 2 ** self.upsample
+
+    def plan(self, width: int, height: int) -> list[Pass]:
+        """The detector passes for an image of ``width`` x ``height`` (see core.tiling)."""
+        return plan_passes(width, height, whole_side=self.whole_side, tile_side=self.tile_size,
+                           overlap=self.tile_overlap, min_face=self.tile_min_face,
+                           det_min_face=self.det_min_face, upscale_whole=False)
+
+    def _run(self, image: np.ndarray) -> list[tuple[Any, float]]:
+        """(dlib rectangle, confidence) for every detection in one pass image."""
         if self.detector_kind == "cnn":
             return [(d.rect, hog_confidence(d.confidence))
                     for d in self._cnn(image, self.upsample)]
         rects, scores, _ = self._hog.run(image, self.upsample, self.adjust_threshold)
         return [(r, hog_confidence(s)) for r, s in zip(rects, scores, strict=True)]
+
+    def _find(self, image: np.ndarray) -> list[tuple[Any, float]]:
+        """(dlib rectangle in ``image``'s pixels, confidence) over every pass of its plan.
+
+        A pass at scale 1 over the whole image is exactly the single detector call of the
+        reference run; other passes are crops resized when they run (one at a time), and
+        their rectangles are mapped back and merged by NMS in ``image``'s pixels.
+        """
+        h, w = image.shape[:2]
+        passes = self.plan(w, h)
+        if len(passes) == 1 and passes[0].scale == 1.0:
+            return self._run(image)
+        boxes, scores, cut, seen = [], [], [], []
+        for p in passes:
+            crop = image[p.y0:p.y1, p.x0:p.x1]
+            if (p.out_w, p.out_h) != (crop.shape[1], crop.shape[0]):
+                crop = cv2.resize(crop, (p.out_w, p.out_h), interpolation=cv2.INTER_AREA
+                                  if p.scale < 1 else cv2.INTER_LINEAR)
+            found = self._run(np.ascontiguousarray(crop))
+            if not found:
+                continue
+            b, _ = p.to_photo(np.array([(r.left(), r.top(), r.right() + 1, r.bottom() + 1)
+                                        for r, _ in found], np.float64))
+            boxes.append(b)
+            scores.append([c for _, c in found])
+            cut.append(p.touches_edge(b))
+            seen.append((b[:, 2] - b[:, 0]) * p.scale)
+        if not boxes:
+            return []
+        all_boxes = np.concatenate(boxes)
+        all_scores = np.concatenate(scores)
+        keep = merge_detections(all_boxes, all_scores, np.concatenate(cut),
+                                np.concatenate(seen))
+        rect = self._dlib.rectangle
+        return [(rect(*(round(v) for v in (all_boxes[i, 0], all_boxes[i, 1],
+                                            all_boxes[i, 2] - 1, all_boxes[i, 3] - 1))),
+                 float(all_scores[i])) for i in keep]
 
     def detect(self, images: list[np.ndarray]) -> list[list[DetectedFace]]:
         """Detect and align per image, then describe all faces of the batch in one call."""

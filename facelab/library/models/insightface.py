@@ -13,14 +13,20 @@ what a photo-library batch job needs on top of ``FaceAnalysis``:
 * a missing pack fails before any work with a message that names the folder and the
   manual step, instead of a bare ``AssertionError`` deep inside insightface.
 
-insightface works on BGR images (OpenCV convention); the protocol hands us RGB, so every
-image is converted exactly once on entry.
+insightface works on BGR images (OpenCV convention); the protocol hands us RGB, so each
+detector pass converts its tile, and each aligned 112 px crop is swapped to BGR (a full BGR
+copy of a 100-megapixel photo would double its memory).
+
+Detection runs the multi-scale plan of :mod:`facelab.core.tiling` (a whole-photo pass plus
+tiles when ``tile_min_face`` is set); every face is aligned on the image as given, with the
+landmarks mapped back from the pass that found it, never on a shrunk copy.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ import numpy as np
 from google.protobuf.message import DecodeError  # onnxruntime's dependency: always there
 
 from facelab.core.linalg import l2_normalize
+from facelab.core.tiling import Pass, merge_detections, plan_passes
 from facelab.errors import ConfigError, ModelError, ModelNotFound
 from facelab.library.models.base import DetectedFace, check_rgb, weights_tag
 
@@ -37,6 +44,11 @@ logger = logging.getLogger(__name__)
 #: Faces per recognition call: large enough to amortise the session call, small enough
 #: that a batch of crowd photos (hundreds of faces) does not allocate gigabytes at once.
 RECOGNITION_CHUNK = 64
+
+#: Smallest face (px at the detector input) SCRFD finds reliably: its finest anchors are 16 px
+#: at stride 8; pasted lfw-dev faces are found ~96 % at 25 px and ~35 % at 15 px (issue 10).
+#: Tiles are scaled so a face of ``tile_min_face`` px reaches the detector at this size.
+DET_MIN_FACE = 24.0
 
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
@@ -104,7 +116,9 @@ class InsightFaceModel:
 
     def __init__(self, pack: str = "buffalo_l", root: str | os.PathLike[str] = "~/.insightface",
                  det_size: int = 640, providers: list[Any] | None = None,
-                 min_confidence: float = 0.5, *, download: bool = True) -> None:
+                 min_confidence: float = 0.5, *, download: bool = True,
+                 whole_size: int | None = None, tile_min_face: int = 0,
+                 tile_overlap: int = 128) -> None:
         if not (0.0 <= float(min_confidence) <= 1.0):
             raise ConfigError(f"min_confidence={min_confidence!r} is outside [0, 1]")
         if det_size <= 0 or det_size % 32:
@@ -113,6 +127,15 @@ class InsightFaceModel:
         self.pack = pack
         self.root = Path(os.path.expanduser(str(root)))
         self.det_size = int(det_size)
+        self.whole_size = self.det_size if whole_size is None else int(whole_size)
+        if self.whole_size <= 0 or self.whole_size % 32:
+            raise ConfigError(f"whole_size={whole_size!r} must be a positive multiple of 32 "
+                              "(SCRFD's coarsest feature stride)")
+        if int(tile_min_face) < 0 or not 0 <= int(tile_overlap) < self.det_size:
+            raise ConfigError(f"tile_min_face={tile_min_face!r} must be >= 0 and "
+                              f"tile_overlap={tile_overlap!r} in [0, det_size)")
+        self.tile_min_face = int(tile_min_face)
+        self.tile_overlap = int(tile_overlap)
         self.det_thresh = float(min_confidence)
         self.providers = list(providers) if providers else default_providers()
         self.pack_dir = self.root / "models" / pack
@@ -138,6 +161,11 @@ class InsightFaceModel:
         self._chunk = int(batch_axis) if self._fixed_batch else RECOGNITION_CHUNK
         self.version = (f"{weights_tag(det_file)}+{weights_tag(rec_file)};det_size={self.det_size};"
                         f"det_thresh={self.det_thresh:g}")
+        if self.whole_size != self.det_size or self.tile_min_face:
+            # the multi-scale plan changes which faces a photo gives: part of the version
+            whole = f"{self.whole_size},{self.det_size}" if self.tile_min_face else self.whole_size
+            self.version += (f";whole={whole};tiles=min{self.tile_min_face}"
+                             f"/overlap{self.tile_overlap}/at{DET_MIN_FACE:g}")
 
     # -- loading ---------------------------------------------------------------------
 
@@ -227,25 +255,29 @@ class InsightFaceModel:
         return list(self.recognizer.session.get_providers())
 
     def detect(self, images: list[np.ndarray]) -> list[list[DetectedFace]]:
-        """Detect faces per image, then embed every aligned crop of the batch together."""
+        """Detect faces per image (every pass of its plan), then embed every aligned crop of
+        the batch together. Alignment uses the image as given (full resolution) with the
+        landmarks mapped back from the pass that found the face."""
         from insightface.utils.face_align import norm_crop
 
         per_image: list[list[tuple[np.ndarray, float, np.ndarray]]] = []
         crops: list[np.ndarray] = []
         for index, image in enumerate(images):
-            h, w = check_rgb(image, index).shape[:2]
-            if int(self.det_size * min(h, w) / max(h, w)) < 1:
-                # SCRFD would resize this sliver to zero pixels and cv2 would raise
-                per_image.append([])
-                continue
-            bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-            dets, kpss = self.detector.detect(bgr, input_size=(self.det_size, self.det_size),
-                                              det_thresh=self.det_thresh)
+            check_rgb(image, index)
             found = []
-            for row, kps in zip(dets, kpss, strict=True):
+            for box, score, kps in self._find(image):
                 kps = np.asarray(kps, dtype=np.float32)
-                crops.append(norm_crop(bgr, landmark=kps, image_size=self.crop_size))
-                found.append((row[:4].astype(np.float64), float(row[4]), kps))
+                with warnings.catch_warnings():
+                    # insightface's estimate_norm calls scikit-image's deprecated
+                    # SimilarityTransform.estimate on every face: a FutureWarning the
+                    # user can do nothing about, so it is silenced here and only here.
+                    warnings.filterwarnings("ignore", message="`estimate` is deprecated",
+                                            category=FutureWarning)
+                    crop = norm_crop(image, landmark=kps, image_size=self.crop_size)
+                # warping is per channel, so aligning the RGB photo and swapping the 112 px
+                # crop equals aligning a BGR copy, without copying a 100-MP photo
+                crops.append(np.ascontiguousarray(crop[..., ::-1]))
+                found.append((box, score, kps))
             per_image.append(found)
 
         embeddings = self._embed(crops)
@@ -261,6 +293,53 @@ class InsightFaceModel:
                 k += 1
             results.append(faces)
         return results
+
+    def plan(self, width: int, height: int) -> list[Pass]:
+        """The detector passes for an image of ``width`` x ``height`` (see core.tiling)."""
+        # with tiles on, the whole photo is also seen at det_size: SCRFD's own framing, whose
+        # landmarks on small photos are InsightFace's reference ones (see merge_detections)
+        whole = (self.whole_size, self.det_size) if self.tile_min_face else self.whole_size
+        return plan_passes(width, height, whole_side=whole, tile_side=self.det_size,
+                           overlap=self.tile_overlap, min_face=self.tile_min_face,
+                           det_min_face=DET_MIN_FACE)
+
+    def _find(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        """``(x1, y1, x2, y2)``, score, (5, 2) landmarks of each face, in ``rgb``'s pixels.
+
+        Each pass's pixels are made only when it runs (crop, then resize, then pad to the
+        detector's square BGR input as SCRFD's own letterbox would), so the memory beyond the
+        photo itself is one tile.
+        """
+        h, w = rgb.shape[:2]
+        boxes, scores, points, cut, seen = [], [], [], [], []
+        for p in self.plan(w, h):
+            crop = rgb[p.y0:p.y1, p.x0:p.x1]
+            size = (p.out_w, p.out_h)
+            if size != (crop.shape[1], crop.shape[0]):
+                shrink = p.out_w < crop.shape[1] and p.scale < 0.5
+                crop = cv2.resize(crop, size,
+                                  interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            det_img = np.zeros((p.side, p.side, 3), dtype=np.uint8)
+            det_img[:p.out_h, :p.out_w] = crop[..., ::-1]  # RGB -> BGR (OpenCV convention)
+            dets, kpss = self.detector.detect(det_img, input_size=(p.side, p.side),
+                                              det_thresh=self.det_thresh)
+            if not len(dets):
+                continue
+            b, k = p.to_photo(dets[:, :4], np.asarray(kpss).reshape(-1, 5, 2))
+            boxes.append(b)
+            scores.append(dets[:, 4])
+            points.append(k)
+            cut.append(p.touches_edge(b))
+            seen.append((dets[:, 2] - dets[:, 0]).astype(np.float64))
+        if not boxes:
+            return []
+        all_boxes = np.concatenate(boxes)
+        all_scores = np.concatenate(scores).astype(np.float64)
+        all_points = np.concatenate(points)
+        keep = merge_detections(all_boxes, all_scores, np.concatenate(cut),
+                                np.concatenate(seen))
+        return [(all_boxes[i], float(all_scores[i]), all_points[i].astype(np.float32))
+                for i in keep]
 
     def _embed(self, crops: list[np.ndarray]) -> np.ndarray:
         """ArcFace over all crops in chunks; rows are L2-normalised float32."""
