@@ -27,6 +27,7 @@ from usearch.index import Index
 from facelab.core.cluster import FaceClusterer
 from facelab.core.metrics import clustering_report
 from facelab.research.lfw import default_dir
+from facelab.research.reports import save_figure, save_json
 from facelab.research.synth import make_space
 from facelab.settings import Settings
 from facelab.store.vectors import EXPANSION_SEARCH, reconnect
@@ -258,11 +259,7 @@ def _cluster_summary(runs: list[dict[str, Any]], findmore: dict[str, Any],
 
 
 def _write_cluster(result: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    text = json.dumps(result, indent=2, default=str)
-    (out / f"cluster-{stamp}.json").write_text(text)
-    (out / "cluster-latest.json").write_text(text)
+    stamp = save_json(result, out, "cluster")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -292,9 +289,7 @@ def _write_cluster(result: dict[str, Any], out: Path) -> None:
                      f"find-more k={fm['k']} over {fm['indexed']:,} faces: median "
                      f"{fm['median_ms']} ms, p95 {fm['p95_ms']} ms")
     fig.tight_layout()
-    fig.savefig(out / f"cluster-{stamp}.png", dpi=110)
-    fig.savefig(out / "cluster-latest.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, "cluster", stamp)
 
 
 # --------------------------------------------------------------------------- vector index
@@ -358,11 +353,7 @@ def bench_index(*, sizes: list[int] | None = None, builds: int = 3, lfw: Path | 
 
 
 def _write_index(result: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    text = json.dumps(result, indent=2)
-    (out / f"index-{stamp}.json").write_text(text)
-    (out / "index-latest.json").write_text(text)
+    stamp = save_json(result, out, "index")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -384,6 +375,4 @@ def _write_index(result: dict[str, Any], out: Path) -> None:
     ax1.legend(fontsize=8)
     fig.suptitle(f"usearch index builds, {result['cpu_count']} CPUs")
     fig.tight_layout()
-    fig.savefig(out / f"index-{stamp}.png", dpi=110)
-    fig.savefig(out / "index-latest.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, "index", stamp)

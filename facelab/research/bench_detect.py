@@ -18,7 +18,6 @@ the multi-scale default is measured against it when the settings offer it. Resul
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import shutil
@@ -45,6 +44,7 @@ from facelab.research.detect_eval import (
     group_frames,
     lfw_face_sources,
 )
+from facelab.research.reports import save_figure, save_json
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
 
@@ -305,11 +305,7 @@ def detection_settings(s: Settings) -> dict[str, Any]:
 def write_report(result: dict[str, Any], out: Path) -> None:
     """``detect-<time>.json``/``.png`` and ``detect-latest.*`` under ``out``: the recall by
     face width per strategy, close-up recall and false detections, and throughput."""
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    text = json.dumps(result, indent=2, default=str)
-    (out / f"detect-{stamp}.json").write_text(text)
-    (out / "detect-latest.json").write_text(text)
+    stamp = save_json(result, out, "detect")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -342,6 +338,4 @@ def write_report(result: dict[str, Any], out: Path) -> None:
                  f"{summ['data']['closeups']} close-ups, {summ['images']} lfw-dev photos "
                  f"({summ['cpu_count']} CPUs)")
     fig.tight_layout()
-    fig.savefig(out / f"detect-{stamp}.png", dpi=110)
-    fig.savefig(out / "detect-latest.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, "detect", stamp)
