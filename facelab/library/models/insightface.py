@@ -262,23 +262,23 @@ class InsightFaceModel:
 
         per_image: list[list[tuple[np.ndarray, float, np.ndarray]]] = []
         crops: list[np.ndarray] = []
-        for index, image in enumerate(images):
-            check_rgb(image, index)
-            found = []
-            for box, score, kps in self._find(image):
-                kps = np.asarray(kps, dtype=np.float32)
-                with warnings.catch_warnings():
-                    # insightface's estimate_norm calls scikit-image's deprecated
-                    # SimilarityTransform.estimate on every face: a FutureWarning the
-                    # user can do nothing about, so it is silenced here and only here.
-                    warnings.filterwarnings("ignore", message="`estimate` is deprecated",
-                                            category=FutureWarning)
+        with warnings.catch_warnings():
+            # insightface's estimate_norm calls scikit-image's deprecated
+            # SimilarityTransform.estimate on every face: a FutureWarning the user can do
+            # nothing about, so it is silenced here (once per batch) and only here.
+            warnings.filterwarnings("ignore", message="`estimate` is deprecated",
+                                    category=FutureWarning)
+            for index, image in enumerate(images):
+                check_rgb(image, index)
+                found = []
+                for box, score, kps in self._find(image):
+                    kps = np.asarray(kps, dtype=np.float32)
                     crop = norm_crop(image, landmark=kps, image_size=self.crop_size)
-                # warping is per channel, so aligning the RGB photo and swapping the 112 px
-                # crop equals aligning a BGR copy, without copying a 100-MP photo
-                crops.append(np.ascontiguousarray(crop[..., ::-1]))
-                found.append((box, score, kps))
-            per_image.append(found)
+                    # warping is per channel, so aligning the RGB photo and swapping the
+                    # 112 px crop equals aligning a BGR copy, without copying a 100-MP photo
+                    crops.append(np.ascontiguousarray(crop[..., ::-1]))
+                    found.append((box, score, kps))
+                per_image.append(found)
 
         embeddings = self._embed(crops)
         results: list[list[DetectedFace]] = []
