@@ -48,6 +48,12 @@ class DimensionMismatch(FacelabError, ValueError):
     """Embeddings do not have the dimension of the space they are written to."""
 
 
+class DataError(FacelabError, ValueError):
+    """Input data is unusable (a file that is not what it claims, a column of the wrong type,
+    NaN / infinite / all-zero vectors, duplicate rows); the message names the problem and the
+    rows or column. Raised before anything is written."""
+
+
 class IndexStale(FacelabError):
     """The vector index does not match the catalog and could not be repaired in place."""
 

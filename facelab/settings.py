@@ -170,6 +170,13 @@ class Settings:
     min_face_size: int = _setting(
         20, "Faces whose shorter box side is below this many pixels are dropped: below ~20 px "
         "embeddings are too noisy to identify anyone (original system's value).", low=0, high=4096)
+    redetect_iou: float = _setting(
+        0.5, "Re-detection (facelab run --redetect): a new box overlapping a stored face's box "
+        "at least this much (IoU) is that face found again, so it keeps its id, name and "
+        "history and only its box and vector are refreshed. One face seen single- and "
+        "multi-scale by SCRFD overlaps itself at IoU >= 0.83 (median 1.0; 43 faces of group "
+        "frames and fgnet-dev close-ups); boxes of neighbours in a crowd overlap far less "
+        "(docs/detection.md).", low=0.05, high=1.0)
     quality_area: float = _setting(
         40000.0, "Face box area (px^2) at which the size half of the quality score saturates "
         "(200x200 px face); quality = 0.5*min(1, area/quality_area) + 0.5*confidence.",
@@ -206,8 +213,16 @@ class Settings:
         "hdbscan", "HDBSCAN needs no distance threshold and leaves doubtful faces as noise "
         "instead of merging people.", choices=("hdbscan", "dbscan", "agglomerative"))
     cluster_min_quality: float = _setting(
-        0.5, "Faces below this quality are not clustered: blurry, tiny faces chain different "
-        "people together (original system's value).", low=0.0, high=1.0)
+        0.0, "Faces below this quality are left out of clustering (0 = every face is "
+        "clustered). No model family gains from a floor on faces it never saw (person halves, "
+        "chosen on a, scored on b; docs/clustering-quality.md): InsightFace packs' faces "
+        "are never made purer (lfw-dev MobileFaceNet at 0.5: 0.981 -> 0.979); for dlib 0.4 "
+        "keeps its false detections on photos (ears, hair; quality 0.27-0.45) out of clusters "
+        "(fgnet-dev 0.796 -> 0.800) but costs imported lfw-dev faces, whose file scores are "
+        "raw HOG margins (0.964 -> 0.947): set 0.4 for a dlib library of photos. The old 0.5 "
+        "left out 9 % of lfw-dev's dlib faces (0.957 -> 0.923) and every SCRFD face under "
+        "~85 px at median confidence.",
+        low=0.0, high=1.0)
     cluster_max_faces: int = _setting(
         2_000_000, "At most this many unassigned faces per clustering run (the best by "
         "quality); bounds time and memory.", low=1, high=100_000_000)

@@ -120,7 +120,8 @@ def test_time_bucket_clusters_only_that_month(lib):
                     "TIMESTAMP '2021-03-05' ELSE TIMESTAMP '2022-07-01' END")
     r = cluster_unassigned(cat, SPACE, Settings(), month="2021-03", min_cluster_size=3)
     in_month = cat.scalar("SELECT count(*) FROM faces f JOIN assets a USING (asset_id) "
-                          "WHERE strftime(a.taken_at, '%Y-%m') = '2021-03' AND f.quality >= 0.5")
+                          "WHERE strftime(a.taken_at, '%Y-%m') = '2021-03' AND f.quality >= ?",
+                          [Settings().resolve(SPACE).cluster_min_quality])
     assert r.faces == in_month > 0
     outside = cat.scalar("SELECT count(*) FROM faces f JOIN assets a USING (asset_id) "
                          "WHERE f.cluster_id IS NOT NULL AND "

@@ -43,7 +43,8 @@ def test_import_rejects_ragged_vectors_and_missing_columns(tmp_path):
     ragged = tmp_path / "ragged.parquet"
     pq.write_table(pa.table({"path": ["a", "b"], "embedding": [[0.1] * 128, [0.1] * 127]}),
                    ragged)
-    with pytest.raises(DimensionMismatch, match="127 to 128"):
+    with pytest.raises(DimensionMismatch, match=r"ragged.*128 long in 1 row \(0\); 127 long in "
+                       r"1 row \(1\)"):
         import_faces(cat, ragged, space="x")
     with pytest.raises(FacelabError, match="no column 'vec'"):
         import_faces(cat, ragged, space="x", embedding_col="vec")

@@ -19,6 +19,7 @@ from PIL import Image
 
 from facelab.errors import ConfigError, ModelNotFound
 from facelab.library.models import DetectedFace, FaceModel, load_model, model_space
+from facelab.research.detect_eval import background, face_crop, lfw_face_sources
 from facelab.settings import Settings
 
 dlib_mod = pytest.importorskip("facelab.library.models.dlib")
@@ -264,3 +265,107 @@ def test_process_pool_gives_the_same_faces_as_one_process(lfw_dir):
                 assert np.array_equal(x.embedding, y.embedding)
     finally:
         pooled.close()
+
+
+# --------------------------------------------------------------------------- multi-scale
+
+def test_tiles_leave_faces_the_whole_pass_sees_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pass reports a 40 px and a 200 px box (its own pixels): the tiles' 200 px boxes
+    (240 px in the photo, above the whole pass's smallest face) are dropped, the whole pass's
+    own boxes are kept whatever their size, the tiles' small ones too."""
+    model = DlibModel(tile_min_face=48)
+    w, h = 4032, 3024
+    limit = model.tile_face_limit(w, h)
+    assert limit == pytest.approx(dlib_mod.TILE_MAX_FACE * 40 / (1600 / w))  # ~101 px
+    rect = model._dlib.rectangle
+
+    def fake_run(image: np.ndarray) -> list:
+        return [(rect(10, 10, 49, 49), 0.9), (rect(100, 100, 299, 299), 0.9)]
+
+    def widths(m: DlibModel) -> set[int]:
+        monkeypatch.setattr(m, "_run", fake_run)
+        return {round(r.width() / 8) * 8 for r, _ in m._find(np.zeros((h, w, 3), np.uint8))}
+
+    # tile boxes: 48 and 240 px; whole-pass boxes: 101 and 504 px (rounded to 8 px)
+    assert widths(model) == {48, 104, 504}
+    assert widths(DlibModel(tile_min_face=48, tile_max_face=None)) == {48, 104, 240, 504}
+
+
+def test_tile_face_limit_is_in_the_version() -> None:
+    multi, unlimited = DlibModel(tile_min_face=48), DlibModel(tile_min_face=48,
+                                                               tile_max_face=None)
+    assert f"max{dlib_mod.TILE_MAX_FACE:g}xwhole" in multi.version
+    assert "whole=1600/lanczos" in multi.version
+    assert "xwhole" not in unlimited.version and "tiles=min48" in unlimited.version
+    assert "xwhole" not in DlibModel().version  # single-scale: the reference run, unchanged
+    assert DlibModel(tile_min_face=48, tile_max_face=1.5).version != multi.version
+    assert unlimited.tile_face_limit(4032, 3024) == float("inf")
+    assert multi.tile_face_limit(1000, 800) == pytest.approx(40.0)  # whole pass at scale 1
+    for bad in (0, -1.0):
+        with pytest.raises(ConfigError, match="tile_max_face"):
+            DlibModel(tile_min_face=48, tile_max_face=bad)
+
+
+def single_scale(rgb: np.ndarray) -> list[tuple[float, ...]]:
+    """Today's single-scale detection of ``rgb`` (boxes in its pixels): the photo shrunk to
+    1600 px as the image loader shrinks it (Lanczos, reducing gap 2), then HOG."""
+    h, w = rgb.shape[:2]
+    s = max(h, w) / 1600
+    small = np.asarray(Image.fromarray(rgb).resize((round(w / s), round(h / s)),
+                                                   Image.Resampling.LANCZOS, reducing_gap=2.0))
+    return [tuple(v * s for v in f.bbox) for f in DlibModel().detect([small])[0]]
+
+
+def same_boxes(faces: list[DetectedFace], boxes: list[tuple[float, ...]]) -> bool:
+    return len(faces) == len(boxes) and all(
+        min(np.abs(np.subtract(f.bbox, b)).max() for b in boxes) <= 3 for f in faces)
+
+
+def test_tiles_add_no_false_faces_on_a_textured_blank_photo() -> None:
+    """A 2400x1824 crop of the bench's first blank frame: HOG fires nowhere on it at the
+    single scale, and nowhere with tiles; without the tile face limit a tile finds a 131 px
+    'face', wider than the whole pass's smallest (the false detections issue 10 measured)."""
+    blank = np.ascontiguousarray(background((4032, 3024), seed=10_000_019)[1200:, :2400])
+    multi = DlibModel(tile_min_face=48)
+    assert len(multi.plan(2400, 1824)) > 1
+    assert single_scale(blank) == []
+    assert multi.detect([blank]) == [[]]
+    [old] = DlibModel(tile_min_face=48, tile_max_face=None).detect([blank])
+    assert old and min(f.bbox[2] for f in old) >= multi.tile_face_limit(2400, 1824)
+
+
+def test_whole_pass_finds_what_single_scale_found() -> None:
+    """The bench's fourth blank frame (12 MP), where single-scale detection fires twice on
+    the texture: multi-scale returns those two boxes and nothing more. With OpenCV's area
+    resize the whole pass fired on three other spots of it."""
+    blank = background((4032, 3024), seed=10_000_019 + 3)
+    single = single_scale(blank)
+    assert len(single) == 2
+    [multi] = DlibModel(tile_min_face=48).detect([blank])
+    assert same_boxes(multi, single), ([f.bbox for f in multi], single)
+
+
+def test_small_faces_on_texture_still_found_once(lfw_dir: Path) -> None:
+    """lfw-dev faces 48-128 px wide on a textured 4000x800 strip: the tiles find the small
+    ones the whole pass cannot, the limit leaves the large ones to the whole pass, each face
+    is found once and nothing is found on the texture."""
+    sources = lfw_face_sources(lfw_dir)[::89][:4]
+    canvas = background((4000, 800), seed=7)
+    truth = []
+    for i, (src, width) in enumerate(zip(sources, (48, 64, 96, 128), strict=True)):
+        crop, (fx, fy, fw, fh) = face_crop(read_rgb(src.path), src.box, width)
+        ox, oy = 400 + 900 * i - round(fx + fw / 2), 400 - round(fy + fh / 2)
+        canvas[oy:oy + crop.shape[0], ox:ox + crop.shape[1]] = crop
+        truth.append((ox + fx + fw / 2, oy + fy + fh / 2))
+    multi = DlibModel(tile_min_face=48)
+    assert multi.tile_face_limit(4000, 800) == pytest.approx(100.0)
+
+    def hits(faces: list[DetectedFace]) -> list[int]:
+        return [sum(f.bbox[0] <= cx <= f.bbox[0] + f.bbox[2]
+                    and f.bbox[1] <= cy <= f.bbox[1] + f.bbox[3] for f in faces)
+                for cx, cy in truth]
+
+    [faces] = multi.detect([canvas])
+    assert hits(faces) == [1, 1, 1, 1]
+    assert len(faces) == 4  # nothing on the texture
+    assert hits(DlibModel().detect([canvas])[0])[0] == 0  # the 48 px face needs the tiles

@@ -29,6 +29,28 @@ def test_index_is_built_from_catalog_and_finds_each_face(cat):
     assert np.all(np.diff(sims, axis=1) <= 1e-6)  # best first
 
 
+def test_one_query_gets_the_same_answer_as_a_batch_of_one(cat):
+    index, _ = VectorIndex.open(cat, SPACE)
+    ids, vecs = cat.vectors(SPACE)
+    for q in (vecs[7], vecs[7:8]):  # a single vector and a one-row matrix
+        found, sims = index.search(q, 4)
+        assert found.shape == sims.shape == (1, 4)
+        assert found[0, 0] == ids[7] and sims[0, 0] > 0.999
+
+
+def test_vectors_rewritten_in_place_rebuild_the_index(cat):
+    VectorIndex.open(cat, SPACE)
+    ids, _ = cat.vectors(SPACE)
+    moved = unit_vectors(1, 32, seed=99)[0]
+    with cat.write() as con:  # same face id, another vector (a re-detection refreshed it)
+        con.execute("UPDATE faces SET embedding=? WHERE face_id=?", [moved.tolist(), int(ids[3])])
+        cat.mark_rewritten(con, SPACE)
+    index, report = VectorIndex.open(cat, SPACE)
+    assert report.action == "rebuilt"  # a key-by-key catch-up would keep the old vector
+    found, sims = index.search(moved, 1)
+    assert found[0, 0] == ids[3] and sims[0, 0] > 0.999
+
+
 def test_reopening_a_fresh_index_does_no_work(cat):
     VectorIndex.open(cat, SPACE)
     _, report = VectorIndex.open(cat, SPACE)

@@ -49,8 +49,9 @@ def synth_parquet(path: Path, *, seed: int = 3) -> Path:
     """Synthetic dlib-like faces of 4 people (+2 strangers) as a foreign Parquet file.
 
     Two faces in three have large boxes (quality >= 0.8: clustered); every third face has a
-    small box (quality ~0.45, below ``cluster_min_quality``: left out of the clusters) but an
-    embedding as good as the others, so find-more has faces to suggest.
+    small box (quality ~0.45, below the ``cluster_min_quality`` of 0.5 the workspace is
+    clustered with: left out of the clusters) but an embedding as good as the others, so
+    find-more has faces to suggest.
     """
     from facelab.research.synth import make_space
 
@@ -97,7 +98,8 @@ def build_workspace(folder: Path, *, lfw: bool = False) -> Catalog:
         clusters.cluster_unassigned(catalog, "dlib/lfw")
     else:
         exchange.import_faces(catalog, synth_parquet(folder / "faces.parquet"), space=SPACE)
-        clusters.cluster_unassigned(catalog, SPACE)
+        # a user's quality floor (the default clusters every face): the small faces stay out
+        clusters.cluster_unassigned(catalog, SPACE, Settings(cluster_min_quality=0.5))
     return catalog
 
 

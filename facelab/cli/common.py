@@ -23,7 +23,8 @@ from facelab.store.catalog import Catalog
 #: ``model_workers``); ``--extensions`` becomes ``scan_extensions``.
 SETTING_OPTIONS = ("workspace", "model", "model_pack", "model_root", "det_size", "dlib_detector",
                    "min_confidence", "min_face_size", "batch_size", "loader_threads",
-                   "model_workers")
+                   "model_workers", "tile_min_face", "whole_det_size", "tile_overlap",
+                   "max_detect_side", "redetect_iou")
 
 
 def common_options(*, sub: bool = True) -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from facelab.library.status import format_runs, workspace_stats
 from facelab.people.naming import assign_by_name
 from facelab.settings import Settings
 from facelab.store.doctor import doctor
-from facelab.store.exchange import export, import_faces
+from facelab.store.exchange import export, export_persons, import_faces
 from facelab.store.library import error_assets
 from facelab.store.runs import mark_interrupted, recent_runs, request
 
@@ -28,6 +28,13 @@ def model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dlib-detector", choices=("hog", "cnn"), default=None)
     g.add_argument("--min-confidence", type=float, default=None)
     g.add_argument("--min-face-size", type=int, default=None)
+    g.add_argument("--tile-min-face", type=int, default=None,
+                   help="smallest face (px) the tiles are sized for; 0 = single-scale")
+    g.add_argument("--whole-det-size", type=int, default=None,
+                   help="detector input of the whole-photo pass (close-ups)")
+    g.add_argument("--tile-overlap", type=int, default=None, help="tile overlap, detector px")
+    g.add_argument("--max-detect-side", type=int, default=None,
+                   help="photos are decoded to at most this many px on their longer side")
     g.add_argument("--batch-size", type=int, default=None)
     g.add_argument("--loader-threads", type=int, default=None)
     g.add_argument("--workers", dest="model_workers", type=int, default=None,
@@ -35,6 +42,11 @@ def model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limit", type=int, default=None, help="detect at most N images")
     g.add_argument("--no-people", action="store_true",
                    help="skip the assign and cluster phases (detection only)")
+    g.add_argument("--redetect", action="store_true",
+                   help="also detect again the photos detected with other detection settings "
+                   "or weights; faces found again keep their names, ids and history")
+    g.add_argument("--redetect-iou", type=float, default=None,
+                   help="box overlap at which a new face is a stored face found again")
 
 
 def scan_options(p: argparse.ArgumentParser) -> None:
@@ -72,9 +84,23 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         p = sub.add_parser(verb, parents=[common], help=f"ask a running run to {verb}")
         p.add_argument("run_id", type=int)
         p.set_defaults(handler=request_cmd)
-    p = sub.add_parser("export", parents=[common], help="faces + embeddings to Parquet")
-    p.add_argument("out")
-    p.add_argument("--space", default=None)
+    p = sub.add_parser(
+        "export", parents=[common], help="faces (or --persons) to Parquet for research",
+        description="One row per face: face_id, space, person_id and name (merges followed), "
+        "assigned_by, cluster_id (active clusters only), content_hash, path, image size, "
+        "taken_at, box (x y w h), det_score, quality, landmarks, embedding. With --persons, "
+        "one row per person: name, hidden, n_faces (n_auto, n_confirmed, n_photos, "
+        "n_faces_by_space), first_seen/last_seen, prototypes, n_centroids, merged_from. "
+        "Plain Parquet for DuckDB, pandas or polars; `facelab import OUT` reads a face "
+        "export back (add --identity-col name to name its faces again).")
+    p.add_argument("out", help="the Parquet file to write (replaced when it exists)")
+    p.add_argument("--space", default=None,
+                   help="only this space (a projection proj/NAME: its vectors); default: "
+                   "every face once, in the space of the model that detected it")
+    p.add_argument("--no-embedding", action="store_true",
+                   help="leave the embedding column out (a small file for counting and "
+                   "joining; `facelab import` needs the embeddings)")
+    p.add_argument("--persons", action="store_true", help="one row per person instead")
     p.set_defaults(handler=export_cmd)
     p = sub.add_parser("import", parents=[common], help="faces + embeddings from Parquet")
     p.add_argument("parquet")
@@ -97,7 +123,8 @@ def run_cmd(args: argparse.Namespace) -> int:
     catalog = open_catalog(settings)
     report = run(catalog, args.photos if args.command == "run" else None, settings=settings,
                  include=getattr(args, "include", ()), exclude=getattr(args, "exclude", ()),
-                 limit=args.limit, progress=not args.no_progress, people=not args.no_people)
+                 limit=args.limit, progress=not args.no_progress, people=not args.no_people,
+                 redetect=args.redetect)
     print(report)
     return 0 if report.status == "done" else 1
 
@@ -144,8 +171,13 @@ def request_cmd(args: argparse.Namespace) -> int:
 
 
 def export_cmd(args: argparse.Namespace) -> int:
-    n = export(open_catalog(settings_of(args)), args.out, space=args.space)
-    print(f"wrote {n} faces to {args.out}")
+    catalog = open_catalog(settings_of(args))
+    if args.persons:
+        n = export_persons(catalog, args.out, space=args.space)
+        print(f"wrote {n} persons to {args.out}")
+    else:
+        n = export(catalog, args.out, space=args.space, embedding=not args.no_embedding)
+        print(f"wrote {n} faces to {args.out}")
     return 0
 
 

@@ -19,6 +19,32 @@ from facelab.people.policy import thresholds_in_force
 
 #: The notebook steps `facelab pipeline` and `facelab demo` run, in order.
 STEPS_HELP = "detect, dual_clustering, centroid_trimming, threshold_tuning, training"
+#: What `--truth FILE` is, for evaluate, calibrate and simulate.
+TRUTH_HELP = ("labelled faces: Parquet, CSV or TSV with a photo column (path or photo, or "
+              "content_hash), an identity column (identity or person) and per face a box "
+              "(bbox_x/y/w/h), two eye points (left_eye_x/y, right_eye_x/y) or neither (one "
+              "labelled face per photo: the detected face nearest the centre); e.g. "
+              "../shared/data/fgnet-dev/labels.tsv or the Parquet the faces were imported from")
+
+
+def _truth_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """The options that find and read a truth file (facelab.research.truth.load_truth)."""
+    p.add_argument("--truth", required=required, default=None, metavar="FILE", help=TRUTH_HELP)
+    p.add_argument("--truth-root", default=None, metavar="DIR",
+                   help="folder relative photo paths of --truth start from (default: the "
+                   "file's folder)")
+    p.add_argument("--identity-col", default=None,
+                   help="identity column (default: identity, else person)")
+    p.add_argument("--path-col", default=None, help="photo column (default: path, else photo)")
+    p.add_argument("--truth-pixels", choices=("displayed", "file"), default="displayed",
+                   help="truth boxes and eye points are pixels of the photo as displayed "
+                   "(EXIF orientation applied, like facelab's boxes; default) or of the "
+                   "file's own pixel grid")
+
+
+def _truth_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"root": args.truth_root, "identity_col": args.identity_col,
+            "path_col": args.path_col, "pixels": args.truth_pixels}
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -28,8 +54,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="verification AUC/EER, assignment bands, clustering vs labels")
     p.add_argument("--space", default=None)
     p.add_argument("--parquet", default=None, metavar="FILE",
-                   help="external truth: labeled embeddings (default: the catalog's labels)")
-    p.add_argument("--identity-col", default="identity")
+                   help="external labeled embeddings to verify (default: the vectors of the "
+                   "faces --truth names, else of the catalog's labels)")
+    _truth_args(p)
     p.add_argument("--embedding-col", default="embedding")
     p.add_argument("--pairs", type=int, default=200_000,
                    help="different-person pairs sampled (and cap on same-person pairs)")
@@ -51,14 +78,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", choices=("exemplar", "centroid", "multi", "all"),
                    default="exemplar", help="exemplar = the prototypes `assign` scores with")
     p.add_argument("--dry-run", action="store_true", help="measure only, store nothing")
+    _truth_args(p)
     p.add_argument("--json", default=None, metavar="OUT", help="write the results here")
     p.set_defaults(handler=calibrate_cmd)
     # --- simulate ---
     p = sub.add_parser("simulate", parents=[common],
                        help="an oracle user names the people: clicks per labeling strategy")
-    p.add_argument("--truth", required=True, metavar="TRUTH.parquet",
-                   help="identity per face: the Parquet the faces were imported from "
-                   "(path [+ box] + identity columns)")
+    _truth_args(p, required=True)
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT.json",
                    help="write actions, floor, accuracy, per-strategy results and curves")
     p.add_argument("--strategy", choices=("plain", "snowball", "best", "all"), default="best")
@@ -66,8 +92,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="stop once this share of the faces of people seen twice or more is "
                    "correctly named")
     p.add_argument("--space", default=None)
-    p.add_argument("--identity-col", default="identity")
-    p.add_argument("--path-col", default="path")
     p.add_argument("--max-actions", type=int, default=None,
                    help="give up after this many clicks (default 4 x floor + 100)")
     g = p.add_mutually_exclusive_group()
@@ -140,6 +164,20 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="detect: 4032x3024 group frames of pasted lfw-dev faces")
     p.add_argument("--closeups", type=int, default=60, help="detect: fgnet-dev close-ups")
     p.add_argument("--blanks", type=int, default=5, help="detect: frames without a face")
+    p.add_argument("--half", choices=("a", "b", "all"), default="all",
+                   help="detect: only the persons of one fixed half (a stable hash of the "
+                   "lfw-dev name / fgnet-dev identity), to check parameters on unseen people")
+    p.add_argument("--huge", type=int, default=0, metavar="N",
+                   help="detect: also N 100-megapixel JPEGs through the real loader "
+                   "(seconds, peak memory, recall by face size); ~1 min each")
+    p.add_argument("--tile-min-face", type=int, default=None,
+                   help="detect: the multi-scale strategy's tile_min_face (default: settings)")
+    p.add_argument("--whole-det-size", type=int, default=None,
+                   help="detect: the multi-scale strategy's whole_det_size")
+    p.add_argument("--tile-overlap", type=int, default=None,
+                   help="detect: the multi-scale strategy's tile_overlap")
+    p.add_argument("--max-detect-side", type=int, default=None,
+                   help="detect: the multi-scale strategy's max_detect_side")
     p.add_argument("--out", default="reports/bench")
     p.add_argument("--sizes", default=None,
                    help="cluster: faces per measurement, e.g. 10000,100000,1000000")
@@ -162,7 +200,10 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         if not args.parquet:
             raise
         space = "parquet"  # external truth only: no catalog space to compare clusters with
-    report = evaluate(catalog, space, parquet=args.parquet, identity_col=args.identity_col,
+    opts = _truth_options(args)
+    report = evaluate(catalog, space, parquet=args.parquet, truth=args.truth,
+                      truth_root=opts["root"], pixels=opts["pixels"],
+                      identity_col=opts["identity_col"], path_col=opts["path_col"],
                       embedding_col=args.embedding_col, settings=settings,
                       max_same=args.pairs, n_diff=args.pairs, seed=args.seed)
     print(format_evaluation(report))
@@ -174,15 +215,20 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
 def calibrate_cmd(args: argparse.Namespace) -> int:
     """Exit 0 when every strategy was calibrated, 2 when one was refused (reason printed)."""
     from facelab.research.calibrate import STRATEGIES, calibrate, format_calibration
+    from facelab.research.truth import load_truth
 
     settings = settings_of(args)
     catalog = open_catalog(settings)
     space = space_of(args, catalog, settings)
     strategies = STRATEGIES if args.strategy == "all" else (args.strategy,)
+    truth = (load_truth(catalog, args.truth, space=space, **_truth_options(args))
+             if args.truth else None)
+    if truth is not None:
+        print(_truth_line(truth.counts))
     results = calibrate(catalog, space, settings, strategies=strategies,
                         target_precision=args.precision, target_recall=args.recall,
                         confidence=args.confidence, stranger_share=args.strangers,
-                        dry_run=args.dry_run)
+                        dry_run=args.dry_run, truth=truth)
     for cal in results:
         print(format_calibration(cal))
     th = thresholds_in_force(catalog, space, settings)
@@ -194,6 +240,12 @@ def calibrate_cmd(args: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in results) else 2
 
 
+def _truth_line(c: dict[str, Any]) -> str:
+    return (f"truth {c['source']}: {c['labelled']:,} labelled faces of {c['people']:,} people; "
+            f"{c['matched']:,} matched a detected face, {c['unmatched']:,} did not, "
+            f"{c['photos_missing']:,} are on photos not in the workspace")
+
+
 def simulate_cmd(args: argparse.Namespace) -> int:
     """Exit 0 when the chosen strategy reached the target share, 1 when none did."""
     from facelab.research import simulate as sim
@@ -203,8 +255,9 @@ def simulate_cmd(args: argparse.Namespace) -> int:
     names = sim.STRATEGIES if args.strategy == "all" else (args.strategy,)
     if args.in_place and len(names) > 1:
         raise FacelabError("--in-place labels the workspace itself: run one --strategy")
-    truth = sim.load_truth(catalog, args.truth, space=args.space,
-                           identity_col=args.identity_col, path_col=args.path_col)
+    truth = sim.load_truth(catalog, args.truth, space=space_of(args, catalog, settings),
+                           **_truth_options(args))
+    print(_truth_line(truth.counts))
     results = {}
     for name in names:
         keep = Path(args.keep) / name if args.keep else None
@@ -212,7 +265,7 @@ def simulate_cmd(args: argparse.Namespace) -> int:
                                      target_share=args.target_share,
                                      max_actions=args.max_actions, in_place=args.in_place,
                                      keep=keep, progress=not args.no_progress)
-    report = sim.summary(results)
+    report = {**sim.summary(results), "truth": truth.counts}
     print(sim.format_table(results))
     print(f"chosen: {report['strategy']}: {report['actions']} clicks for {report['floor']} "
           f"people ({report['actions_per_floor']:.3f} x the floor), accuracy "
@@ -329,7 +382,8 @@ def bench_cmd(args: argparse.Namespace) -> int:
                               threads=[int(t) for t in args.threads.split(",")],
                               workers=[int(w) for w in args.workers.split(",") if w],
                               frames=args.frames, closeups=args.closeups, blanks=args.blanks,
-                              quick=args.quick, settings=settings,
+                              half=args.half, huge=args.huge, quick=args.quick,
+                              settings=settings,
                               progress=not args.no_progress)
         print(json.dumps(result["summary"], indent=2))
     return 0

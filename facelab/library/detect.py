@@ -9,7 +9,12 @@ faces, or neither. Each failure is recorded per asset with its kind, never swall
 Images reach the model at up to ``max_detect_side`` (a 12-MP photo whole); the model runs
 its multi-scale plan on them (``facelab.core.tiling``: a whole-photo pass for close-ups,
 tiles for faces down to ``tile_min_face``) and aligns every face on that full-resolution
-array. The plan is part of ``model.version``, so changing it makes every asset pending again.
+array. The plan is part of ``model.version``: detection records carry it, a run counts the
+photos an older version detected (``DetectReport.stale``) and says so, and ``redetect=True``
+(``facelab run --redetect``) detects them again. A face found again (its new box overlaps
+the stored one at ``redetect_iou``) keeps its id, so its name, history and every decision
+about it stay; new faces are added; a stored face not found again is deleted only when
+nobody decided anything about it.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import duckdb
 import numpy as np
 from tqdm.auto import tqdm
 
+from facelab.core.boxes import pair_boxes
+from facelab.core.checks import vector_faults
 from facelab.core.quality import face_quality
 from facelab.errors import DimensionMismatch, ImageError
 from facelab.library.images import LoadedImage, load_image
@@ -30,10 +38,16 @@ from facelab.library.models.base import DetectedFace, FaceModel
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
 from facelab.store.library import (
+    StoredFaces,
     detected_among,
+    detection_versions,
+    drop_undecided_faces,
+    forget_detection,
     insert_detected_faces,
     pending_assets,
     record_detection,
+    refresh_faces,
+    stored_faces,
 )
 from facelab.store.runs import record_batch, set_phase
 
@@ -66,6 +80,11 @@ class DetectReport:
     wall_s: float = 0.0
     model_s: float = 0.0        # time inside the model
     load_wait_s: float = 0.0    # time the model waited for decoded images
+    stale: int = 0              # photos detected by another model version, left as they are
+    redetected: int = 0         # photos detected again (redetect=True)
+    refreshed: int = 0          # stored faces found again: new box and vector, same id
+    dropped: int = 0            # stored faces not found again, nobody decided about: deleted
+    kept: int = 0               # stored faces not found again, kept (someone decided)
 
     @property
     def images_per_s(self) -> float:
@@ -81,7 +100,9 @@ class DetectReport:
                 "processed": self.processed, "faces": self.faces, "errors": dict(self.errors),
                 "wall_s": round(self.wall_s, 3), "model_s": round(self.model_s, 3),
                 "images_per_s": round(self.images_per_s, 2),
-                "model_busy": round(self.model_busy, 3)}
+                "model_busy": round(self.model_busy, 3), "stale": self.stale,
+                "redetected": self.redetected, "refreshed": self.refreshed,
+                "dropped": self.dropped, "kept": self.kept}
 
 
 def postprocess(faces: list[DetectedFace], scale: float, settings: Settings) -> list[FaceRow]:
@@ -133,8 +154,10 @@ def _loaded(items: list[tuple[int, str]], settings: Settings, threads: int
 
 def detect(catalog: Catalog, model: FaceModel, *, settings: Settings | None = None,
            run_id: int | None = None, limit: int | None = None, progress: bool = True,
-           loader_threads: int | None = None) -> DetectReport:
-    """Detect and embed faces in every asset the model has not processed yet.
+           loader_threads: int | None = None, redetect: bool = False) -> DetectReport:
+    """Detect and embed faces in every asset the model has not processed yet (``redetect``:
+    nor processed as its current ``version``; see the module docstring for what a
+    re-detection keeps).
 
     Stops cleanly after the current batch when the run is asked to pause or cancel (from
     any process, via :func:`facelab.store.runs.request`) or on Ctrl-C; everything finished is kept.
@@ -144,8 +167,11 @@ def detect(catalog: Catalog, model: FaceModel, *, settings: Settings | None = No
     space = model.space
     with catalog.write() as con:
         catalog.ensure_space(con, space, model.dim, kind="detector", model=model.version)
-    items = pending_assets(catalog, space, limit)
+    items = pending_assets(catalog, space, limit, version=model.version if redetect else None)
     report = DetectReport(space, pending=len(items))
+    if not redetect:
+        report.stale = sum(n for v, n in detection_versions(catalog, space).items()
+                           if v != model.version)
     if run_id is not None:
         set_phase(catalog, run_id, "detect", "running", total=len(items))
     bar = tqdm(total=len(items), desc=f"detect [{space}]", unit="img", disable=not progress,
@@ -157,7 +183,8 @@ def detect(catalog: Catalog, model: FaceModel, *, settings: Settings | None = No
             report.load_wait_s += waited
             batch.append((asset_id, path, result))
             if len(batch) >= settings.batch_size:
-                stop = _process_batch(catalog, model, batch, settings, run_id, report)
+                stop = _process_batch(catalog, model, batch, settings, run_id, report,
+                                      redetect)
                 bar.set_postfix(faces=report.faces, errors=sum(report.errors.values()),
                                 refresh=False)
                 bar.update(len(batch))
@@ -166,7 +193,7 @@ def detect(catalog: Catalog, model: FaceModel, *, settings: Settings | None = No
                     break
         else:
             if batch:
-                _process_batch(catalog, model, batch, settings, run_id, report)
+                _process_batch(catalog, model, batch, settings, run_id, report, redetect)
                 bar.update(len(batch))
     except KeyboardInterrupt:
         report.status = "paused"
@@ -199,7 +226,7 @@ def _run_model(model: FaceModel, images: list[np.ndarray]
 
 def _process_batch(catalog: Catalog, model: FaceModel,
                    batch: list[tuple[int, str, LoadedImage | ImageError]], settings: Settings,
-                   run_id: int | None, report: DetectReport) -> bool:
+                   run_id: int | None, report: DetectReport, redetect: bool = False) -> bool:
     """Detect one batch and commit it; return True when the run was asked to stop."""
     ok = [(i, r) for i, (_, _, r) in enumerate(batch) if isinstance(r, LoadedImage)]
     t0 = time.perf_counter()
@@ -220,20 +247,47 @@ def _process_batch(catalog: Catalog, model: FaceModel,
             if r.embedding.shape != (model.dim,):
                 raise DimensionMismatch(f"model {model.space} returned a {r.embedding.shape} "
                                         f"embedding, expected ({model.dim},)")
+        if rows:
+            faults = vector_faults(np.stack([r.embedding for r in rows]))
+            bad = [f"{k} in {len(v)}" for k, v in faults.items() if len(v)]
+            if bad:  # a vector no space can hold: the photo is an error, nothing of it stored
+                per_asset.append((asset_id, path, None, "model",
+                                  f"the model returned unusable face vectors ({', '.join(bad)} "
+                                  f"of {len(rows)} faces)"))
+                continue
         per_asset.append((asset_id, path, rows, None, None))
-    return _commit(catalog, model, per_asset, run_id, report)
+    return _commit(catalog, model, per_asset, run_id, report,
+                   settings.redetect_iou if redetect else None)
 
 
 def _commit(catalog: Catalog, model: FaceModel, per_asset: list, run_id: int | None,
-            report: DetectReport) -> bool:
+            report: DetectReport, redetect_iou: float | None = None) -> bool:
+    """Write one batch's results in one transaction; ``redetect_iou`` set: photos detected
+    before by another version are re-detected (faces paired by box overlap)."""
     space = model.space
+    redetect = redetect_iou is not None
+    ids = [a for a, *_ in per_asset]
     with catalog.write() as con:
-        done = detected_among(con, space, [a for a, *_ in per_asset])
+        # another process finished an asset meanwhile: keep theirs
+        done = detected_among(con, space, ids, version=model.version if redetect else None)
+        earlier: dict[int, StoredFaces] = {}
+        if redetect:
+            again = sorted(detected_among(con, space, ids) - done)
+            earlier = stored_faces(con, space, again)
+            for asset_id in again:
+                forget_detection(con, asset_id, space)
+            report.redetected += len(again)
         faces: list[tuple[int, FaceRow]] = []
         n_ok = n_err = 0
+        rewritten = False
         for asset_id, path, rows, kind, detail in per_asset:
-            if asset_id in done:  # another process finished it meanwhile: keep theirs
+            if asset_id in done:
                 continue
+            n_faces = None if rows is None else len(rows)
+            if rows is not None and asset_id in earlier:
+                rows, n_faces = _reconcile(con, space, earlier.pop(asset_id), rows,
+                                           redetect_iou or 0.0, report)
+                rewritten = True
             if rows is None:
                 record_detection(con, asset_id, space, model.version, error_kind=kind,
                                  error_detail=detail, run_id=run_id)
@@ -241,7 +295,7 @@ def _commit(catalog: Catalog, model: FaceModel, per_asset: list, run_id: int | N
                 report.error_assets.append((asset_id, path, kind, detail or ""))
                 n_err += 1
             else:
-                record_detection(con, asset_id, space, model.version, n_faces=len(rows),
+                record_detection(con, asset_id, space, model.version, n_faces=n_faces,
                                  run_id=run_id)
                 faces.extend((asset_id, r) for r in rows)
                 n_ok += 1
@@ -257,6 +311,8 @@ def _commit(catalog: Catalog, model: FaceModel, per_asset: list, run_id: int | N
                 embeddings=np.stack([r.embedding for r in kept]).reshape(-1, model.dim),
                 run_id=run_id)
             catalog.bump_generation(con, space)
+        if rewritten:
+            catalog.mark_rewritten(con, space)
         stop = False
         if run_id is not None:
             requested = record_batch(con, run_id, "detect", done=n_ok + n_err, errors=n_err)
@@ -267,3 +323,31 @@ def _commit(catalog: Catalog, model: FaceModel, per_asset: list, run_id: int | N
     report.faces += len(faces)
     return stop
 
+
+
+def _reconcile(con: duckdb.DuckDBPyConnection, space: str, stored: StoredFaces,
+               rows: list[FaceRow], min_iou: float, report: DetectReport
+               ) -> tuple[list[FaceRow], int]:
+    """Pair a re-detected photo's new faces with its stored ones; refresh the pairs in place,
+    delete stored faces not found again unless someone decided about them. Returns the new
+    faces left to insert and how many faces the photo has now."""
+    new_boxes = np.array([(r.x, r.y, r.w, r.h) for r in rows], np.float64).reshape(-1, 4)
+    pairs = pair_boxes(stored.boxes, new_boxes, min_iou)
+    found = [rows[j] for _, j in pairs]
+    refresh_faces(
+        con, space, [int(stored.face_ids[i]) for i, _ in pairs],
+        boxes=np.array([(r.x, r.y, r.w, r.h) for r in found], np.float64),
+        det_scores=np.array([r.det_score for r in found], np.float32),
+        qualities=np.array([r.quality for r in found], np.float32),
+        landmarks=[None if r.landmarks is None else r.landmarks.ravel().tolist()
+                   for r in found],
+        embeddings=np.stack([r.embedding for r in found]) if found else np.zeros((0, 1)))
+    report.refreshed += len(pairs)
+    paired_old = {i for i, _ in pairs}
+    unfound = [int(f) for i, f in enumerate(stored.face_ids) if i not in paired_old]
+    dropped = drop_undecided_faces(con, unfound)
+    report.dropped += dropped
+    report.kept += len(unfound) - dropped
+    paired_new = {j for _, j in pairs}
+    fresh = [r for j, r in enumerate(rows) if j not in paired_new]
+    return fresh, len(pairs) + len(fresh) + len(unfound) - dropped

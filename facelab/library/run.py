@@ -63,6 +63,15 @@ class RunReport:
             d = self.detect
             lines.append(f"  detect  {d.processed}/{d.pending} images, {d.faces} faces, "
                          f"{d.images_per_s:.1f} img/s, model busy {d.model_busy:.0%}")
+            if d.redetected:
+                lines.append(f"  redetect {d.redetected} photos detected again: {d.refreshed} "
+                             f"faces found again (same id and name), {d.faces} new, "
+                             f"{d.dropped} no longer found removed, {d.kept} no longer found "
+                             f"but kept (named or decided)")
+            if d.stale:
+                lines.append(f"  note    {d.stale} photos were detected with other detection "
+                             f"settings or weights; `facelab run --redetect` detects them "
+                             f"again, keeping every name")
         if self.index:
             lines.append(f"  index   {self.index.action}: +{self.index.added} "
                          f"-{self.index.removed}, {self.index.size} vectors"
@@ -75,7 +84,9 @@ class RunReport:
         if self.cluster:
             c = self.cluster
             lines.append(f"  cluster {c.faces} faces: {c.clusters} clusters "
-                         f"({c.clustered_faces} faces), {c.noise} noise, {c.kept_ids} ids kept")
+                         f"({c.clustered_faces} faces), {c.noise} noise, {c.kept_ids} ids kept"
+                         + (f"; {c.left_out} faces below cluster_min_quality "
+                            f"{c.min_quality:g} left out" if c.left_out else ""))
         if self.errors:
             lines.append("  errors  " + ", ".join(f"{k}: {n}" for k, n in
                                                   sorted(self.errors.items())))
@@ -89,9 +100,10 @@ class RunReport:
 def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
         settings: Settings | None = None, model: FaceModel | None = None,
         include: Sequence[str] = (), exclude: Sequence[str] = (), limit: int | None = None,
-        progress: bool = True, people: bool = True) -> RunReport:
-    """Scan ``photos`` (skipped when None), detect faces in new assets, update the index,
-    then (``people``) assign faces of known people and cluster the rest."""
+        progress: bool = True, people: bool = True, redetect: bool = False) -> RunReport:
+    """Scan ``photos`` (skipped when None), detect faces in new assets (``redetect``: and in
+    assets detected with other settings or weights, keeping the faces found again), update
+    the index, then (``people``) assign faces of known people and cluster the rest."""
     settings = settings or Settings.from_env()
     if photos is not None and not os.path.isdir(photos):
         raise FileNotFoundError(f"photo folder {photos} does not exist or is not a folder")
@@ -100,6 +112,7 @@ def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
     kind = "run" if photos is not None else "detect"
     params = {"target": target, "model": model.space, "model_version": model.version,
               "include": list(include), "exclude": list(exclude), "limit": limit,
+              "redetect": redetect,
               "settings": settings.as_dict()}
     phases = ((["scan"] if photos is not None else []) + ["detect", "index"]
               + (["assign", "cluster"] if people else []))
@@ -116,7 +129,7 @@ def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
             report.errors.update(report.scan.errors)
             report.error_files.extend(report.scan.error_files)
         report.detect = detect(catalog, model, settings=settings, run_id=run_id, limit=limit,
-                               progress=progress)
+                               progress=progress, redetect=redetect)
         report.errors.update(report.detect.errors)
         report.error_files.extend((p, k, d) for _, p, k, d in report.detect.error_assets)
         report.status = report.detect.status

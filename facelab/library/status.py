@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from facelab.store.catalog import Catalog
-from facelab.store.library import library_counts, space_counts
+from facelab.store.library import detection_versions, library_counts, space_counts
 
 
 def workspace_stats(catalog: Catalog) -> dict[str, Any]:
@@ -21,7 +21,9 @@ def workspace_stats(catalog: Catalog) -> dict[str, Any]:
         "spaces": [],
     }
     for s in catalog.spaces():
-        out["spaces"].append({**s, **space_counts(catalog, s["space"])})
+        out["spaces"].append({**s, **space_counts(catalog, s["space"]),
+                              # more than one: part of the library awaits `run --redetect`
+                              "detection_versions": detection_versions(catalog, s["space"])})
     return out
 
 

@@ -42,11 +42,14 @@ class ClusterReport:
     retired: int = 0
     seconds: float = 0.0
     sizes: list[int] = field(default_factory=list)
+    min_quality: float = 0.0  # the cluster_min_quality in force
+    left_out: int = 0         # unassigned faces below it, not clustered
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("space", "run_id", "method", "params", "faces",
                                             "clusters", "clustered_faces", "noise", "kept_ids",
-                                            "new_ids", "retired")}
+                                            "new_ids", "retired", "min_quality",
+                                            "left_out")}
         d["seconds"] = round(self.seconds, 2)
         d["largest"] = sorted(self.sizes, reverse=True)[:10]
         return d
@@ -69,9 +72,13 @@ def select_faces(catalog: Catalog, space: str, settings: Settings, *,
 
     ``month`` ('YYYY-MM') restricts to photos taken in that month (a time bucket). A derived
     space (``proj/<checkpoint>``) clusters the same faces, by their vectors in that space.
+    The quality floor is the ``cluster_min_quality`` in force for ``space`` (explicit > model
+    family > built-in: dlib's keeps its false detections out, other families cluster every
+    face).
     """
-    return stored.unassigned_faces(catalog, space, min_quality=settings.cluster_min_quality,
-                                   limit=settings.cluster_max_faces, month=month)
+    s = settings.resolve(space)
+    return stored.unassigned_faces(catalog, space, min_quality=s.cluster_min_quality,
+                                   limit=s.cluster_max_faces, month=month)
 
 
 def cluster_unassigned(catalog: Catalog, space: str, settings: Settings | None = None, *,
@@ -90,6 +97,10 @@ def cluster_unassigned(catalog: Catalog, space: str, settings: Settings | None =
     t0 = time.perf_counter()
     face_ids, assets = select_faces(catalog, space, settings, month=month)
     report.faces = len(face_ids)
+    report.min_quality = settings.resolve(space).cluster_min_quality
+    if report.min_quality > 0:
+        report.left_out = stored.unassigned_below(catalog, space,
+                                                  min_quality=report.min_quality, month=month)
     labels = np.full(len(face_ids), -1, np.int64)
     if len(face_ids) >= 2:
         order = np.argsort(face_ids)

@@ -63,7 +63,7 @@ from facelab.core.thresholds import (
 from facelab.errors import ConfigError, FacelabError
 from facelab.people.policy import ASSIGN_STRATEGY, STRATEGIES
 from facelab.research.loo import CENTROID_CANDIDATES, FOLDS, loo_scores
-from facelab.research.truth import LabeledFaces, catalog_labels
+from facelab.research.truth import LabeledFaces, Truth, catalog_labels, truth_labels
 from facelab.settings import Settings
 from facelab.store import thresholds as stored
 from facelab.store.catalog import Catalog
@@ -254,8 +254,13 @@ def calibrate(catalog: Catalog, space: str, settings: Settings | None = None, *,
               strategies: tuple[str, ...] | list[str] = (ASSIGN_STRATEGY,),
               target_precision: float = 0.995, target_recall: float = 0.90,
               confidence: float = CONFIDENCE, stranger_share: float | None = None,
-              dry_run: bool = False, folds: int = FOLDS, seed: int = 0) -> list[Calibration]:
+              dry_run: bool = False, folds: int = FOLDS, seed: int = 0,
+              truth: Truth | None = None) -> list[Calibration]:
     """Calibrate ``space`` on the catalog's human labels, one result per strategy.
+
+    ``truth``: calibrate on the faces a labelled file names instead
+    (:func:`facelab.research.truth.load_truth`, e.g. a workspace built from photos whose
+    people a researcher listed); their vectors in ``space`` are scored the same way.
 
     Results that are not refused are stored (unless ``dry_run``) and from then on are the
     space's thresholds for that strategy (:func:`facelab.people.policy.settings_in_force`);
@@ -266,7 +271,9 @@ def calibrate(catalog: Catalog, space: str, settings: Settings | None = None, *,
         if st not in STRATEGIES:
             raise ConfigError(f"strategy={st!r} must be one of {', '.join(STRATEGIES)}")
     s = settings or Settings.from_env()
-    data = catalog_labels(catalog, space)
+    if truth is not None and truth.space != space:
+        raise ConfigError(f"the truth was matched to space {truth.space!r}, not {space!r}")
+    data = catalog_labels(catalog, space) if truth is None else truth_labels(catalog, truth)
     out = []
     for st in strategies:
         cal = calibrate_labels(data, space=space, strategy=st,

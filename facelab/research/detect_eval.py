@@ -11,7 +11,13 @@ this module builds them:
   known and anything detected on the background is a false detection;
 * **close-ups** -- fgnet-dev portraits, truth from the pupils in ``labels.tsv`` (a face is
   found when a detected box holds both labelled eyes, the dataset's own rule);
-* **blank frames** -- background only: every detection is false.
+* **blank frames** -- background only: every detection is false;
+* **a huge photo** -- the group frame's recipe at 100 megapixels, written as a JPEG so that
+  the real loader (decoding at reduced scale) is part of what is measured.
+
+Parameters chosen on these photos must be checked on people they were not chosen on:
+:func:`person_half` splits the persons (lfw-dev names, fgnet-dev identities) into two fixed
+halves by a stable hash, and every loader takes ``half``.
 
 A detector is any callable taking an RGB uint8 array and returning ``(boxes, scores)`` with
 boxes as ``x, y, w, h`` in that array's pixels, so any strategy (facelab's own path at some
@@ -22,8 +28,9 @@ scoring are pure functions of their inputs and a seed; only the loaders read fil
 from __future__ import annotations
 
 import csv
+import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +52,13 @@ IOU_MIN = 0.4
 #: Context kept around an lfw face box when it is cut out (fraction of the box's width and
 #: height on each side): hair and shoulders, as a face in a photo has, and room to feather.
 CONTEXT = (0.45, 0.3)
+#: A 100-megapixel photo (the largest cameras; under ``max_image_pixels`` 120 MP), landscape.
+HUGE_SIZE = (12288, 8192)
+#: Face widths pasted into the huge photo, in its own pixels: at ``max_detect_side`` 4096 it
+#: is decoded at 1/3, so these are 16-144 px in the decoded photo the detector sees.
+HUGE_FACE_SIZES = (48, 72, 96, 144, 192, 288, 432)
+#: The person halves of :func:`person_half`; "all" takes both.
+HALVES = ("a", "b")
 
 Detections = tuple[np.ndarray, np.ndarray]
 Detector = Callable[[np.ndarray], Detections]
@@ -52,10 +66,12 @@ Detector = Callable[[np.ndarray], Detections]
 
 @dataclass(frozen=True)
 class FaceSource:
-    """One lfw-dev photo and the face box (x, y, w, h) InsightFace found in it."""
+    """One lfw-dev photo and the face box (x, y, w, h) InsightFace found in it; ``person``
+    is the lfw-dev name (the photo's folder)."""
 
     path: Path
     box: tuple[float, float, float, float]
+    person: str = ""
 
 
 @dataclass
@@ -71,19 +87,38 @@ class GroupFrame:
 
 @dataclass(frozen=True)
 class Closeup:
-    """A fgnet-dev photo and its two labelled pupils ((2, 2) array of x, y)."""
+    """A fgnet-dev photo, its two labelled pupils ((2, 2) array of x, y) and its person."""
 
     path: Path
     eyes: np.ndarray
+    person: str = ""
 
 
 # --------------------------------------------------------------------------- data
 
-def lfw_face_sources(lfw_dir: str | Path) -> list[FaceSource]:
+def person_half(person: str) -> str:
+    """The half ("a" or "b") a person belongs to: the parity of a BLAKE2b hash of the name.
+
+    Stable across runs, machines and Python versions (unlike ``hash``), independent of which
+    other persons exist, so a person never changes half when a data set grows.
+    """
+    digest = hashlib.blake2b(person.encode("utf-8"), digest_size=8).digest()
+    return HALVES[digest[-1] & 1]
+
+
+def in_half(person: str, half: str) -> bool:
+    """Whether ``person`` is in ``half`` ("a", "b", or "all" for everyone)."""
+    if half not in (*HALVES, "all"):
+        raise ValueError(f"half={half!r} must be one of a, b, all")
+    return half == "all" or person_half(person) == half
+
+
+def lfw_face_sources(lfw_dir: str | Path, half: str = "all") -> list[FaceSource]:
     """Faces of lfw-dev photos present under ``images/``, with their reference boxes.
 
     The boxes come from ``embeddings-mobilefacenet.parquet`` (SCRFD via InsightFace's own
-    ``FaceAnalysis``), so the truth box has the shape a SCRFD detection has.
+    ``FaceAnalysis``), so the truth box has the shape a SCRFD detection has. ``half`` keeps
+    the persons (folder names) of one :func:`person_half`.
     """
     lfw_dir = Path(lfw_dir)
     table = pq.read_table(lfw_dir / "embeddings-mobilefacenet.parquet",
@@ -95,8 +130,10 @@ def lfw_face_sources(lfw_dir: str | Path) -> list[FaceSource]:
         box = tuple(float(cols[k][i]) for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h"))
         # faces at least 80 px wide and not elongated: scaled to 160 px, the crop stays
         # inside its grid cell and the face is not blown up from a thumbnail
-        if box[2] >= 80 and box[3] <= 1.6 * box[2] and path.is_file():
-            out.append(FaceSource(path, box))  # type: ignore[arg-type]
+        person = Path(rel).parent.name
+        if (box[2] >= 80 and box[3] <= 1.6 * box[2] and in_half(person, half)
+                and path.is_file()):
+            out.append(FaceSource(path, box, person))  # type: ignore[arg-type]
     return sorted(out, key=lambda s: str(s.path))
 
 
@@ -155,40 +192,85 @@ def group_frames(sources: list[FaceSource], n_frames: int, *,
     at a random offset inside the cell, each face from a different photo. Frames are made one
     at a time (a 12-megapixel frame is 36 MB) and depend only on the sources and ``seed``.
     """
-    w, h = frame_size
-    cell = max(int(2.7 * max(sizes)), 200)  # a crop is at most 1.9 x 2.56 face widths
-    cols, rows = max(1, w // cell), max(1, h // cell)
+    cols, rows = _grid(frame_size, sizes, per_size)
     per_frame = len(sizes) * per_size
-    if per_frame > cols * rows:
-        raise ValueError(f"{per_frame} faces do not fit a {cols}x{rows} grid of {frame_size}")
     if not sources:
         raise ValueError("no face sources to paste")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(sources))
-    k = 0
+    picked = (sources[int(order[k % len(order)])] for k in range(n_frames * per_frame))
     for f in range(n_frames):
         rgb = background(frame_size, seed=seed * 100_003 + f)
-        cells = rng.choice(cols * rows, per_frame, replace=False)
-        widths = np.repeat(np.asarray(sizes), per_size)
-        boxes, regions = [], []
-        for c, width in zip(cells, widths, strict=True):
-            src = sources[int(order[k % len(order)])]
-            k += 1
-            photo = load_image(src.path, max_pixels=50_000_000).rgb
-            crop, (fx, fy, fw, fh) = face_crop(photo, src.box, int(width))
-            ch, cw = crop.shape[:2]
-            cx0, cy0 = (c % cols) * (w // cols), (c // cols) * (h // rows)
-            ox = cx0 + int(rng.integers(0, max(1, w // cols - cw)))
-            oy = cy0 + int(rng.integers(0, max(1, h // rows - ch)))
-            cw, ch = min(cw, w - ox), min(ch, h - oy)
-            alpha = _feather(ch, cw)
-            patch = rgb[oy:oy + ch, ox:ox + cw].astype(np.float32)
-            rgb[oy:oy + ch, ox:ox + cw] = (alpha * crop[:ch, :cw] + (1 - alpha) * patch
-                                           ).astype(np.uint8)
-            boxes.append((ox + fx, oy + fy, fw, fh))
-            regions.append((ox, oy, cw, ch))
-        yield GroupFrame(rgb, np.asarray(boxes, np.float64), widths.astype(np.int64),
-                         np.asarray(regions, np.float64))
+        yield _paste_faces(rgb, picked, sizes, per_size, (cols, rows), rng)
+
+
+def _grid(frame_size: tuple[int, int], sizes: tuple[int, ...], per_size: int
+          ) -> tuple[int, int]:
+    """Columns and rows of the cells faces are pasted into (a cell holds the largest crop)."""
+    w, h = frame_size
+    cell = max(int(2.7 * max(sizes)), 200)  # a crop is at most 1.9 x 2.56 face widths
+    cols, rows = max(1, w // cell), max(1, h // cell)
+    if len(sizes) * per_size > cols * rows:
+        raise ValueError(f"{len(sizes) * per_size} faces do not fit a {cols}x{rows} grid of "
+                         f"{frame_size}")
+    return cols, rows
+
+
+def _paste_faces(rgb: np.ndarray, picked: Iterator[FaceSource], sizes: tuple[int, ...],
+                 per_size: int, grid: tuple[int, int], rng: np.random.Generator
+                 ) -> GroupFrame:
+    """Paste ``per_size`` faces of every width of ``sizes`` into distinct cells of ``rgb``
+    (in place; the next sources of ``picked``), each crop at a random offset in its cell."""
+    h, w = rgb.shape[:2]
+    cols, rows = grid
+    cells = rng.choice(cols * rows, len(sizes) * per_size, replace=False)
+    widths = np.repeat(np.asarray(sizes), per_size)
+    boxes, regions = [], []
+    for c, width in zip(cells, widths, strict=True):
+        src = next(picked)
+        photo = load_image(src.path, max_pixels=50_000_000).rgb
+        crop, (fx, fy, fw, fh) = face_crop(photo, src.box, int(width))
+        ch, cw = crop.shape[:2]
+        cx0, cy0 = (c % cols) * (w // cols), (c // cols) * (h // rows)
+        ox = cx0 + int(rng.integers(0, max(1, w // cols - cw)))
+        oy = cy0 + int(rng.integers(0, max(1, h // rows - ch)))
+        cw, ch = min(cw, w - ox), min(ch, h - oy)
+        alpha = _feather(ch, cw)
+        patch = rgb[oy:oy + ch, ox:ox + cw].astype(np.float32)
+        rgb[oy:oy + ch, ox:ox + cw] = (alpha * crop[:ch, :cw] + (1 - alpha) * patch
+                                       ).astype(np.uint8)
+        boxes.append((ox + fx, oy + fy, fw, fh))
+        regions.append((ox, oy, cw, ch))
+    return GroupFrame(rgb, np.asarray(boxes, np.float64), widths.astype(np.int64),
+                      np.asarray(regions, np.float64))
+
+
+def huge_photo(sources: list[FaceSource], path: str | Path, *,
+               size: tuple[int, int] = HUGE_SIZE, sizes: tuple[int, ...] = HUGE_FACE_SIZES,
+               per_size: int = 2, seed: int = 0, quality: int = 90) -> GroupFrame:
+    """Write a ``size`` JPEG group photo with ``per_size`` faces of each width of ``sizes``.
+
+    The group frames' recipe at camera scale, built without a float copy of the photo: the
+    texture is made at a quarter of the size and enlarged, pixel noise is added in strips.
+    Returns the truth (``rgb`` is empty: the pixels are only in the file, for the loader).
+    """
+    if not sources:
+        raise ValueError("no face sources to paste")
+    w, h = size
+    grid = _grid(size, sizes, per_size)
+    rng = np.random.default_rng(seed)
+    small = background((max(1, w // 4), max(1, h // 4)), seed=20_000_003 + seed)
+    rgb = np.array(Image.fromarray(small).resize((w, h), Image.BICUBIC))
+    del small
+    for y in range(0, h, 512):
+        strip = rgb[y:y + 512].astype(np.int16)
+        strip += rng.normal(0, 4, (strip.shape[0], w, 1)).round().astype(np.int16)
+        rgb[y:y + 512] = np.clip(strip, 0, 255).astype(np.uint8)
+    order = rng.permutation(len(sources))
+    picked = (sources[int(order[k % len(order)])] for k in range(len(sizes) * per_size))
+    frame = _paste_faces(rgb, picked, sizes, per_size, grid, rng)
+    Image.fromarray(rgb).save(path, quality=quality)
+    return GroupFrame(np.zeros((0, 0, 3), np.uint8), frame.boxes, frame.sizes, frame.regions)
 
 
 def blank_frames(n: int, *, frame_size: tuple[int, int] = FRAME_SIZE, seed: int = 0
@@ -198,17 +280,21 @@ def blank_frames(n: int, *, frame_size: tuple[int, int] = FRAME_SIZE, seed: int 
         yield background(frame_size, seed=10_000_019 + seed * 1_000 + i)
 
 
-def fgnet_closeups(fgnet_dir: str | Path, limit: int | None = None) -> list[Closeup]:
+def fgnet_closeups(fgnet_dir: str | Path, limit: int | None = None, half: str = "all"
+                   ) -> list[Closeup]:
     """fgnet-dev photos with their labelled pupils, spread over the people when ``limit``
-    is smaller than the set (every k-th row of the person-sorted labels)."""
+    is smaller than the set (every k-th row of the person-sorted labels); ``half`` keeps the
+    identities (``person`` column) of one :func:`person_half`."""
     fgnet_dir = Path(fgnet_dir)
     with (fgnet_dir / "labels.tsv").open(newline="") as fh:
-        rows = sorted(csv.DictReader(fh, delimiter="\t"), key=lambda r: r["photo"])
+        rows = sorted((r for r in csv.DictReader(fh, delimiter="\t")
+                       if in_half(r["person"], half)), key=lambda r: r["photo"])
     if limit is not None and limit < len(rows):
         rows = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, limit).round()]
     return [Closeup(fgnet_dir / r["photo"],
                     np.array([[float(r["left_eye_x"]), float(r["left_eye_y"])],
-                              [float(r["right_eye_x"]), float(r["right_eye_y"])]]))
+                              [float(r["right_eye_x"]), float(r["right_eye_y"])]]),
+                    r["person"])
             for r in rows]
 
 
@@ -351,30 +437,53 @@ class Tally:
         }
 
 
-def _timed(detector: Detector, rgb: np.ndarray) -> tuple[Detections, float]:
-    t0 = time.perf_counter()
-    det = detector(rgb)
-    return det, time.perf_counter() - t0
+Key = Callable[[np.ndarray], Hashable]
+
+
+def _run_all(detectors: dict[str, Detector], rgb: np.ndarray, same: dict[str, Key]
+             ) -> dict[str, tuple[Detections, float]]:
+    """Each detector's detections on ``rgb`` and seconds; detectors whose ``same`` key on
+    ``rgb`` is equal (they would see the same pixels through the same passes) run once and
+    share the result and its time."""
+    done: dict[Hashable, tuple[Detections, float]] = {}
+    out = {}
+    for name, d in detectors.items():
+        key = same[name](rgb) if name in same else None
+        if key is not None and key in done:
+            out[name] = done[key]
+            continue
+        t0 = time.perf_counter()
+        det = d(rgb)
+        out[name] = (det, time.perf_counter() - t0)
+        if key is not None:
+            done[key] = out[name]
+    return out
 
 
 def evaluate_detectors(detectors: dict[str, Detector], *,
                        frames: Iterator[GroupFrame] | list[GroupFrame] = (),
                        closeups: list[Closeup] = (), blanks: Iterator[np.ndarray] = (),
-                       progress: Callable[[str], None] | None = None
-                       ) -> dict[str, dict[str, Any]]:
+                       progress: Callable[[str], None] | None = None,
+                       same: dict[str, Key] | None = None) -> dict[str, dict[str, Any]]:
     """Run every detector on the same photos, alternating per photo (so a noisy neighbour
-    slows all of them alike), and return each one's :meth:`Tally.summary`."""
+    slows all of them alike), and return each one's :meth:`Tally.summary`.
+
+    ``same`` maps a detector's name to a key of a photo: detectors with equal keys on a photo
+    are known to give the same result on it (a parameter sweep whose settings differ only
+    where this photo needs no pass), and run once.
+    """
+    same = same or {}
     tallies = {name: Tally({}, {}) for name in detectors}
     for i, frame in enumerate(frames):
-        for name, d in detectors.items():
-            tallies[name].add_frame(frame, *_timed(d, frame.rgb))
+        for name, (det, s) in _run_all(detectors, frame.rgb, same).items():
+            tallies[name].add_frame(frame, det, s)
         if progress:
             progress(f"group frame {i + 1}")
     for c in closeups:
         rgb = load_image(c.path, max_pixels=50_000_000).rgb
-        for name, d in detectors.items():
-            tallies[name].add_closeup(c, *_timed(d, rgb))
+        for name, (det, s) in _run_all(detectors, rgb, same).items():
+            tallies[name].add_closeup(c, det, s)
     for rgb in blanks:
-        for name, d in detectors.items():
-            tallies[name].add_blank(*_timed(d, rgb))
+        for name, (det, s) in _run_all(detectors, rgb, same).items():
+            tallies[name].add_blank(det, s)
     return {name: t.summary() for name, t in tallies.items()}

@@ -57,7 +57,8 @@ class LabelScore:
         return self.correct / self.named if self.named else 1.0
 
 
-def score_labels(person: np.ndarray, identity: np.ndarray, target: np.ndarray) -> LabelScore:
+def score_labels(person: np.ndarray, identity: np.ndarray, target: np.ndarray, *,
+                 missed: int = 0) -> LabelScore:
     """Score a labeling against the truth: which person stands for which identity.
 
     Parameters
@@ -68,6 +69,9 @@ def score_labels(person: np.ndarray, identity: np.ndarray, target: np.ndarray) -
         Each face's true identity code, ``-1`` when unknown (ignored everywhere).
     target : bool array (n,)
         Faces that count: those of identities seen at least twice.
+    missed : int, default 0
+        Target faces that are no face of the catalog (labelled faces no detected face
+        matches): never named, they count in ``target_faces`` as faces not named.
 
     Returns
     -------
@@ -111,7 +115,7 @@ def score_labels(person: np.ndarray, identity: np.ndarray, target: np.ndarray) -
     correct = named & (stood == identity)
     others = (~target) & (identity >= 0) & (person >= 0)
     target_ids = set(np.unique(identity[target]).tolist())
-    return LabelScore(target_faces=int(target.sum()), named=int(named.sum()),
+    return LabelScore(target_faces=int(target.sum()) + int(missed), named=int(named.sum()),
                       correct=int(correct.sum()), others_named=int(others.sum()),
                       people_named=len(target_ids & set(stands_for.values())),
                       stands_for=stands_for)
@@ -140,6 +144,8 @@ class SimulationResult:
     (``label``, ``accept``, ``reject``, ``name_face``, ``merge``). ``phases``: per step of the
     strategy, in order, its clicks by kind and ``gained`` (correctly named faces it added,
     its free passes included). ``free_passes``: automatic passes run, by kind.
+    ``target_unmatched``: target faces of the truth that no detected face matches (in
+    ``target_faces``, never named).
     """
 
     strategy: str
@@ -160,6 +166,7 @@ class SimulationResult:
     phases: dict[str, dict[str, int]] = field(default_factory=dict)
     curve: list[dict[str, float]] = field(default_factory=list)
     workspace: str | None = None
+    target_unmatched: int = 0
 
     @property
     def actions_per_floor(self) -> float:
@@ -173,7 +180,7 @@ class SimulationResult:
         d = {k: getattr(self, k) for k in (
             "strategy", "space", "actions", "floor", "target_faces", "target_share",
             "accuracy", "named_share", "precision", "others_named", "people_named", "reached",
-            "actions_by_kind", "free_passes", "phases", "workspace")}
+            "actions_by_kind", "free_passes", "phases", "workspace", "target_unmatched")}
         d["actions_per_floor"] = round(self.actions_per_floor, 4)
         d["seconds"] = round(self.seconds, 1)
         for key in ("accuracy", "named_share", "precision"):
@@ -207,11 +214,15 @@ class Oracle:
         self.code = code
         self.names = {int(c): str(n) for c, n in zip(truth.labels, truth.identity,
                                                      strict=True)}
-        counts = np.bincount(code[code >= 0], minlength=len(self.names))
-        self.seen_twice = counts >= 2
+        # labelled faces no detected face matches count as seen (and as never named)
+        lost = np.asarray(truth.unmatched_labels, np.int64)
+        width = int(max(truth.labels.max(initial=-1), lost.max(initial=-1))) + 1
+        found = np.bincount(code[code >= 0], minlength=width)
+        self.seen_twice = found + np.bincount(lost, minlength=width) >= 2
         self.target = (code >= 0) & self.seen_twice[np.maximum(code, 0)]
-        self.floor = int(np.sum(self.seen_twice))
-        self.need = math.ceil(target_share * int(self.target.sum()) - 1e-9)
+        self.missed = int(self.seen_twice[lost].sum())
+        self.floor = int(np.sum(self.seen_twice & (found > 0)))
+        self.need = math.ceil(target_share * (int(self.target.sum()) + self.missed) - 1e-9)
         self.max_actions = 4 * self.floor + 100 if max_actions is None else max_actions
         self.actions: Counter[str] = Counter()
         self.passes: Counter[str] = Counter()
@@ -219,7 +230,7 @@ class Oracle:
         self.phase = "start"
         self.curve: list[dict[str, float]] = []
         self.person = np.full(len(self.face_ids), -1, np.int64)
-        self.score = score_labels(self.person, self.code, self.target)
+        self.score = score_labels(self.person, self.code, self.target, missed=self.missed)
         self.person_of: dict[int, int] = {}
         self.bar = tqdm(total=self.need, desc=f"simulate [{name}]", unit="face",
                         disable=not progress, dynamic_ncols=True)
@@ -249,7 +260,7 @@ class Oracle:
             person[np.searchsorted(self.face_ids, ids)] = pids
         before = self.score.correct
         self.person = person
-        self.score = score_labels(person, self.code, self.target)
+        self.score = score_labels(person, self.code, self.target, missed=self.missed)
         self.person_of = {i: p for p, i in self.score.stands_for.items()}
         if self.curve and self.score.correct != before:
             self.phases.setdefault(self.phase, Counter())["gained"] += (self.score.correct
@@ -400,7 +411,7 @@ class Oracle:
             reached=s.correct >= self.need, actions_by_kind=dict(self.actions),
             free_passes=dict(self.passes), seconds=seconds,
             phases={k: dict(v) for k, v in self.phases.items()}, curve=self.curve,
-            workspace=workspace)
+            workspace=workspace, target_unmatched=self.missed)
 
     def close(self) -> None:
         self.bar.close()

@@ -35,6 +35,10 @@ Accuracy, precisely (:func:`facelab.research.oracle.score_labels`)
     3. A target face is *correctly named* when its person stands for its identity.
        ``accuracy`` = correctly named / target faces (an unnamed face is not correct);
        ``named_share`` = named / target faces; ``precision`` = correct / named.
+    4. Labelled faces that no detected face matches (a truth from photos: the detector
+       missed them, ``target_unmatched``) are target faces nobody can name: they count in
+       the denominators and count people as seen, so detection misses cost accuracy, and
+       a target share above what detection found is not reached.
     Faces of people seen once that end up named (auto-assignment's mistakes) are reported as
     ``others_named``.
 
@@ -52,9 +56,10 @@ Strategies (:data:`STRATEGIES`)
     auto-assignment and the worthwhile pages of the review queue after each round
     (:data:`BEST`, :func:`_best`). docs/simulator.md records what each step is worth.
 
-The truth comes from the file the faces were imported from, matched by the one truth matcher
-(:func:`facelab.research.truth.load_truth`); the simulated user is
-:class:`facelab.research.oracle.Oracle`.
+The truth is a labelled file - the Parquet the faces were imported from, or a Parquet / CSV /
+TSV naming the person per photo (with a box, eye points or neither) of a workspace built from
+the photos - matched by the one truth matcher (:func:`facelab.research.truth.load_truth`);
+the simulated user is :class:`facelab.research.oracle.Oracle`.
 
 Workspace: by default the simulation runs on a copy of the catalog in a temporary folder
 (:func:`facelab.store.snapshot.copy_workspace`), so the user's catalog is never touched;
@@ -289,7 +294,8 @@ def simulate(catalog: Catalog, truth: Truth | str | os.PathLike[str], *,
              space: str | None = None, target_share: float = 0.98,
              max_actions: int | None = None, in_place: bool = False,
              keep: str | os.PathLike[str] | None = None, progress: bool = True,
-             options: dict[str, Any] | None = None) -> SimulationResult:
+             options: dict[str, Any] | None = None,
+             truth_options: dict[str, Any] | None = None) -> SimulationResult:
     """Simulate an oracle user naming the people of ``catalog`` with one strategy.
 
     Parameters
@@ -298,8 +304,9 @@ def simulate(catalog: Catalog, truth: Truth | str | os.PathLike[str], *,
         Usually faces imported with nothing labeled; the simulation starts from its state.
     truth : Truth or path
         The identity of each face: a :class:`facelab.research.truth.Truth` (e.g. from
-        :func:`facelab.research.lfw.load`) or the Parquet file the faces were imported from
-        (:func:`facelab.research.truth.load_truth`).
+        :func:`facelab.research.lfw.load`) or a truth file
+        (:func:`facelab.research.truth.load_truth`, with ``truth_options`` such as
+        ``root``, ``identity_col``, ``path_col``, ``pixels``).
     strategy : {"plain", "snowball", "best"}, default="best"
     target_share : float, default=0.98
         The oracle stops once this share of the target faces is correctly named.
@@ -321,7 +328,7 @@ def simulate(catalog: Catalog, truth: Truth | str | os.PathLike[str], *,
     space = only_space(catalog, space if space is not None else
                         (truth.space if isinstance(truth, Truth) else None))
     if not isinstance(truth, Truth):
-        truth = load_truth(catalog, truth, space=space)
+        truth = load_truth(catalog, truth, space=space, **(truth_options or {}))
     if options and strategy != "best":
         raise ConfigError(f"options apply to strategy 'best' only, not {strategy!r}")
     t0 = time.perf_counter()
@@ -345,7 +352,8 @@ def summary(results: dict[str, SimulationResult], *, curve: bool = True) -> dict
                                                    else -r.accuracy))
     top = chosen.as_dict(curve=False)
     keys = ("strategy", "space", "actions", "floor", "actions_per_floor", "accuracy",
-            "named_share", "precision", "target_share", "target_faces", "reached")
+            "named_share", "precision", "target_share", "target_faces", "target_unmatched",
+            "reached")
     return {**{k: top[k] for k in keys},
             "strategies": {name: r.as_dict(curve=curve) for name, r in results.items()}}
 
@@ -397,5 +405,6 @@ def simulate_all(catalog: Catalog, truth: Truth | str | os.PathLike[str], *,
     if kwargs.get("in_place") or kwargs.get("keep") is not None:
         raise ConfigError("several strategies need a fresh copy each: drop in_place / keep")
     if not isinstance(truth, Truth):
-        truth = load_truth(catalog, truth, space=kwargs.get("space"))
+        truth = load_truth(catalog, truth, space=kwargs.get("space"),
+                           **(kwargs.pop("truth_options", None) or {}))
     return {name: simulate(catalog, truth, strategy=name, **kwargs) for name in strategies}

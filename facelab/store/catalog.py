@@ -212,6 +212,19 @@ class Catalog:
     def bump_generation(con: duckdb.DuckDBPyConnection, space: str) -> None:
         con.execute("UPDATE spaces SET generation = generation + 1 WHERE space=?", [space])
 
+    @staticmethod
+    def mark_rewritten(con: duckdb.DuckDBPyConnection, space: str) -> None:
+        """Record that vectors of ``space`` changed in place (same face ids, new vectors), so
+        that an index saved before now is rebuilt rather than caught up by its keys."""
+        con.execute("UPDATE spaces SET generation = generation + 1 WHERE space=?", [space])
+        con.execute("INSERT OR REPLACE INTO vector_rewrites SELECT space, generation FROM "
+                    "spaces WHERE space=?", [space])
+
+    def rewritten_at(self, space: str) -> int:
+        """The generation at which vectors of ``space`` were last rewritten in place (0: never)."""
+        g = self.scalar("SELECT generation FROM vector_rewrites WHERE space=?", [space])
+        return int(g) if g is not None else 0
+
     def generation(self, space: str) -> int:
         g = self.scalar("SELECT generation FROM spaces WHERE space=?", [space])
         return int(g) if g is not None else 0

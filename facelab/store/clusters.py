@@ -72,6 +72,20 @@ def unassigned_faces(catalog: Catalog, space: str, *, min_quality: float, limit:
     return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64))
 
 
+def unassigned_below(catalog: Catalog, space: str, *, min_quality: float,
+                     month: str | None = None) -> int:
+    """How many unassigned faces with a vector in ``space`` have quality below
+    ``min_quality``: the faces a clustering run leaves out, to say so."""
+    sql = ("SELECT count(*) FROM faces f JOIN assets a USING (asset_id) "
+           "WHERE f.face_id IN (SELECT face_id FROM face_vectors WHERE space=?) "
+           "AND f.person_id IS NULL AND f.quality < ?")
+    params: list[Any] = [space, min_quality]
+    if month:
+        sql += " AND strftime(a.taken_at, '%Y-%m') = ?"
+        params.append(month)
+    return int(catalog.scalar(sql, params) or 0)
+
+
 def unassigned_members(con: duckdb.DuckDBPyConnection, cid: str, *,
                        rejected_for: int | None = None) -> ClusterMembers | None:
     """The unassigned faces of cluster ``cid``, by face id, with whether each is ruled out for

@@ -13,7 +13,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from facelab.store.catalog import temp_table, vector_array
+from facelab.core.checks import check_vectors
+from facelab.store.catalog import space_dim, temp_table, vector_array
 
 __all__ = ["delete_space_vectors", "insert_space_vectors"]
 
@@ -28,7 +29,10 @@ def delete_space_vectors(con: duckdb.DuckDBPyConnection, space: str) -> None:
 def insert_space_vectors(con: duckdb.DuckDBPyConnection, space: str, face_ids: np.ndarray,
                          vectors: np.ndarray) -> int:
     """Add derived vectors of ``space`` (one row per face); the number written. The space
-    must be registered first (``Catalog.ensure_space``) with the vectors' dimension."""
+    must be registered first (``Catalog.ensure_space``) with the vectors' dimension; NaN,
+    infinite, all-zero or wrong-sized vectors are refused (:class:`DataError`) before any
+    row is written."""
+    check_vectors(vectors, dim=space_dim(con, space), what=f"projected vectors for {space}")
     with temp_table(con, _TMP, face_id=pa.array(np.asarray(face_ids, np.int64), pa.int64()),
                     vector=vector_array(vectors)):
         con.execute(f"INSERT INTO embeddings (face_id, space, vector) SELECT face_id, ?, "

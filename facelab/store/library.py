@@ -18,7 +18,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from facelab.store.catalog import Catalog, temp_table, vector_array
+from facelab.core.checks import check_vectors
+from facelab.store.catalog import Catalog, space_dim, temp_table, vector_array
 
 
 @dataclass(frozen=True)
@@ -132,28 +133,147 @@ def mark_missing_if_orphaned(con: duckdb.DuckDBPyConnection, asset_ids: Iterable
 # -- detection --------------------------------------------------------------------------------
 
 
-def pending_assets(catalog: Catalog, space: str, limit: int | None = None
-                   ) -> list[tuple[int, str]]:
-    """Present assets the model of ``space`` has not processed yet, with one path each."""
+def pending_assets(catalog: Catalog, space: str, limit: int | None = None, *,
+                   version: str | None = None) -> list[tuple[int, str]]:
+    """Present assets the model of ``space`` has not processed yet, with one path each; with
+    ``version``, also those it processed as another version (to be re-detected)."""
+    same = " AND d.model_version = ?" if version is not None else ""
     sql = ("SELECT a.asset_id, min(f.path) FROM assets a JOIN files f USING (asset_id) "
            "WHERE a.status = 'present' AND NOT EXISTS (SELECT 1 FROM detections d "
-           "WHERE d.asset_id = a.asset_id AND d.space = ?) GROUP BY a.asset_id "
+           f"WHERE d.asset_id = a.asset_id AND d.space = ?{same}) GROUP BY a.asset_id "
            "ORDER BY a.asset_id")
-    params: list = [space]
+    params: list = [space] if version is None else [space, version]
     if limit is not None:
         sql += " LIMIT ?"
         params.append(int(limit))
     return [(int(a), str(p)) for a, p in catalog.query(sql, params)]
 
 
-def detected_among(con: duckdb.DuckDBPyConnection, space: str, asset_ids: Sequence[int]
-                   ) -> set[int]:
-    """Which of ``asset_ids`` already have a detection record in ``space``."""
+def detection_versions(catalog: Catalog, space: str) -> dict[str, int]:
+    """How many present assets each model version of ``space`` detected: more than one key
+    means part of the library was detected with other settings or weights."""
+    rows = catalog.query("SELECT d.model_version, count(*) FROM detections d JOIN assets a "
+                         "USING (asset_id) WHERE d.space = ? AND a.status = 'present' "
+                         "GROUP BY ALL ORDER BY 2 DESC", [space])
+    return {str(v): int(n) for v, n in rows}
+
+
+def detected_among(con: duckdb.DuckDBPyConnection, space: str, asset_ids: Sequence[int],
+                   version: str | None = None) -> set[int]:
+    """Which of ``asset_ids`` already have a detection record in ``space`` (made by
+    ``version`` of the model, when given)."""
     if not asset_ids:
         return set()
+    same = " AND model_version = ?" if version is not None else ""
     return {r[0] for r in con.execute(
-        f"SELECT asset_id FROM detections WHERE space=? AND asset_id IN "
-        f"({','.join('?' * len(asset_ids))})", [space, *asset_ids]).fetchall()}
+        f"SELECT asset_id FROM detections WHERE space=?{same} AND asset_id IN "
+        f"({','.join('?' * len(asset_ids))})",
+        [space, *([version] if version is not None else []), *asset_ids]).fetchall()}
+
+
+# A face somebody decided about: named (by a person or a pass), part of the history, ruled
+# out for a person, a decided suggestion or a prototype. Re-detection never deletes one.
+_DECIDED = ("(f.person_id IS NOT NULL "
+            "OR EXISTS (SELECT 1 FROM events e WHERE e.face_id = f.face_id) "
+            "OR EXISTS (SELECT 1 FROM rejections r WHERE r.face_id = f.face_id) "
+            "OR EXISTS (SELECT 1 FROM prototypes p WHERE p.face_id = f.face_id) "
+            "OR EXISTS (SELECT 1 FROM suggestions s WHERE s.face_id = f.face_id "
+            "AND s.status <> 'pending'))")
+
+
+@dataclass(frozen=True)
+class StoredFaces:
+    """The faces a model stored for one asset: ids, boxes ``x, y, w, h`` and whether anybody
+    decided anything about each (``decided``)."""
+
+    face_ids: np.ndarray
+    boxes: np.ndarray
+    decided: np.ndarray
+
+
+def stored_faces(con: duckdb.DuckDBPyConnection, space: str, asset_ids: Sequence[int]
+                 ) -> dict[int, StoredFaces]:
+    """The stored faces of each of ``asset_ids`` in ``space`` (assets without any are absent)."""
+    if not asset_ids:
+        return {}
+    rows = con.execute(
+        f"SELECT f.asset_id, f.face_id, f.x, f.y, f.w, f.h, {_DECIDED} FROM faces f "
+        f"WHERE f.space = ? AND f.asset_id IN ({','.join('?' * len(asset_ids))}) "
+        "ORDER BY f.asset_id, f.face_id", [space, *asset_ids]).fetchall()
+    out: dict[int, list] = {}
+    for r in rows:
+        out.setdefault(int(r[0]), []).append(r[1:])
+    return {a: StoredFaces(np.array([r[0] for r in rs], np.int64),
+                           np.array([r[1:5] for r in rs], np.float64).reshape(-1, 4),
+                           np.array([bool(r[5]) for r in rs], bool))
+            for a, rs in out.items()}
+
+
+def forget_detection(con: duckdb.DuckDBPyConnection, asset_id: int, space: str) -> None:
+    """Drop an asset's detection record in ``space`` (it is about to be re-detected)."""
+    con.execute("DELETE FROM detections WHERE asset_id=? AND space=?", [asset_id, space])
+
+
+def refresh_faces(con: duckdb.DuckDBPyConnection, space: str, face_ids: Sequence[int], *,
+                  boxes: np.ndarray, det_scores: np.ndarray, qualities: np.ndarray,
+                  landmarks: Sequence[list[float] | None], embeddings: np.ndarray) -> None:
+    """Give faces found again their new box, scores, landmarks and vector, keeping their id
+    (and so their person, history and decisions).
+
+    What was derived from the old vectors goes with them: the faces' vectors in trained
+    projection spaces (re-made by the next projection) and the centroids of their persons
+    (recomputed by the next assignment); the caller marks the space rewritten
+    (:meth:`Catalog.mark_rewritten`) so its index is rebuilt.
+    """
+    n = len(face_ids)
+    if not n:
+        return
+    check_vectors(np.asarray(embeddings).reshape(n, -1), dim=space_dim(con, space),
+                  what=f"face vectors for {space}")
+    boxes = np.asarray(boxes, np.float64).reshape(n, 4)
+    with temp_table(con, "found_again", pa.table({
+        "face_id": pa.array(np.asarray(face_ids, np.int64), pa.int64()),
+        "x": pa.array(boxes[:, 0], pa.float64()),
+        "y": pa.array(boxes[:, 1], pa.float64()),
+        "w": pa.array(boxes[:, 2], pa.float64()),
+        "h": pa.array(boxes[:, 3], pa.float64()),
+        "det_score": pa.array(np.asarray(det_scores, np.float32), pa.float32()),
+        "quality": pa.array(np.asarray(qualities, np.float32), pa.float32()),
+        "landmarks": pa.array(list(landmarks), pa.list_(pa.float32())),
+        "embedding": vector_array(embeddings),
+    })):
+        projected = [r[0] for r in con.execute(
+            "SELECT DISTINCT space FROM embeddings WHERE face_id IN "
+            "(SELECT face_id FROM found_again)").fetchall()]
+        con.execute("DELETE FROM embeddings WHERE face_id IN (SELECT face_id FROM found_again)")
+        for s in projected:
+            con.execute("UPDATE spaces SET generation = generation + 1 WHERE space=?", [s])
+        con.execute("DELETE FROM centroids WHERE space = ? AND person_id IN (SELECT "
+                    "f.person_id FROM faces f JOIN found_again USING (face_id))", [space])
+        con.execute("UPDATE faces SET x = n.x, y = n.y, w = n.w, h = n.h, "
+                    "det_score = n.det_score, quality = n.quality, landmarks = n.landmarks, "
+                    "embedding = n.embedding FROM found_again n "
+                    "WHERE faces.face_id = n.face_id")
+
+
+def drop_undecided_faces(con: duckdb.DuckDBPyConnection, face_ids: Sequence[int]) -> int:
+    """Delete those of ``face_ids`` nobody decided anything about (a re-detection no longer
+    finds them), with their pending suggestions and projected vectors; the number deleted.
+    A decided face is kept whatever the caller asks."""
+    if not face_ids:
+        return 0
+    marks = ",".join("?" * len(face_ids))
+    ids = [int(f) for f in face_ids]
+    doomed = [r[0] for r in con.execute(
+        f"SELECT f.face_id FROM faces f WHERE f.face_id IN ({marks}) AND NOT {_DECIDED}",
+        ids).fetchall()]
+    if not doomed:
+        return 0
+    marks = ",".join("?" * len(doomed))
+    con.execute(f"DELETE FROM suggestions WHERE face_id IN ({marks})", doomed)
+    con.execute(f"DELETE FROM embeddings WHERE face_id IN ({marks})", doomed)
+    con.execute(f"DELETE FROM faces WHERE face_id IN ({marks})", doomed)
+    return len(doomed)
 
 
 def record_detection(con: duckdb.DuckDBPyConnection, asset_id: int, space: str,
@@ -179,6 +299,8 @@ def insert_detected_faces(con: duckdb.DuckDBPyConnection, space: str, *,
     """Insert faces a model found (``boxes`` (n, 4) x, y, w, h; ``embeddings`` (n, dim)),
     each with its vector: a face never exists without it."""
     n = len(asset_ids)
+    check_vectors(np.asarray(embeddings).reshape(n, -1), dim=space_dim(con, space),
+                  what=f"face vectors for {space}")
     boxes = np.asarray(boxes, np.float64).reshape(n, 4)
     with temp_table(con, "new_faces", pa.table({
         "asset_id": pa.array(list(asset_ids), pa.int64()),

@@ -263,6 +263,15 @@ CREATE TABLE thresholds (
     evidence         JSON
 );
 """),
+    (4, "vectors rewritten in place (re-detection)", """
+-- the space generation at which some of its vectors were last rewritten in place (a face
+-- found again by a re-detection keeps its id and gets a new vector): an index saved at an
+-- earlier generation still holds the old vectors under the same keys and is rebuilt
+CREATE TABLE vector_rewrites (
+    space      VARCHAR PRIMARY KEY,
+    generation BIGINT NOT NULL
+);
+"""),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -111,6 +111,9 @@ class VectorIndex:
         meta = _read_meta(path)
         if meta.get("generation") == generation and meta.get("size") == len(index):
             return self, SyncReport(space, "fresh", size=len(index))
+        if int(meta.get("generation", -1)) < catalog.rewritten_at(space):
+            # vectors changed in place since it was saved: its keys agree, its vectors do not
+            return cls._rebuild(catalog, space, dim)
         return self, self.catch_up()
 
     @classmethod
@@ -185,7 +188,12 @@ class VectorIndex:
         if len(self.index) == 0:
             return _empty(len(q), k)
         matches = self.index.search(q, min(k, len(self.index)), exact=exact)
-        return _pad(matches.keys.astype(np.int64), 1.0 - matches.distances, matches.counts, k)
+        keys, dists = np.asarray(matches.keys), np.asarray(matches.distances)
+        # usearch answers one query with a Matches (1-D, no counts), many with BatchMatches
+        counts = (np.asarray(matches.counts) if hasattr(matches, "counts")
+                  else np.array([len(matches)]))
+        return _pad(keys.reshape(len(q), -1).astype(np.int64),
+                    1.0 - dists.reshape(len(q), -1), counts, k)
 
     def _filtered(self, q: np.ndarray, k: int, among: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frac = max(len(among) / max(len(self.index), 1), 1e-6)

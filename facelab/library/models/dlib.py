@@ -21,7 +21,11 @@ Multi-scale (``tile_min_face`` > 0): the whole photo at most 1600 px (never upsc
 lfw-sized photos that is the single call of the reference run) plus overlapping tiles at the
 scale where a ``tile_min_face`` face is 40 px (HOG's 80 px window after one upsampling), merged
 by :mod:`facelab.core.tiling`; the shape predictor and the descriptor then run on the image as
-given, so alignment never uses a shrunk copy.
+given, so alignment never uses a shrunk copy. The whole-photo pass is today's single-scale
+detection: the photo shrunk to 1600 px as the image loader shrinks it (PIL Lanczos), then HOG.
+The tiles only keep faces too small for it (:data:`TILE_MAX_FACE`): every face size is judged
+by one pass, so the tiles add the small faces and no second look (nor its false detections)
+at the sizes the whole pass covers.
 
 Threading: dlib's HOG detector releases the GIL (two threads run ~1.8x faster than one),
 ``compute_face_descriptor`` does not, and it is ~80% of the time per face on a CPU.
@@ -36,8 +40,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from facelab.core.linalg import l2_normalize
+from facelab.core.quality import hog_confidence as core_hog_confidence
 from facelab.core.tiling import Pass, merge_detections, plan_passes
 from facelab.errors import ConfigError, ModelError, ModelNotFound
 from facelab.library.models.base import DLIB_SPACE, DetectedFace, check_rgb, weights_tag
@@ -54,6 +60,22 @@ _CONF_EPS = 1e-6
 #: multi-scale (max_detect_side 1600); HOG's own pyramid finds the large faces from there.
 WHOLE_SIDE = 1600
 
+#: A tile detection is kept only when narrower than this many times the smallest face the
+#: whole-photo pass finds (``det_min_face`` / that pass's scale: ~101 px in a 12-MP photo), so
+#: every face size is judged by one pass. HOG's pyramid runs each tile down to its coarsest
+#: level, so without the limit the tiles look again (other crops, other resampling) at every
+#: size the whole pass already covers, each look another chance to fire on texture: on the
+#: bench's 12-MP frames every false detection the tiles added was 130-460 px wide. Measured on
+#: the bench's photos (12 group frames + 8 blank frames per seed; chosen on seed 0, confirmed
+#: on seed 1), false detections per group background / per blank frame: single-scale
+#: 2.42 / 1.12 (seed 1: 1.58 / 1.50), multi-scale without the limit 3.58 / 2.12 (2.58 / 1.88),
+#: with it 2.08 / 1.12 (1.58 / 1.25); recall of faces >= 48 px stays 100 %. Any limit from 0.7
+#: (below, 48-64 px faces are lost) to 1.25 (above, the false detections come back) does the
+#: same; 1.0 is the pass boundary itself. What is left comes from the whole pass alone, and
+#: with it resampled as single-scale was (:meth:`DlibModel._pixels`) it equals single-scale's:
+#: 2.42 / 1.12 (seed 1: 1.58 / 1.50).
+TILE_MAX_FACE = 1.0
+
 _WEIGHTS = {
     "recognition": "dlib_face_recognition_resnet_model_v1.dat",
     "shape5": "shape_predictor_5_face_landmarks.dat",
@@ -62,12 +84,9 @@ _WEIGHTS = {
 
 
 def hog_confidence(score: float) -> float:
-    """dlib detector score -> confidence in [0, 1]: ``sigmoid(2 * (score + 0.5))``."""
-    x = 2.0 * (float(score) + 0.5)
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)  # numerically stable for very negative scores
-    return e / (1.0 + e)
+    """dlib detector score -> confidence in [0, 1]: ``sigmoid(2 * (score + 0.5))``, the one
+    map of :func:`facelab.core.quality.hog_confidence` (imports of dlib scores use it too)."""
+    return float(core_hog_confidence(score))
 
 
 def hog_threshold(min_confidence: float) -> float:
@@ -123,7 +142,8 @@ class DlibModel:
 
     def __init__(self, detector: str = "hog", upsample: int = 1, min_confidence: float = 0.5,
                  num_jitters: int = 1, *, tile_min_face: int = 0, tile_overlap: int = 128,
-                 tile_size: int = 640, whole_side: int = WHOLE_SIDE) -> None:
+                 tile_size: int = 640, whole_side: int = WHOLE_SIDE,
+                 tile_max_face: float | None = TILE_MAX_FACE) -> None:
         if detector not in ("hog", "cnn"):
             raise ConfigError(f"detector={detector!r} must be 'hog' or 'cnn'")
         if not (0 <= int(upsample) <= 8):
@@ -137,6 +157,9 @@ class DlibModel:
                               f"tile_overlap={tile_overlap!r} in [0, tile_size={tile_size!r})")
         self.tile_min_face, self.tile_overlap = int(tile_min_face), int(tile_overlap)
         self.tile_size, self.whole_side = int(tile_size), int(whole_side)
+        if tile_max_face is not None and not float(tile_max_face) > 0:
+            raise ConfigError(f"tile_max_face={tile_max_face!r} must be > 0 (None: no limit)")
+        self.tile_max_face = None if tile_max_face is None else float(tile_max_face)
         dlib = _import_dlib()
         files = weight_files()
         needed = ["recognition", "shape5"] + (["cnn"] if detector == "cnn" else [])
@@ -167,8 +190,10 @@ class DlibModel:
         self.version = (f"dlib-{dlib.__version__};{detector};upsample={self.upsample};{thr};"
                         f"jitters={self.num_jitters};{tags}")
         if self.tile_min_face:
-            self.version += (f";whole={self.whole_side};tiles=min{self.tile_min_face}"
+            self.version += (f";whole={self.whole_side}/lanczos;tiles=min{self.tile_min_face}"
                              f"/overlap{self.tile_overlap}/size{self.tile_size}")
+            if self.tile_max_face is not None:
+                self.version += f"/max{self.tile_max_face:g}xwhole"
 
     @property
     def det_min_face(self) -> float:
@@ -182,6 +207,14 @@ class DlibModel:
                            overlap=self.tile_overlap, min_face=self.tile_min_face,
                            det_min_face=self.det_min_face, upscale_whole=False)
 
+    def tile_face_limit(self, width: int, height: int) -> float:
+        """Widest face (px of a ``width`` x ``height`` image) a pass finer than the whole-photo
+        pass keeps: ``tile_max_face`` x the smallest face the whole pass finds there."""
+        if self.tile_max_face is None:
+            return math.inf
+        whole_scale = min(1.0, self.whole_side / max(width, height))
+        return self.tile_max_face * self.det_min_face / whole_scale
+
     def _run(self, image: np.ndarray) -> list[tuple[Any, float]]:
         """(dlib rectangle, confidence) for every detection in one pass image."""
         if self.detector_kind == "cnn":
@@ -190,28 +223,52 @@ class DlibModel:
         rects, scores, _ = self._hog.run(image, self.upsample, self.adjust_threshold)
         return [(r, hog_confidence(s)) for r, s in zip(rects, scores, strict=True)]
 
+    def _pixels(self, image: np.ndarray, p: Pass) -> np.ndarray:
+        """The detector input of pass ``p``: its crop of ``image``, resized.
+
+        With tiles on, a shrunk whole-photo pass is resampled as the image loader shrinks a
+        photo (PIL Lanczos, reducing gap 2: ``facelab.library.images``), so it sees the
+        pixels single-scale detection saw and finds the same faces, false ones included
+        (OpenCV's area resize fired on other spots of the bench's blank frames: 5 against 4
+        on 4 of them). Tiles, and single-scale mode (whose version is the reference run's),
+        keep OpenCV.
+        """
+        crop = image[p.y0:p.y1, p.x0:p.x1]
+        size = (p.out_w, p.out_h)
+        if size == (crop.shape[1], crop.shape[0]):
+            return np.ascontiguousarray(crop)
+        if self.tile_min_face and p.level == "whole" and p.scale < 1:
+            return np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize(
+                size, Image.Resampling.LANCZOS, reducing_gap=2.0))
+        return cv2.resize(crop, size, interpolation=cv2.INTER_AREA if p.scale < 1
+                          else cv2.INTER_LINEAR)
+
     def _find(self, image: np.ndarray) -> list[tuple[Any, float]]:
         """(dlib rectangle in ``image``'s pixels, confidence) over every pass of its plan.
 
         A pass at scale 1 over the whole image is exactly the single detector call of the
         reference run; other passes are crops resized when they run (one at a time), and
-        their rectangles are mapped back and merged by NMS in ``image``'s pixels.
+        their rectangles are mapped back and merged by NMS in ``image``'s pixels. Passes
+        finer than the whole-photo pass drop faces of :meth:`tile_face_limit` px and wider.
         """
         h, w = image.shape[:2]
         passes = self.plan(w, h)
         if len(passes) == 1 and passes[0].scale == 1.0:
             return self._run(image)
+        whole_scale = min(1.0, self.whole_side / max(w, h))
+        limit = self.tile_face_limit(w, h)
         boxes, scores, cut, seen = [], [], [], []
         for p in passes:
-            crop = image[p.y0:p.y1, p.x0:p.x1]
-            if (p.out_w, p.out_h) != (crop.shape[1], crop.shape[0]):
-                crop = cv2.resize(crop, (p.out_w, p.out_h), interpolation=cv2.INTER_AREA
-                                  if p.scale < 1 else cv2.INTER_LINEAR)
-            found = self._run(np.ascontiguousarray(crop))
+            found = self._run(self._pixels(image, p))
             if not found:
                 continue
             b, _ = p.to_photo(np.array([(r.left(), r.top(), r.right() + 1, r.bottom() + 1)
                                         for r, _ in found], np.float64))
+            if p.scale > whole_scale * 1.0001:  # a tile: faces the whole pass sees are its own
+                small = (b[:, 2] - b[:, 0]) < limit
+                b, found = b[small], [f for f, k in zip(found, small, strict=True) if k]
+                if not found:
+                    continue
             boxes.append(b)
             scores.append([c for _, c in found])
             cut.append(p.touches_edge(b))
