@@ -59,14 +59,9 @@ def unassigned_faces(catalog: Catalog, space: str, *, min_quality: float, limit:
     """Unassigned faces with a vector in ``space`` and quality >= ``min_quality``:
     ``(face_ids, asset_ids)`` as int64 arrays, best quality first (ties by face id), at
     most ``limit``. ``month`` ('YYYY-MM') keeps photos taken in that month."""
+    where, params = _unassigned(space, ">=", min_quality, month)
     sql = ("SELECT f.face_id, f.asset_id FROM faces f JOIN assets a USING (asset_id) "
-           "WHERE f.face_id IN (SELECT face_id FROM face_vectors WHERE space=?) "
-           "AND f.person_id IS NULL AND f.quality >= ?")
-    params: list[Any] = [space, min_quality]
-    if month:
-        sql += " AND strftime(a.taken_at, '%Y-%m') = ?"
-        params.append(month)
-    sql += " ORDER BY f.quality DESC, f.face_id LIMIT ?"
+           f"WHERE {where} ORDER BY f.quality DESC, f.face_id LIMIT ?")
     params.append(limit)
     rows = catalog.query(sql, params)
     return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64))
@@ -76,14 +71,22 @@ def unassigned_below(catalog: Catalog, space: str, *, min_quality: float,
                      month: str | None = None) -> int:
     """How many unassigned faces with a vector in ``space`` have quality below
     ``min_quality``: the faces a clustering run leaves out, to say so."""
-    sql = ("SELECT count(*) FROM faces f JOIN assets a USING (asset_id) "
-           "WHERE f.face_id IN (SELECT face_id FROM face_vectors WHERE space=?) "
-           "AND f.person_id IS NULL AND f.quality < ?")
+    where, params = _unassigned(space, "<", min_quality, month)
+    return int(catalog.scalar("SELECT count(*) FROM faces f JOIN assets a USING (asset_id) "
+                              f"WHERE {where}", params) or 0)
+
+
+def _unassigned(space: str, op: str, min_quality: float, month: str | None
+                ) -> tuple[str, list[Any]]:
+    """The WHERE clause (faces ``f``, assets ``a``) of unassigned faces with a vector in
+    ``space`` whose quality is ``op`` (``>=`` or ``<``) ``min_quality``, in ``month``."""
+    sql = ("f.face_id IN (SELECT face_id FROM face_vectors WHERE space=?) "
+           f"AND f.person_id IS NULL AND f.quality {'<' if op == '<' else '>='} ?")
     params: list[Any] = [space, min_quality]
     if month:
         sql += " AND strftime(a.taken_at, '%Y-%m') = ?"
         params.append(month)
-    return int(catalog.scalar(sql, params) or 0)
+    return sql, params
 
 
 def unassigned_members(con: duckdb.DuckDBPyConnection, cid: str, *,

@@ -228,19 +228,10 @@ def refresh_faces(con: duckdb.DuckDBPyConnection, space: str, face_ids: Sequence
     n = len(face_ids)
     if not n:
         return
-    check_vectors(np.asarray(embeddings).reshape(n, -1), dim=space_dim(con, space),
-                  what=f"face vectors for {space}")
-    boxes = np.asarray(boxes, np.float64).reshape(n, 4)
     with temp_table(con, "found_again", pa.table({
         "face_id": pa.array(np.asarray(face_ids, np.int64), pa.int64()),
-        "x": pa.array(boxes[:, 0], pa.float64()),
-        "y": pa.array(boxes[:, 1], pa.float64()),
-        "w": pa.array(boxes[:, 2], pa.float64()),
-        "h": pa.array(boxes[:, 3], pa.float64()),
-        "det_score": pa.array(np.asarray(det_scores, np.float32), pa.float32()),
-        "quality": pa.array(np.asarray(qualities, np.float32), pa.float32()),
-        "landmarks": pa.array(list(landmarks), pa.list_(pa.float32())),
-        "embedding": vector_array(embeddings),
+        **_detection_columns(con, space, n, boxes=boxes, det_scores=det_scores,
+                             qualities=qualities, landmarks=landmarks, embeddings=embeddings),
     })):
         projected = [r[0] for r in con.execute(
             "SELECT DISTINCT space FROM embeddings WHERE face_id IN "
@@ -292,6 +283,25 @@ def record_detection(con: duckdb.DuckDBPyConnection, asset_id: int, space: str,
                     [asset_id, space, model_version, int(n_faces or 0), run_id])
 
 
+def _detection_columns(con: duckdb.DuckDBPyConnection, space: str, n: int, *,
+                       boxes: np.ndarray, det_scores: np.ndarray, qualities: np.ndarray,
+                       landmarks: Sequence[list[float] | None], embeddings: np.ndarray
+                       ) -> dict[str, pa.Array]:
+    """The columns a detection writes for ``n`` faces, its vectors checked first (NaN,
+    infinite, all-zero or of another dimension than ``space``'s are refused)."""
+    check_vectors(np.asarray(embeddings).reshape(n, -1), dim=space_dim(con, space),
+                  what=f"face vectors for {space}")
+    boxes = np.asarray(boxes, np.float64).reshape(n, 4)
+    return {"x": pa.array(boxes[:, 0], pa.float64()),
+            "y": pa.array(boxes[:, 1], pa.float64()),
+            "w": pa.array(boxes[:, 2], pa.float64()),
+            "h": pa.array(boxes[:, 3], pa.float64()),
+            "det_score": pa.array(np.asarray(det_scores, np.float32), pa.float32()),
+            "quality": pa.array(np.asarray(qualities, np.float32), pa.float32()),
+            "landmarks": pa.array(list(landmarks), pa.list_(pa.float32())),
+            "embedding": vector_array(embeddings)}
+
+
 def insert_detected_faces(con: duckdb.DuckDBPyConnection, space: str, *,
                           asset_ids: Sequence[int], boxes: np.ndarray, det_scores: np.ndarray,
                           qualities: np.ndarray, landmarks: Sequence[list[float] | None],
@@ -299,20 +309,11 @@ def insert_detected_faces(con: duckdb.DuckDBPyConnection, space: str, *,
     """Insert faces a model found (``boxes`` (n, 4) x, y, w, h; ``embeddings`` (n, dim)),
     each with its vector: a face never exists without it."""
     n = len(asset_ids)
-    check_vectors(np.asarray(embeddings).reshape(n, -1), dim=space_dim(con, space),
-                  what=f"face vectors for {space}")
-    boxes = np.asarray(boxes, np.float64).reshape(n, 4)
     with temp_table(con, "new_faces", pa.table({
         "asset_id": pa.array(list(asset_ids), pa.int64()),
         "space": pa.array([space] * n),
-        "x": pa.array(boxes[:, 0], pa.float64()),
-        "y": pa.array(boxes[:, 1], pa.float64()),
-        "w": pa.array(boxes[:, 2], pa.float64()),
-        "h": pa.array(boxes[:, 3], pa.float64()),
-        "det_score": pa.array(np.asarray(det_scores, np.float32), pa.float32()),
-        "quality": pa.array(np.asarray(qualities, np.float32), pa.float32()),
-        "landmarks": pa.array(list(landmarks), pa.list_(pa.float32())),
-        "embedding": vector_array(embeddings),
+        **_detection_columns(con, space, n, boxes=boxes, det_scores=det_scores,
+                             qualities=qualities, landmarks=landmarks, embeddings=embeddings),
         "run_id": pa.array([run_id] * n, pa.int64()),
     })):
         con.execute("INSERT INTO faces (asset_id, space, x, y, w, h, det_score, quality, "
