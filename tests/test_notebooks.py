@@ -116,3 +116,62 @@ def test_triplet_training_notebook_learns_a_removable_nuisance(tmp_path):
     for name in ("loss.png", "roc.png", "map.png"):
         assert (out / name).stat().st_size > 10_000
     assert images >= 3
+
+
+FGNET = REPO.parent / "shared" / "data" / "fgnet-dev"
+PACK_ROOT = REPO.parent / "shared" / "models" / "insightface"
+
+
+def fgnet_photo_truth(tmp_path: Path, *, people: int = 5, per_person: int = 6
+                      ) -> tuple[Path, Path]:
+    """A workspace built from ``people`` x ``per_person`` fgnet-dev photos by the real
+    scrfd500m-mbf pack (faces detected, nothing imported) and a TSV of their labels with
+    paths relative to its own folder, plus one row that no detected face matches; skipped
+    when ../shared is absent outside CI."""
+    import os
+    import shutil
+
+    if not ((FGNET / "labels.tsv").is_file() and (PACK_ROOT / "models" / "scrfd500m-mbf").is_dir()):
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have ../shared beside the checkout; {FGNET} or {PACK_ROOT} "
+                        "is missing")
+        pytest.skip("../shared (fgnet-dev, the scrfd500m-mbf pack) not present")
+    pytest.importorskip("insightface")
+    from facelab import Catalog, Settings
+    from facelab.library.run import run
+
+    header, *rows = (FGNET / "labels.tsv").read_text().splitlines()
+    taken: dict[str, int] = {}
+    keep = []
+    for line in rows:
+        person = line.split("\t")[1]
+        if taken.get(person, 0) < per_person and (person in taken or len(taken) < people):
+            taken[person] = taken.get(person, 0) + 1
+            keep.append(line)
+    data = tmp_path / "fgnet"
+    (data / "images").mkdir(parents=True)
+    for line in keep:
+        shutil.copy2(FGNET / line.split("\t")[0], data / line.split("\t")[0])
+    truth = data / "labels.tsv"
+    # and one labelled face that no detected face fits (pupils in a corner of a photo)
+    ghost = "\t".join([*keep[0].split("\t")[:4], "1.0", "1.0", "3.0", "1.0"])
+    truth.write_text("\n".join([header, *keep, ghost]) + "\n")
+    ws = tmp_path / "ws"
+    settings = Settings(model="insightface", model_root=str(PACK_ROOT),
+                        model_pack="scrfd500m-mbf", model_workers=1)
+    report = run(Catalog(ws), data / "images", settings=settings, progress=False)
+    assert report.status == "done" and report.detect.processed == len(keep)
+    return ws, truth
+
+
+def test_dual_clustering_notebook_measures_detected_faces_against_a_truth_file(tmp_path):
+    ws, truth = fgnet_photo_truth(tmp_path)
+    text, images = _run("04_dual_clustering", tmp_path, workspace=str(ws), truth_file=str(truth),
+                        space="", known_fraction=0.5, map_method="pca", gallery_clusters=1)
+    # the detected faces were matched to the file's rows (by the pupils), nothing imported
+    line = next(li for li in text.splitlines() if li.startswith("truth:"))
+    matched, labelled = (int(v) for v in line.split("; ")[1].split(" labelled")[0].split(" of "))
+    assert labelled == 31 and 20 <= matched <= 30, line
+    assert "space insightface" in line and f"{31 - matched} unmatched" in line and "eyes" in line
+    assert "assigned_to_known_people" in text and "bcubed" in text.lower()
+    assert images >= 3

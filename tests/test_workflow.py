@@ -85,3 +85,66 @@ def test_demo_runs_the_pipeline_and_a_failing_cell_stops_it(tmp_path, capsys):
     assert "cell" in steps[0].error and Path(steps[0].html).is_file()
     saved = json.loads((tmp_path / "r" / "bad" / "summary.json").read_text())
     assert saved["ok"] is False
+
+
+def test_a_truth_file_goes_to_the_notebooks_as_truth_file_embeddings_as_lfw_dir(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from facelab.research.pipeline import _step_parameters, truth_parameters
+
+    tsv = tmp_path / "labels.tsv"
+    tsv.write_text("photo\tperson\nimages/a.jpg\t001\n")
+    bare = tmp_path / "boxes.parquet"
+    pq.write_table(pa.table({"path": ["a.jpg"], "identity": ["x"], "bbox_x": [1]}), bare)
+    emb = tmp_path / "faces.parquet"
+    pq.write_table(pa.table({"path": ["a.jpg"], "identity": ["x"],
+                             "embedding": [[0.0, 1.0]]}), emb)
+    assert truth_parameters(tmp_path) == {"lfw_dir": str(tmp_path)}
+    assert truth_parameters(emb) == {"lfw_dir": str(emb)}          # imported, as today
+    assert truth_parameters(tsv) == {"truth_file": str(tsv)}       # matched to photos
+    assert truth_parameters(bare) == {"truth_file": str(bare)}
+    with pytest.raises(ConfigError, match="does not exist"):
+        truth_parameters(tmp_path / "nope.csv")
+    step = next(s for s in STEPS if s.name == "dual_clustering")
+    declared = {"workspace": 0, "lfw_dir": 0, "truth_file": 0, "space": 0}
+    params = _step_parameters(step, declared, {"pipeline": {"truth": str(tsv)}}, tmp_path)
+    assert params["truth_file"] == str(tsv) and "lfw_dir" not in params
+    assert params["space"] == ""                                   # the detected faces' space
+    params = _step_parameters(step, declared, {"pipeline": {"truth": str(tsv)},
+                                               "parameters": {"space": "dlib"}}, tmp_path)
+    assert params["space"] == "dlib"
+
+
+def test_every_research_notebook_declares_truth_file_and_space():
+    pytest.importorskip("papermill")
+    from facelab.research.pipeline import _declared, notebook_dir
+
+    for step in STEPS:
+        if not step.on_photos:
+            declared = _declared(notebook_dir() / step.notebook)  # a comment papermill cannot
+            assert {"truth_file", "truth_root", "lfw_dir", "space"} <= set(declared), step
+            assert declared["truth_file"]["default"] == "None"    # parse drops its parameter
+
+
+@pytest.mark.slow
+def test_pipeline_with_a_truth_file_measures_a_copy_of_the_detected_workspace(tmp_path):
+    pytest.importorskip("papermill")
+    from .test_notebooks import fgnet_photo_truth
+
+    ws, truth = fgnet_photo_truth(tmp_path)
+    faces = Catalog(ws).scalar("SELECT count(*) FROM faces")
+    result = run_pipeline({"pipeline": {"workspace": str(ws), "truth": str(truth)},
+                           "parameters": {"map_method": "pca", "gallery_clusters": 1}},
+                          steps=["dual_clustering"], out_root=tmp_path / "r", name="t",
+                          progress=False)
+    (step,) = result.steps
+    assert step.status == "done" and step.parameters["truth_file"] == str(truth)
+    nb = json.loads(Path(step.notebook).read_text())
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"]
+                   for o in c.get("outputs", []))
+    assert "of 31 labelled faces matched" in text and "bcubed" in text.lower()
+    copy = Catalog(tmp_path / "r" / "t" / "workspaces" / "dual_clustering")
+    assert copy.scalar("SELECT count(*) FROM faces") == faces
+    assert copy.scalar("SELECT count(*) FROM persons") > 0           # the notebook labelled
+    assert Catalog(ws).scalar("SELECT count(*) FROM persons") == 0   # the user's: untouched

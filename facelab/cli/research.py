@@ -136,7 +136,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="a parameter (JSON value or text); repeatable")
     p.add_argument("--photos", default=None, help="photo folder for the detect step")
     p.add_argument("--truth", default=None,
-                   help="labeled faces for the research steps (lfw-dev folder or Parquet)")
+                   help="labeled faces for the research steps: an lfw-dev folder, a Parquet "
+                   "of embeddings (imported), or a truth file (CSV, TSV or Parquet without "
+                   "embeddings) matched to the workspace's detected faces")
     p.add_argument("--out", default="reports", help="reports root; the run goes in OUT/NAME")
     p.add_argument("--name", default=None, help="run name (default pipeline-<time>)")
     p.set_defaults(handler=pipeline_cmd)

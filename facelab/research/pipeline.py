@@ -13,7 +13,7 @@ Parameters come from one config file (TOML or JSON) and ``--set`` flags::
     steps = ["detect", "dual_clustering"]   # default: every step
     workspace = "data"                       # the library the detect step fills
     photos = "~/Pictures"                    # empty: the detect step is skipped
-    truth = "../shared/data/lfw-dev"         # labeled faces for the research steps
+    truth = "../shared/data/lfw-dev"         # labeled faces for the research steps (below)
 
     [parameters]                             # to every notebook that declares them
     space = "dlib"
@@ -24,6 +24,15 @@ Parameters come from one config file (TOML or JSON) and ``--set`` flags::
 
 A parameter a notebook does not declare is an error when it is meant for that step (a typo
 would otherwise be silently ignored) and skipped when it is a shared one.
+
+``truth`` is one of two kinds (:func:`truth_parameters`). Labelled *embeddings* - the
+lfw-dev folder, or a Parquet file with an ``embedding`` column such as ``facelab demo``'s
+library - are imported into a research workspace of each step's own (the notebooks'
+``lfw_dir``). A *truth file* about photos - CSV, TSV, or Parquet without embeddings
+(fgnet-dev's ``labels.tsv``; columns in :mod:`facelab.research.truth`) - becomes the
+notebooks' ``truth_file``: each research step then works on a copy of the pipeline's
+workspace (the faces detected from the photos; the user's catalog is never changed) and
+measures against the rows that match its faces (:func:`notebook_truth`).
 """
 
 from __future__ import annotations
@@ -37,12 +46,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from facelab.errors import ConfigError, FacelabError
+from facelab.research import lfw
+from facelab.research.truth import Truth, load_truth
+from facelab.store.catalog import DB_NAME, Catalog
+from facelab.store.snapshot import copy_workspace
 
 __all__ = ["STEPS", "PipelineResult", "StepResult", "load_config", "notebook_dir",
-           "parse_sets", "run_pipeline"]
+           "notebook_truth", "parse_sets", "run_pipeline", "truth_parameters", "truth_summary"]
 
 
 @dataclass(frozen=True)
@@ -164,6 +178,52 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def truth_parameters(truth: str | os.PathLike[str]) -> dict[str, str]:
+    """The notebook parameter a pipeline ``truth`` becomes: ``{"lfw_dir": ...}`` for a folder
+    or a Parquet file of labelled embeddings (an ``embedding`` column: imported), else
+    ``{"truth_file": ...}`` (CSV, TSV or Parquet about photos: matched to detected faces)."""
+    path = Path(truth).expanduser().absolute()
+    if not path.exists():
+        raise ConfigError(f"truth {path} does not exist")
+    if path.is_dir():
+        return {"lfw_dir": str(path)}
+    with open(path, "rb") as f:
+        parquet = f.read(4) == b"PAR1"
+    if parquet and "embedding" in pq.read_schema(str(path)).names:
+        return {"lfw_dir": str(path)}
+    return {"truth_file": str(path)}
+
+
+def notebook_truth(catalog: Catalog, *, truth_file: str | None = None,
+                   lfw_dir: str | None = None, space: str | None = "dlib",
+                   truth_root: str | None = None, identity_col: str | None = None) -> Truth:
+    """The truth a research notebook measures against. With ``truth_file``: the workspace's
+    faces as they are (detected from photos, or imported) matched to that file's rows by
+    :func:`facelab.research.truth.load_truth` (``space`` empty: the workspace's only space;
+    ``truth_root`` empty: the file's folder), nothing imported. Without: lfw-dev (or the
+    labelled Parquet ``lfw_dir``) imported into ``space`` (:func:`facelab.research.lfw.load`).
+    Either way only matched faces are in the truth; the notebook's later steps judge those
+    and leave the workspace's other faces (strangers, false detections) unjudged."""
+    if truth_file:
+        return load_truth(catalog, truth_file, space=space or None, root=truth_root or None,
+                          identity_col=identity_col or None)
+    return lfw.load(catalog, lfw_dir or None, space=space or "dlib")
+
+
+def truth_summary(truth: Truth) -> str:
+    """One line on what a truth holds: faces and people, and for a truth file how many
+    labelled faces matched, did not, and whose photo is not in the workspace."""
+    c = truth.counts
+    line = (f"truth: {len(truth)} faces of {len(set(truth.identity.tolist()))} people in "
+            f"space {truth.space}")
+    if "matched" in c:
+        line += (f"; {c['matched']} of {c['labelled']} labelled faces matched, "
+                 f"{c['unmatched']} unmatched (no detected face fits), "
+                 f"{c['photos_missing']} photos not in the workspace "
+                 f"(matched by {', '.join(f'{k} {v}' for k, v in sorted(c['by'].items()))})")
+    return line
+
+
 def _merge(base: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
     for k, v in more.items():
@@ -188,10 +248,13 @@ def _step_parameters(step: Step, declared: dict[str, Any], cfg: dict[str, Any],
         derived["workspace"] = str(Path(pipe.get("workspace", "data")).absolute())
         if pipe.get("photos"):
             derived["photos"] = str(Path(pipe["photos"]).expanduser().absolute())
-    else:  # research steps import their labeled faces into a workspace of their own
+    else:  # research steps work in a workspace of their own: labelled embeddings imported
+        # into it, or (a truth file) a copy of the photos' workspace made when they start
         derived["workspace"] = str(run_dir / "workspaces" / step.name)
         if pipe.get("truth"):
-            derived["lfw_dir"] = str(Path(pipe["truth"]).expanduser().absolute())
+            derived.update(truth_parameters(pipe["truth"]))
+            if "truth_file" in derived:   # the detected faces' space, unless one is set
+                derived["space"] = ""
     derived["out_dir"] = str(run_dir / step.name)
     params = {k: v for k, v in derived.items() if k in declared}
     params.update({k: v for k, v in cfg.get("parameters", {}).items() if k in declared})
@@ -202,6 +265,20 @@ def _step_parameters(step: Step, declared: dict[str, Any], cfg: dict[str, Any],
                           f"{', '.join(typos)}; it declares {', '.join(sorted(declared))}")
     params.update(own)
     return params
+
+
+def _copy_photos_workspace(cfg: dict[str, Any], dest: Path) -> None:
+    """A research step with a truth file works on a copy of the pipeline's workspace (made
+    when the step starts, after detection); a workspace that already holds a catalog (set
+    for the step) is used as it is."""
+    if (dest / DB_NAME).exists():
+        return
+    src = Path(cfg.get("pipeline", {}).get("workspace", "data")).expanduser().absolute()
+    if not (src / DB_NAME).is_file():
+        raise ConfigError(f"a truth file is matched to the faces of the pipeline's workspace, "
+                          f"but {src} holds no catalog: give photos (the detect step) or a "
+                          "workspace with detected faces")
+    copy_workspace(Catalog(src), dest)
 
 
 def _html(notebook: Path) -> Path | None:
@@ -268,6 +345,8 @@ def run_pipeline(config: dict[str, Any] | str | os.PathLike[str] | None = None, 
             continue
         t0 = time.perf_counter()
         Path(params.get("out_dir", run_dir)).mkdir(parents=True, exist_ok=True)
+        if not step.on_photos and params.get("truth_file"):
+            _copy_photos_workspace(cfg, Path(params["workspace"]))
         try:
             pm.execute_notebook(str(nb_dir / step.notebook), str(out), parameters=params,
                                 kernel_name=kernel, cwd=str(run_dir), progress_bar=False)
