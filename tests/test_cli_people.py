@@ -22,7 +22,7 @@ def test_cluster_label_merge_undo_explain_from_the_cli(photo_folder, workspace):
     summary = json.loads(out)
     assert summary["clusters"] >= 4 and summary["run_id"] > 0
     listing = cli("clusters", workspace=workspace).stdout.splitlines()
-    first, second = (line.split()[0] for line in listing[:2])
+    first, second = (line.split()[0] for line in listing[1:3])  # under the header
 
     dry = cli("label", first, "Alice", "--dry-run", workspace=workspace).stdout
     n = int(re.search(r"Label (\d+) faces as Alice", dry).group(1))

@@ -1,4 +1,5 @@
-"""What every command group shares: the common options, settings, catalog and space choice.
+"""What every command group shares: the common options, settings, catalog and space choice,
+and how listings read (tables, timestamps to the second, ``--json``).
 
 Each group module (:mod:`~facelab.cli.library`, :mod:`~facelab.cli.people`,
 :mod:`~facelab.cli.research`) registers its subparsers with ``set_defaults(handler=fn)``;
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +85,82 @@ def write_json(path: str, obj: Any) -> None:
     """Write a report given with ``--json OUT`` (folders created)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(obj, indent=2, default=str))
+
+
+# --- how listings read: aligned tables, timestamps to the second, --json ---------------------
+def when(value: Any) -> str:
+    """A timestamp to the second (``2026-11-29 03:15:47``); ``-`` when there is none."""
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M:%S}"
+    return str(value)[:19]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
+          right: Sequence[str] = ()) -> str:
+    """Rows under their headers, columns padded; the columns named in ``right`` (numbers)
+    are right-aligned. ``None`` reads ``-``."""
+    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if h in right else v.ljust(w)
+                         for v, w, h in zip(values, widths, headers, strict=True)).rstrip()
+
+    return "\n".join([line(list(headers))] + [line(r) for r in cells])
+
+
+def print_json(obj: Any) -> None:
+    """Machine-readable output of a listing (``--json``): timestamps as ISO text."""
+    print(json.dumps(obj, indent=2, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    return str(value)
+
+
+def explanation_text(info: dict[str, Any]) -> str:
+    """``facelab explain FACE`` as a person reads it: every line says something, nothing
+    prints ``None`` (an imported face has no photo and no box; a face may have no person,
+    no cluster, no run)."""
+    photo = info.get("photo")
+    lines = [f"face {info['face_id']} [{info['space']}]  "
+             + (f"in {photo}" if photo else "no photo on record (imported vector)")]
+    box = info.get("box") or []
+    has_box = any(float(v) for v in box)
+    lines.append("  box " + (" ".join(f"{v:g}" for v in box) + " (x y w h)" if has_box
+                             else "none recorded")
+                 + f"   detection score {info['det_score']}   quality {info['quality']}")
+    if info.get("person_id") is not None:
+        name = info.get("person") or "unnamed"
+        by = f", by {info['assigned_by']}" if info.get("assigned_by") else ""
+        lines.append(f"  person {name} (#{info['person_id']}{by})")
+    else:
+        lines.append("  person none")
+    lines.append(f"  cluster {info['cluster_id']}" if info.get("cluster_id")
+                 else "  cluster none")
+    lines.append(f"  why: {info['why']}")
+    if info.get("history"):
+        lines.append("  history:")
+    for e in info.get("history", []):
+        run = f"  run {e['run_id']}" if e.get("run_id") is not None else ""
+        undone = f"  (undone by group {e['undone_by']})" if e.get("undone_by") else ""
+        lines.append(f"    {when(e['at'])}  {e['action'] or e['source']:<12} "
+                     f"{_who(e['from_person'])} -> {_who(e['to_person'])}  "
+                     f"({e['source']}){run}{undone}")
+    if info.get("suggestions"):
+        lines.append("  suggestions:")
+    for s in info.get("suggestions", []):
+        lines.append(f"    #{s['suggestion_id']}  person #{s['person_id']}  score {s['score']}"
+                     f"  {s['status']} ({s['source']})")
+    if info.get("rejected_persons"):
+        lines.append("  ruled out by a person: "
+                     + ", ".join(f"#{p}" for p in info["rejected_persons"]))
+    return "\n".join(lines)
+
+
+def _who(person_id: Any) -> str:
+    return "nobody" if person_id is None else f"#{person_id}"

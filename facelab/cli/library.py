@@ -7,11 +7,13 @@ import argparse
 import json
 from typing import Any
 
-from facelab.cli.common import open_catalog, settings_of
+from facelab.cli.common import open_catalog, print_json, settings_of, space_of, table
 from facelab.library.scan import scan
 from facelab.library.status import format_runs, workspace_stats
 from facelab.people.naming import assign_by_name
+from facelab.people.policy import settings_in_force
 from facelab.settings import Settings
+from facelab.store.catalog import DB_NAME
 from facelab.store.doctor import doctor
 from facelab.store.exchange import export, export_persons, import_faces
 from facelab.store.library import error_assets
@@ -74,6 +76,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("status", parents=[common], help="runs and their phases")
     p.add_argument("--limit", type=int, default=10)
     p.add_argument("--errors", action="store_true", help="list every failed file by kind")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=status_cmd)
     p = sub.add_parser("stats", parents=[common], help="what the workspace holds")
     p.set_defaults(handler=stats_cmd)
@@ -111,7 +114,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--identity-col", default=None,
                    help="column of person names: imported as persons (source 'import')")
     p.set_defaults(handler=import_cmd)
-    p = sub.add_parser("settings", parents=[common], help="every setting, its value and reason")
+    p = sub.add_parser("settings", parents=[common],
+                       help="every setting in force for a space, where it comes from, why")
+    p.add_argument("--space", default=None,
+                   help="embedding space (default: the workspace's model or only space)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=settings_cmd)
 
 
@@ -142,7 +149,15 @@ def scan_cmd(args: argparse.Namespace) -> int:
 def status_cmd(args: argparse.Namespace) -> int:
     catalog = open_catalog(settings_of(args))
     mark_interrupted(catalog)
-    print(format_runs(recent_runs(catalog, args.limit)))
+    runs = recent_runs(catalog, args.limit)
+    if args.json:
+        out: dict[str, Any] = {"runs": runs}
+        if args.errors:
+            out["errors"] = [{"kind": k, "path": p, "detail": d}
+                             for k, p, d in error_assets(catalog)]
+        print_json(out)
+        return 0
+    print(format_runs(runs) if runs else "no runs yet: `facelab run PHOTOS` starts one")
     if args.errors:
         for kind, path, detail in error_assets(catalog):
             print(f"  {kind:<11} {path}  {detail or ''}")
@@ -193,10 +208,35 @@ def import_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+#: How ``facelab settings`` names where a value comes from (:meth:`Settings.source`).
+SOURCE_WORDS = {"explicit": "explicit", "calibration": "calibration", "family": "family",
+                "default": "built-in"}
+
+
 def settings_cmd(args: argparse.Namespace) -> int:
-    """Every setting with its value in force, its range and why it is what it is."""
+    """Every setting with its value in force for a space, its source, range and reason.
+
+    The space is --space, else the workspace's model or only space; the values are
+    :func:`~facelab.people.policy.settings_in_force` (explicit > stored calibration >
+    model family > built-in). A workspace without a catalog or spaces shows the values
+    before any space is known.
+    """
     settings = settings_of(args)
-    for row in Settings.describe():
-        value = getattr(settings, row["name"])
-        print(f"{row['name']:<18} {value!s:<24} {row['range']:<22} {row['reason']}")
+    space = None
+    if args.space or (settings.workspace_path / DB_NAME).exists():
+        catalog = open_catalog(settings)
+        known = [s["space"] for s in catalog.spaces()]
+        if args.space or known:
+            space = space_of(args, catalog, settings)
+            settings = settings_in_force(catalog, space, settings)[0]
+    rows = [{**row, "value": getattr(settings, row["name"]),
+             "source": SOURCE_WORDS.get(settings.source(row["name"]), "built-in")}
+            for row in Settings.describe()]
+    if args.json:
+        print_json({"space": space, "settings": rows})
+        return 0
+    print(f"settings in force for space {space}" if space
+          else "settings before any space is known (no embeddings in this workspace yet)")
+    print(table(("setting", "value", "source", "range", "reason"),
+                [(r["name"], r["value"], r["source"], r["range"], r["reason"]) for r in rows]))
     return 0

@@ -8,12 +8,16 @@ Each registers its subparsers with ``set_defaults(handler=fn)``; :func:`main` pa
 calls ``args.handler(args)``, so a new command is one parser and one function in its group.
 
 Exit codes: 0 done (per-file errors are reported, not fatal), 1 a run paused or cancelled,
-2 a facelab error (message says what to do), 130 interrupted.
+2 a facelab error (message says what to do), 130 interrupted, 141 the reader of the output
+went away (``facelab clusters | head -1``): quietly, no traceback. 141 is what a shell reports
+for a program ended by SIGPIPE (``yes | head``), so ``set -o pipefail`` scripts see facelab as
+they see any other tool, and "the output was cut short" is not mistaken for "done".
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -45,7 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM (e.g. a scheduler stopping the job) pauses cleanly like Ctrl-C does
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
     except (FacelabError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -53,6 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted: everything finished so far is saved; run the same command again "
               "to resume", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe: point stdout at devnull so that Python's flush at exit does not
+    raise again (what the Python docs recommend for SIGPIPE, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout replaced (tests) or already gone
+        pass
 
 
 if __name__ == "__main__":

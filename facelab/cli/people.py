@@ -8,12 +8,21 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from facelab.cli.common import open_catalog, person_of, settings_of, space_of
+from facelab.cli.common import (
+    explanation_text,
+    open_catalog,
+    person_of,
+    print_json,
+    settings_of,
+    space_of,
+    table,
+    when,
+)
 from facelab.errors import FacelabError
 from facelab.people import review, suggest
 from facelab.people.assign import assign, revert_run
 from facelab.people.centroids import refresh_centroids
-from facelab.people.explain import explain, format_explanation
+from facelab.people.explain import explain
 from facelab.people.history import undo_group
 from facelab.people.labeling import label_cluster
 from facelab.people.naming import merge_persons, persons
@@ -76,10 +85,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=explain_cmd)
     p = sub.add_parser("persons", parents=[common], help="people and their face counts")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=persons_cmd)
     p = sub.add_parser("clusters", parents=[common], help="active clusters, largest first")
     p.add_argument("--space", default=None)
     p.add_argument("--limit", type=int, default=30)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=clusters_cmd)
     p = sub.add_parser("suggest", parents=[common], help="the review queue")
     p.add_argument("action", choices=("list", "accept", "reject", "find-more", "expire",
@@ -90,6 +101,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--by", choices=("prototypes", "centroid"), default="prototypes")
     p.add_argument("--snowball", action="store_true", help="accepting runs find-more")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="machine-readable output (list)")
     p.set_defaults(handler=suggest_cmd)
 
 
@@ -194,22 +206,60 @@ def undo_cmd(args: argparse.Namespace) -> int:
 # --- listings ---------------------------------------------------------------------------------
 def explain_cmd(args: argparse.Namespace) -> int:
     info = explain(open_catalog(settings_of(args)), args.face_id)
-    print(json.dumps(info, indent=2, default=str) if args.json else format_explanation(info))
+    if args.json:
+        print_json(info)
+    else:
+        print(explanation_text(info))
     return 0
 
 
 def persons_cmd(args: argparse.Namespace) -> int:
-    for p in persons(open_catalog(settings_of(args))):
-        print("  ".join(f"{k}={v}" for k, v in p.items()))
+    """People, most faces first: a table (``--json``: every field)."""
+    people = persons(open_catalog(settings_of(args)))
+    if args.json:
+        print_json(people)
+        return 0
+    if not people:
+        print("no people yet: name a cluster with `facelab label CLUSTER NAME` "
+              "(see `facelab clusters`)")
+        return 0
+    print(table(("id", "name", "faces", "confirmed", "auto", "created"),
+                [(f"#{p['person_id']}", (p["name"] or "(unnamed)")
+                  + (" (hidden)" if p["hidden"] else ""), p["n_faces"], p["n_confirmed"],
+                  p["n_auto"], when(p["created_at"])) for p in people],
+                right=("faces", "confirmed", "auto")))
     return 0
 
 
 def clusters_cmd(args: argparse.Namespace) -> int:
+    """Active clusters, largest first; says how many more ``--limit`` left out."""
     from facelab.people.clusters import clusters
 
-    for c in clusters(open_catalog(settings_of(args)), args.space)[: args.limit]:
-        print(f"{c['cluster_id']}  {c['size']:>5} faces  [{c['space']}]  run {c['run_id']}")
+    found = clusters(open_catalog(settings_of(args)), args.space)
+    shown = found[: max(args.limit, 0)]
+    if args.json:
+        print_json({"clusters": shown, "total": len(found)})
+        return 0
+    if not found:
+        print("no active clusters: `facelab cluster` groups the unassigned faces")
+        return 0
+    print(table(("cluster", "faces", "space", "run"),
+                [(c["cluster_id"], c["size"], c["space"],
+                  "-" if c.get("run_id") is None else c["run_id"]) for c in shown],
+                right=("faces",)))
+    if len(found) > len(shown):
+        print(f"{len(found) - len(shown)} more — use --limit {len(found)} to see all")
     return 0
+
+
+def _suggestion_rows(items: list[dict[str, Any]]) -> str:
+    def who(s: dict[str, Any]) -> str:
+        return (f"{s['person_name']} (#{s['person_id']})" if s.get("person_name")
+                else f"#{s['person_id']}")
+
+    return table(("id", "face", "person", "score", "source"),
+                 [(s["suggestion_id"], s["face_id"], who(s), f"{s['score']:.3f}", s["source"])
+                  for s in items], right=("id", "face", "score"))
 
 
 def suggest_cmd(args: argparse.Namespace) -> int:
@@ -218,9 +268,14 @@ def suggest_cmd(args: argparse.Namespace) -> int:
     catalog = open_catalog(settings)
     act = args.action
     if act == "list":
-        for s in review.pending(catalog, space=args.space, limit=args.limit):
-            print(f"{s['suggestion_id']:>7}  face {s['face_id']:>7} -> person "
-                  f"{s['person_id']:>5}  score {s['score']:.3f}  ({s['source']})")
+        items = review.pending(catalog, space=args.space, limit=args.limit)
+        if args.json:
+            print_json(items)
+        elif not items:
+            print("no suggestions waiting for review (labeling a cluster or "
+                  "`facelab suggest find-more PERSON` makes some)")
+        else:
+            print(_suggestion_rows(items))
     elif act == "accept":
         print(json.dumps(review.accept(catalog, args.ids, snowball=args.snowball,
                                         settings=settings), indent=2, default=str))
