@@ -493,6 +493,8 @@ def test_explain_tells_why_a_face_is_where_it_is(catalog: Catalog) -> None:
     text = page.explain(faces[0])
     assert text.startswith(f"face {faces[0]} [{SPACE}]")
     assert "why: assigned to Ada" in text and "when its cluster was labeled" in text
+    # the synthetic faces have no photo: said in words, never as None (same text as the CLI)
+    assert "None" not in text and "no photo on record" in text
     other = catalog.query("SELECT face_id, cluster_id FROM faces WHERE person_id IS NULL AND "
                           "cluster_id IS NOT NULL LIMIT 1")[0]
     page.explain_id.value = str(other[0])               # any face, not only this person's

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from facelab.cli.common import (
-    explanation_text,
     open_catalog,
     person_of,
     print_json,
@@ -22,7 +21,7 @@ from facelab.errors import FacelabError
 from facelab.people import review, suggest
 from facelab.people.assign import assign, revert_run
 from facelab.people.centroids import refresh_centroids
-from facelab.people.explain import explain
+from facelab.people.explain import explain, format_explanation
 from facelab.people.history import undo_group
 from facelab.people.labeling import label_cluster
 from facelab.people.naming import merge_persons, persons
@@ -209,7 +208,7 @@ def explain_cmd(args: argparse.Namespace) -> int:
     if args.json:
         print_json(info)
     else:
-        print(explanation_text(info))
+        print(format_explanation(info))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from facelab.errors import FacelabError
@@ -82,17 +83,53 @@ def _origin(thresholds: dict[str, Any]) -> str:
 
 
 def format_explanation(info: dict[str, Any]) -> str:
-    """The explanation as the lines ``facelab explain`` prints."""
-    lines = [f"face {info['face_id']} [{info['space']}] in {info['photo']}",
-             f"  box {info['box']}  det {info['det_score']}  quality {info['quality']}",
-             f"  why: {info['why']}"]
-    for e in info["history"]:
-        undone = f" (undone by group {e['undone_by']})" if e["undone_by"] else ""
-        lines.append(f"  {e['at'][:19]} {e['action'] or '':<12} {e['source']:<18} "
-                     f"{e['from_person']} -> {e['to_person']}  run {e['run_id']}{undone}")
-    for s in info["suggestions"]:
-        lines.append(f"  suggestion {s['suggestion_id']}: person {s['person_id']} "
-                     f"score {s['score']} {s['status']} ({s['source']})")
-    if info["rejected_persons"]:
-        lines.append(f"  ruled out by a person: {info['rejected_persons']}")
+    """The explanation as ``facelab explain`` and the person page print it: every line says
+    something, nothing prints ``None`` (an imported face has no photo and no box; a face may
+    have no person, no cluster, no run)."""
+    photo = info.get("photo")
+    lines = [f"face {info['face_id']} [{info['space']}]  "
+             + (f"in {photo}" if photo else "no photo on record (imported vector)")]
+    box = info.get("box") or []
+    has_box = any(float(v) for v in box)
+    lines.append("  box " + (" ".join(f"{v:g}" for v in box) + " (x y w h)" if has_box
+                             else "none recorded")
+                 + f"   detection score {info['det_score']}   quality {info['quality']}")
+    if info.get("person_id") is not None:
+        name = info.get("person") or "unnamed"
+        by = f", by {info['assigned_by']}" if info.get("assigned_by") else ""
+        lines.append(f"  person {name} (#{info['person_id']}{by})")
+    else:
+        lines.append("  person none")
+    lines.append(f"  cluster {info['cluster_id']}" if info.get("cluster_id")
+                 else "  cluster none")
+    lines.append(f"  why: {info['why']}")
+    if info.get("history"):
+        lines.append("  history:")
+    for e in info.get("history", []):
+        run = f"  run {e['run_id']}" if e.get("run_id") is not None else ""
+        undone = f"  (undone by group {e['undone_by']})" if e.get("undone_by") else ""
+        lines.append(f"    {_when(e['at'])}  {e['action'] or e['source']:<12} "
+                     f"{_who(e['from_person'])} -> {_who(e['to_person'])}  "
+                     f"({e['source']}){run}{undone}")
+    if info.get("suggestions"):
+        lines.append("  suggestions:")
+    for s in info.get("suggestions", []):
+        lines.append(f"    #{s['suggestion_id']}  person #{s['person_id']}  score {s['score']}"
+                     f"  {s['status']} ({s['source']})")
+    if info.get("rejected_persons"):
+        lines.append("  ruled out by a person: "
+                     + ", ".join(f"#{p}" for p in info["rejected_persons"]))
     return "\n".join(lines)
+
+
+def _when(value: Any) -> str:
+    """A timestamp to the second; ``-`` when there is none."""
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M:%S}"
+    return str(value)[:19]
+
+
+def _who(person_id: Any) -> str:
+    return "nobody" if person_id is None else f"#{person_id}"
