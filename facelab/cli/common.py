@@ -88,15 +88,6 @@ def write_json(path: str, obj: Any) -> None:
 
 
 # --- how listings read: aligned tables, timestamps to the second, --json ---------------------
-def when(value: Any) -> str:
-    """A timestamp to the second (``2026-11-29 03:15:47``); ``-`` when there is none."""
-    if value is None:
-        return "-"
-    if isinstance(value, datetime):
-        return f"{value:%Y-%m-%d %H:%M:%S}"
-    return str(value)[:19]
-
-
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
           right: Sequence[str] = ()) -> str:
     """Rows under their headers, columns padded; the columns named in ``right`` (numbers)

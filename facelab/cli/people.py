@@ -15,13 +15,12 @@ from facelab.cli.common import (
     settings_of,
     space_of,
     table,
-    when,
 )
 from facelab.errors import FacelabError
 from facelab.people import review, suggest
 from facelab.people.assign import assign, revert_run
 from facelab.people.centroids import refresh_centroids
-from facelab.people.explain import explain, format_explanation
+from facelab.people.explain import explain, format_explanation, when
 from facelab.people.history import undo_group
 from facelab.people.labeling import label_cluster
 from facelab.people.naming import merge_persons, persons

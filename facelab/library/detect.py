@@ -269,10 +269,11 @@ def _commit(catalog: Catalog, model: FaceModel, per_asset: list, run_id: int | N
     ids = [a for a, *_ in per_asset]
     with catalog.write() as con:
         # another process finished an asset meanwhile: keep theirs
-        done = detected_among(con, space, ids, version=model.version if redetect else None)
+        recorded = detected_among(con, space, ids)
+        done = {a for a, v in recorded.items() if not redetect or v == model.version}
         earlier: dict[int, StoredFaces] = {}
         if redetect:
-            again = sorted(detected_among(con, space, ids) - done)
+            again = sorted(set(recorded) - done)
             earlier = stored_faces(con, space, again)
             for asset_id in again:
                 forget_detection(con, asset_id, space)

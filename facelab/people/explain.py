@@ -108,7 +108,7 @@ def format_explanation(info: dict[str, Any]) -> str:
     for e in info.get("history", []):
         run = f"  run {e['run_id']}" if e.get("run_id") is not None else ""
         undone = f"  (undone by group {e['undone_by']})" if e.get("undone_by") else ""
-        lines.append(f"    {_when(e['at'])}  {e['action'] or e['source']:<12} "
+        lines.append(f"    {when(e['at'])}  {e['action'] or e['source']:<12} "
                      f"{_who(e['from_person'])} -> {_who(e['to_person'])}  "
                      f"({e['source']}){run}{undone}")
     if info.get("suggestions"):
@@ -122,8 +122,9 @@ def format_explanation(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _when(value: Any) -> str:
-    """A timestamp to the second; ``-`` when there is none."""
+def when(value: Any) -> str:
+    """A timestamp to the second (``2026-11-29 03:15:47``); ``-`` when there is none. The CLI's
+    tables use it too."""
     if value is None:
         return "-"
     if isinstance(value, datetime):

@@ -216,7 +216,7 @@ class Catalog:
     def mark_rewritten(con: duckdb.DuckDBPyConnection, space: str) -> None:
         """Record that vectors of ``space`` changed in place (same face ids, new vectors), so
         that an index saved before now is rebuilt rather than caught up by its keys."""
-        con.execute("UPDATE spaces SET generation = generation + 1 WHERE space=?", [space])
+        Catalog.bump_generation(con, space)
         con.execute("INSERT OR REPLACE INTO vector_rewrites SELECT space, generation FROM "
                     "spaces WHERE space=?", [space])
 

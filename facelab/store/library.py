@@ -158,17 +158,15 @@ def detection_versions(catalog: Catalog, space: str) -> dict[str, int]:
     return {str(v): int(n) for v, n in rows}
 
 
-def detected_among(con: duckdb.DuckDBPyConnection, space: str, asset_ids: Sequence[int],
-                   version: str | None = None) -> set[int]:
-    """Which of ``asset_ids`` already have a detection record in ``space`` (made by
-    ``version`` of the model, when given)."""
+def detected_among(con: duckdb.DuckDBPyConnection, space: str, asset_ids: Sequence[int]
+                   ) -> dict[int, str]:
+    """Which of ``asset_ids`` already have a detection record in ``space``, with the model
+    version that made it."""
     if not asset_ids:
-        return set()
-    same = " AND model_version = ?" if version is not None else ""
-    return {r[0] for r in con.execute(
-        f"SELECT asset_id FROM detections WHERE space=?{same} AND asset_id IN "
-        f"({','.join('?' * len(asset_ids))})",
-        [space, *([version] if version is not None else []), *asset_ids]).fetchall()}
+        return {}
+    return {int(a): str(v) for a, v in con.execute(
+        f"SELECT asset_id, model_version FROM detections WHERE space=? AND asset_id IN "
+        f"({','.join('?' * len(asset_ids))})", [space, *asset_ids]).fetchall()}
 
 
 # A face somebody decided about: named (by a person or a pass), part of the history, ruled
@@ -238,7 +236,7 @@ def refresh_faces(con: duckdb.DuckDBPyConnection, space: str, face_ids: Sequence
             "(SELECT face_id FROM found_again)").fetchall()]
         con.execute("DELETE FROM embeddings WHERE face_id IN (SELECT face_id FROM found_again)")
         for s in projected:
-            con.execute("UPDATE spaces SET generation = generation + 1 WHERE space=?", [s])
+            Catalog.bump_generation(con, s)
         con.execute("DELETE FROM centroids WHERE space = ? AND person_id IN (SELECT "
                     "f.person_id FROM faces f JOIN found_again USING (face_id))", [space])
         con.execute("UPDATE faces SET x = n.x, y = n.y, w = n.w, h = n.h, "
