@@ -255,6 +255,15 @@ class Settings:
     propagation_max: int = _setting(
         50, "At most this many suggestions per newly labeled face: keeps the review queue "
         "reviewable (original system's value).", low=1, high=100_000)
+    proposal_neighbours: int = _setting(
+        64, "Named faces searched per unnamed face when proposing who it is "
+        "(people.propose): a person's nearest faces decide, so a few dozen cover every "
+        "person near the face even when one person holds most of them.", low=1, high=10_000)
+    proposal_year_window: int = _setting(
+        0, "> 0: a proposal scores a face against the person's faces taken within this many "
+        "years when there are any (0 = against all of them). Measured on fgnet-dev "
+        "(docs/growing-up.md): a 5-year window moved nothing a person sees, so it is off.",
+        low=0, high=200)
     suggestion_ttl_days: int = _setting(
         90, "Pending suggestions expire after this many days: old ones reflect stale "
         "prototypes.", low=1, high=36500)

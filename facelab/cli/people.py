@@ -1,5 +1,5 @@
 """People commands: cluster, cluster-dual, split, assign, centroids, label, merge, undo,
-explain, persons, clusters, suggest -- naming the faces of a workspace."""
+explain, persons, clusters, suggest, propose -- naming the faces of a workspace."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from facelab.cli.common import (
     table,
 )
 from facelab.errors import FacelabError
-from facelab.people import review, suggest
+from facelab.people import propose, review, suggest
 from facelab.people.assign import assign, revert_run
 from facelab.people.centroids import refresh_centroids
-from facelab.people.explain import explain, format_explanation, when
+from facelab.people.explain import explain, format_explanation, format_proposal, when
 from facelab.people.history import undo_group
 from facelab.people.labeling import label_cluster
 from facelab.people.naming import merge_persons, persons
@@ -99,8 +99,23 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--by", choices=("prototypes", "centroid"), default="prototypes")
     p.add_argument("--snowball", action="store_true", help="accepting runs find-more")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--source", default=None,
+                   help="list only suggestions of this source (e.g. proposal)")
     p.add_argument("--json", action="store_true", help="machine-readable output (list)")
     p.set_defaults(handler=suggest_cmd)
+    p = sub.add_parser("propose", parents=[common],
+                       help="who is this? proposals for unnamed faces and clusters")
+    p.add_argument("action", nargs="?", default="faces",
+                   choices=("faces", "clusters", "accept-cluster", "reject-cluster"),
+                   help="faces: propose a person for every unnamed face and list them "
+                   "(decide with `facelab suggest accept|reject ID...`); clusters: which "
+                   "person each cluster looks like; accept-cluster / reject-cluster "
+                   "CLUSTER PERSON: decide one")
+    p.add_argument("args", nargs="*", help="CLUSTER PERSON (accept-cluster, reject-cluster)")
+    p.add_argument("--space", default=None)
+    p.add_argument("--limit", type=int, default=50, help="rows shown")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=propose_cmd)
 
 
 # --- commands recorded as runs (undo --run reverts what they wrote) ---------------------------
@@ -266,7 +281,8 @@ def suggest_cmd(args: argparse.Namespace) -> int:
     catalog = open_catalog(settings)
     act = args.action
     if act == "list":
-        items = review.pending(catalog, space=args.space, limit=args.limit)
+        items = review.pending(catalog, space=args.space, limit=args.limit,
+                               source=args.source)
         if args.json:
             print_json(items)
         elif not items:
@@ -292,4 +308,58 @@ def suggest_cmd(args: argparse.Namespace) -> int:
         print(json.dumps(review.cleanup(catalog), indent=2, default=str))
     else:
         print(json.dumps(review.review_stats(catalog), indent=2, default=str))
+    return 0
+
+
+def propose_cmd(args: argparse.Namespace) -> int:
+    """Who is this? Face proposals (queued for review), cluster proposals, their decisions."""
+    settings = settings_of(args)
+    catalog = open_catalog(settings)
+    if args.action in ("accept-cluster", "reject-cluster"):
+        if len(args.args) != 2:
+            raise FacelabError(f"{args.action} takes CLUSTER PERSON (a name or #ID)")
+        cid, pid = args.args[0], person_of(catalog, args.args[1], create=False)
+        if args.action == "accept-cluster":
+            plan = propose.accept_cluster(catalog, cid, pid, settings=settings)
+            print(f"labeled {plan.n_faces} faces of {cid} as {plan.name} "
+                  f"(undo: facelab undo --group {plan.group_id})")
+        else:
+            n = propose.reject_cluster(catalog, cid, pid)
+            print(f"#{pid} ruled out for the {n} faces of {cid}")
+        return 0
+    if args.args:
+        raise FacelabError(f"{args.action} takes no arguments")
+    space = space_of(args, catalog, settings)
+    names = {p["person_id"]: p["name"] for p in persons(catalog)}
+    if args.action == "clusters":
+        found = propose.propose_clusters(catalog, space, settings)
+        rows = [(c["cluster_id"], c["size"], c["person_name"] or f"#{c['person_id']}",
+                 f"{c['score']:.3f}",
+                 format_proposal(c["evidence"], c["person_name"],
+                                 (c["runner_up"] or {}).get("person_name")))
+                for c in found]
+        empty = ("no cluster proposals: they need named people and active clusters "
+                 "(`facelab label`, `facelab cluster`)")
+        head = ("cluster", "faces", "looks like", "score", "why")
+    else:
+        made = propose.propose_faces(catalog, space, settings)
+        found = review.pending(catalog, space=space, source=propose.SOURCE)
+        print(f"{made} proposals made; decide with `facelab suggest accept|reject ID...`")
+        rows = [(s["suggestion_id"], s["face_id"], s["person_name"] or f"#{s['person_id']}",
+                 f"{s['score']:.3f}",
+                 format_proposal(s["evidence"], s["person_name"],
+                                 names.get((s["evidence"].get("runner_up") or {})
+                                           .get("person_id"))))
+                for s in found]
+        empty = "no faces to propose for: every face is named, or nobody is named yet"
+        head = ("id", "face", "who?", "score", "why")
+    shown = found[: max(args.limit, 0)]
+    if args.json:
+        print_json({"proposals": shown, "total": len(found)})
+    elif not found:
+        print(empty)
+    else:
+        print(table(head, rows[: len(shown)], right=("id", "face", "faces", "score")))
+        if len(found) > len(shown):
+            print(f"{len(found) - len(shown)} more — use --limit {len(found)} to see all")
     return 0

@@ -134,3 +134,42 @@ def when(value: Any) -> str:
 
 def _who(person_id: Any) -> str:
     return "nobody" if person_id is None else f"#{person_id}"
+
+
+def format_proposal(evidence: dict[str, Any], person: str | None,
+                    runner_up: str | None = None) -> str:
+    """One line saying why a face or a cluster was proposed for ``person`` (its name, or
+    ``#id``), from a proposal's evidence (:mod:`facelab.people.propose`): "0.61 from
+    Anna's face of 2003, taken 2 years apart; next: Ben 0.48"."""
+    who = person or "?"
+    score = evidence.get("mean_score", evidence.get("score"))
+    head = f"{score:.2f} from {who}" if isinstance(score, float | int) else f"like {who}"
+    if evidence.get("kind") == "cluster":
+        near = evidence.get("nearest_in_time") or {}
+        years = evidence.get("years")
+        parts = [f"mean {head}"]
+        if years:
+            span = f"{years[0]}" if years[0] == years[1] else f"{years[0]}-{years[1]}"
+            parts.append(f"photos of {span}")
+        if near:
+            parts.append(f"{who}'s nearest in time: {near['year']} "
+                         f"({_apart(near['years_apart'])}, {near['score']:.2f})")
+        text = "; ".join(parts)
+    else:
+        match = (evidence.get("matches") or [{}])[0]
+        year = match.get("year")
+        text = head + (f"'s face of {year}" if year is not None else "'s nearest face")
+        apart = evidence.get("years_apart")
+        if apart is not None:
+            text += f", taken {_apart(apart)}"
+    second = evidence.get("runner_up")
+    if second:
+        name = runner_up or f"#{second['person_id']}"
+        text += f"; next: {name} {second['score']:.2f}"
+    return text
+
+
+def _apart(years: int) -> str:
+    if years == 0:
+        return "the same year"
+    return f"{years} year{'s' if years != 1 else ''} apart"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -77,7 +78,8 @@ def _label_plan(con: duckdb.DuckDBPyConnection, cluster_id: str, person: int | s
 
 def label_cluster(catalog: Catalog, cluster_id: str, person: int | str, *,
                   exclude_faces: Iterable[int] = (), dry_run: bool = False,
-                  settings: Settings | None = None) -> LabelPlan:
+                  settings: Settings | None = None,
+                  evidence: dict[str, Any] | None = None) -> LabelPlan:
     """Label a cluster's unassigned faces as ``person`` (id, or name: created when new).
 
     ``exclude_faces`` (the wrong faces the user dropped from the gallery; ids not in the
@@ -89,7 +91,8 @@ def label_cluster(catalog: Catalog, cluster_id: str, person: int | str, *,
     ``label``), the cluster is marked ``labeled`` with its person, and the person's
     prototypes in the cluster's space are refreshed. The plan's ``group_id`` undoes all of
     it, including the person's creation when this label created it
-    (:func:`~facelab.people.history.undo_group`).
+    (:func:`~facelab.people.history.undo_group`). ``evidence`` is recorded with each
+    face's assignment next to the cluster id (e.g. the proposal a label accepted).
     """
     exclude = as_face_ids(exclude_faces)
     if dry_run:
@@ -109,7 +112,8 @@ def label_cluster(catalog: Catalog, cluster_id: str, person: int | str, *,
         if plan.n_faces:
             assign_in(con, plan.face_ids, pid, source="cluster_label", action="label",
                       expected_revisions=None, run_id=None,
-                      evidence={"cluster_id": cluster_id}, group_id=group)
+                      evidence={"cluster_id": cluster_id, **(evidence or {})},
+                      group_id=group)
             clusters.mark_labeled(con, cluster_id, pid)
             refresh_in(con, pid, space, settings)
         plan.group_id = group

@@ -182,8 +182,9 @@ def unreject(catalog: Catalog, suggestion_ids: list[int],
 
 
 def pending(catalog: Catalog, *, person_id: int | None = None, space: str | None = None,
-            limit: int | None = None) -> list[dict[str, Any]]:
-    """The review queue: pending, unexpired suggestions, best score first.
+            limit: int | None = None, source: str | None = None) -> list[dict[str, Any]]:
+    """The review queue: pending, unexpired suggestions, best score first (only those of
+    ``source`` when given: ``"proposal"`` is the "who is this?" page).
 
     Each item: ``suggestion_id, face_id, person_id, person_name, space, score, source,
     asset_id, run_id, created_at, expires_at, evidence`` (parsed). ``person_id`` also
@@ -195,7 +196,8 @@ def pending(catalog: Catalog, *, person_id: int | None = None, space: str | None
             merged = merge_map(con)
             target = follow_merges(int(person_id), merged)
             aliases = merged_aliases(target, merged) if target is not None else [int(person_id)]
-        return queue.pending_queue(con, person_ids=aliases, space=space, limit=limit)
+        return queue.pending_queue(con, person_ids=aliases, space=space, limit=limit,
+                                   source=source)
 
 
 def expire(catalog: Catalog, settings: Settings | None = None,

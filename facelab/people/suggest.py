@@ -46,6 +46,7 @@ from facelab.core.scoring import score_faces
 from facelab.errors import CatalogError, ConfigError
 from facelab.people import prototypes
 from facelab.people.policy import settings_in_force
+from facelab.people.search import Indexes, exact_top_k, search_among
 from facelab.settings import Settings
 from facelab.store import faces, vectors
 from facelab.store import suggestions as queue
@@ -72,10 +73,6 @@ ALGORITHM = "suggest/1 cosine max-over-prototypes"
 #: Suggestion ``source`` values written by this module (others, e.g. auto-assign, may add
 #: their own; review, expiry and stats treat every source alike).
 SOURCES = ("propagation", "find_more", "snowball", "after_auto")
-
-#: Similarity matrix elements per chunk in exact search (~16 MB of float32): bounds memory
-#: whatever the number of faces.
-CHUNK_ELEMENTS = 4_000_000
 
 #: Per-prototype scores recorded in evidence (the best ones of the winning person).
 EVIDENCE_TOP_K = 5
@@ -161,7 +158,7 @@ def propagate(catalog: Catalog, face_ids: Iterable[int], settings: Settings | No
     ids = np.unique(np.asarray(list(face_ids), dtype=np.int64))
     if ids.size == 0:
         return 0
-    indexes = _Indexes(catalog, index)
+    indexes = Indexes(catalog, index)
     created = 0
     with catalog.write() as con:
         rows = faces.assigned_among(con, ids)
@@ -257,7 +254,7 @@ def find_more(catalog: Catalog, person_id: int, space: str, settings: Settings |
         thresholds = {"suggest_threshold": th.suggest, "auto_assign_threshold": th.auto,
                       "source": th.source, "strategy": th.strategy,
                       "calibration_id": th.calibration_id}
-        rows_out = _suggest(con, _Indexes(catalog, index), space, target, merged, queries,
+        rows_out = _suggest(con, Indexes(catalog, index), space, target, merged, queries,
                             labels, k=limit, threshold=settings.suggest_threshold, limit=limit,
                             method=method, thresholds=thresholds, run_id=run_id)
         return queue.insert_suggestions(con, rows_out, source=source, run_id=run_id,
@@ -277,7 +274,7 @@ def suggest_for_people(catalog: Catalog, person_ids: Iterable[int], space: str,
         merged = merge_map(con)
     targets = sorted({t for p in person_ids
                       if (t := follow_merges(int(p), merged)) is not None})
-    indexes = _Indexes(catalog, index)
+    indexes = Indexes(catalog, index)
     return sum(find_more(catalog, p, space, settings, run_id=run_id, source="after_auto",
                          index=indexes.get(space)) for p in targets)
 
@@ -305,45 +302,7 @@ def merged_aliases(target: int, merged: dict[int, int | None]) -> list[int]:
 # --------------------------------------------------------------------------- internals
 
 
-class _Indexes:
-    """Vector indexes opened on first use, one per space (opening verifies and catches up)."""
-
-    def __init__(self, catalog: Catalog, given: VectorIndex | None) -> None:
-        self.catalog = catalog
-        self.open: dict[str, VectorIndex] = {given.space: given} if given is not None else {}
-
-    def get(self, space: str) -> VectorIndex:
-        if space not in self.open:
-            self.open[space] = VectorIndex.open(self.catalog, space)[0]
-        return self.open[space]
-
-
-def _exact_top_k(queries: np.ndarray, ids: np.ndarray, vecs: np.ndarray, k: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force k nearest of each query among ``vecs``, in chunks that bound memory."""
-    k = min(k, len(ids))
-    out_ids = np.empty((len(queries), k), np.int64)
-    out_sims = np.empty((len(queries), k), np.float32)
-    unit_vecs = unit(vecs)
-    rows = max(1, CHUNK_ELEMENTS // max(len(ids), 1))
-    for lo in range(0, len(queries), rows):
-        sims = unit(queries[lo:lo + rows]) @ unit_vecs.T
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        out_ids[lo:lo + rows] = ids[top]
-        out_sims[lo:lo + rows] = np.take_along_axis(sims, top, axis=1)
-    return out_ids, out_sims
-
-
-def _search(vindex: VectorIndex, queries: np.ndarray, k: int, among: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """``vindex.search`` restricted to ``among``, in query chunks that bound memory."""
-    rows = max(1, CHUNK_ELEMENTS // max(len(among), 1))
-    parts = [vindex.search(queries[lo:lo + rows], k, among=among)
-             for lo in range(0, len(queries), rows)]
-    return np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
-
-
-def _suggest(con: duckdb.DuckDBPyConnection, indexes: _Indexes, space: str, target: int,
+def _suggest(con: duckdb.DuckDBPyConnection, indexes: Indexes, space: str, target: int,
              merged: dict[int, int | None], queries: np.ndarray, labels: list[dict[str, Any]],
              *, k: int, threshold: float, limit: int | None, method: str,
              thresholds: dict[str, Any], run_id: int | None) -> list[dict[str, Any]]:
@@ -368,9 +327,9 @@ def _suggest(con: duckdb.DuckDBPyConnection, indexes: _Indexes, space: str, targ
     if among.size == 0 or queries.shape[0] == 0:
         return []
     if exact:
-        hit_ids, hit_sims = _exact_top_k(queries, among, among_vecs, k)
+        hit_ids, hit_sims = exact_top_k(queries, among, among_vecs, k)
     else:
-        hit_ids, hit_sims = _search(indexes.get(space), queries, k, among)
+        hit_ids, hit_sims = search_among(indexes.get(space), queries, k, among)
     found = np.unique(hit_ids[(hit_ids >= 0) & (hit_sims >= threshold)])
     if found.size == 0:
         return []

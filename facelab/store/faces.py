@@ -44,6 +44,7 @@ __all__ = [
     "suggest_candidates",
     "unassigned_gallery",
     "unassigned_of",
+    "unnamed_faces",
 ]
 
 # One face with its box and the photo it is on; the path is the asset's first file path (a
@@ -193,6 +194,29 @@ def unassigned_of(con: duckdb.DuckDBPyConnection, face_ids: Iterable[int]) -> se
     return {int(f) for (f,) in con.execute(
         "SELECT face_id FROM faces WHERE face_id IN (SELECT unnest(?)) AND "
         "person_id IS NULL", [wanted]).fetchall()}
+
+
+def unnamed_faces(con: duckdb.DuckDBPyConnection, space: str, *,
+                  face_ids: Iterable[int] | None = None, without_pending: bool = True
+                  ) -> tuple[Candidates, np.ndarray]:
+    """Unassigned faces with a vector in ``space`` (only ``face_ids`` when given), by face
+    id, and each photo's capture year (-1 unknown): the faces a "who is this?" proposal is
+    made for. ``without_pending`` leaves out faces that already wait in the review queue."""
+    where = ["f.person_id IS NULL",
+             "f.face_id IN (SELECT face_id FROM face_vectors WHERE space = $sp)"]
+    params: dict[str, Any] = {"sp": space}
+    if without_pending:
+        where.append("f.face_id NOT IN (SELECT face_id FROM suggestions WHERE "
+                     "status = 'pending')")
+    if face_ids is not None:
+        params["ids"] = sorted({int(f) for f in face_ids})
+        where.append("f.face_id IN (SELECT unnest($ids::BIGINT[]))")
+    table = con.sql(
+        "SELECT f.face_id, f.asset_id, f.revision, "
+        "coalesce(CAST(year(a.taken_at) AS BIGINT), -1) AS year FROM faces f "
+        "LEFT JOIN assets a ON a.asset_id = f.asset_id WHERE " + " AND ".join(where) +
+        " ORDER BY f.face_id", params=params).to_arrow_table()
+    return _candidates(table), table.column("year").to_numpy().astype(np.int64)
 
 
 def unassigned_gallery(catalog: Catalog, space: str) -> list[int]:

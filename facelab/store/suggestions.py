@@ -37,6 +37,7 @@ __all__ = [
     "due_for_expiry",
     "expire",
     "expire_run",
+    "expire_source",
     "insert_suggestions",
     "mark_accepted",
     "mark_rejected",
@@ -150,10 +151,11 @@ def pending_of(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> list[tuple
 
 
 def pending_queue(con: duckdb.DuckDBPyConnection, *, person_ids: Sequence[int] | None = None,
-                  space: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-    """Pending, unexpired suggestions, best score first: ``suggestion_id, face_id,
-    person_id, person_name, space, score, source, asset_id, run_id, created_at, expires_at,
-    evidence`` (parsed)."""
+                  space: str | None = None, limit: int | None = None,
+                  source: str | None = None) -> list[dict[str, Any]]:
+    """Pending, unexpired suggestions (of ``source`` when given), best score first:
+    ``suggestion_id, face_id, person_id, person_name, space, score, source, asset_id,
+    run_id, created_at, expires_at, evidence`` (parsed)."""
     where = ["s.status='pending'",
              "(s.expires_at IS NULL OR s.expires_at > current_timestamp::TIMESTAMP)"]
     params: dict[str, Any] = {}
@@ -163,6 +165,9 @@ def pending_queue(con: duckdb.DuckDBPyConnection, *, person_ids: Sequence[int] |
     if space is not None:
         params["sp"] = space
         where.append("s.space = $sp")
+    if source is not None:
+        params["src"] = source
+        where.append("s.source = $src")
     sql = ("SELECT s.suggestion_id, s.face_id, s.person_id, p.name AS person_name, s.space, "
            "s.score, s.source, f.asset_id, s.run_id, s.created_at, s.expires_at, "
            "s.evidence FROM suggestions s LEFT JOIN persons p USING (person_id) "
@@ -326,6 +331,21 @@ def expire(con: duckdb.DuckDBPyConnection, rows: Sequence[tuple[int, str]], *,
                     "'expired_reason', stale.reason)) FROM stale WHERE suggestions."
                     "suggestion_id = stale.suggestion_id AND suggestions.status = 'pending'",
                     {"now": now})
+
+
+def expire_source(con: duckdb.DuckDBPyConnection, source: str, space: str, reason: str, *,
+                  face_ids: Iterable[int] | None = None) -> int:
+    """Expire the pending suggestions of ``source`` in ``space`` (of ``face_ids`` when
+    given), recording ``reason``: a producer that re-scores from scratch replaces its own
+    pending rows. Returns how many."""
+    sql = ("UPDATE suggestions SET status='expired', decided_at=current_timestamp, evidence="
+           "json_merge_patch(coalesce(evidence, '{}'), json_object('expired_reason', $r)) "
+           "WHERE status='pending' AND source=$src AND space=$sp")
+    params: dict[str, Any] = {"r": reason, "src": source, "sp": space}
+    if face_ids is not None:
+        params["ids"] = sorted({int(f) for f in face_ids})
+        sql += " AND face_id IN (SELECT unnest($ids::BIGINT[]))"
+    return len(con.execute(sql + " RETURNING suggestion_id", params).fetchall())
 
 
 def expire_run(con: duckdb.DuckDBPyConnection, run_id: int) -> int:

@@ -4,6 +4,10 @@
   "Label 47 faces as …", confirm, undo.
 * :class:`SuggestionReview` -- a person's suggested faces, 24 a page: accept all, reject the
   selected, undo.
+* :class:`ProposalReview` -- "Who is this?": a proposed name for each unnamed face, with its
+  evidence, 24 a page: accept all, reject the selected, undo, propose again.
+* :class:`ClusterProposals` -- "Is this cluster also Anna?": each cluster beside the person's
+  face nearest in time, accept (undo) or rule the person out.
 * :class:`PersonPage` -- a person's faces and prototypes: rename, hide, merge (and undo),
   not this person, pin / unpin, explain.
 * :class:`RunProgress` -- every phase of a run, with pause and cancel.
@@ -22,10 +26,11 @@ from facelab.widgets.thumbs import ThumbCache, placeholder
 # The widget classes import ipywidgets; loading them on first use keeps ThumbCache usable
 # (e.g. to pre-crop tiles from a script) where ipywidgets is not installed.
 _WIDGETS = {"ClusterGallery": "gallery", "person_names": "gallery", "PersonPage": "person",
-            "RunProgress": "progress", "SuggestionReview": "review"}
+            "RunProgress": "progress", "SuggestionReview": "review",
+            "ProposalReview": "proposals", "ClusterProposals": "proposals"}
 
-__all__ = ["ClusterGallery", "PersonPage", "RunProgress", "SuggestionReview", "ThumbCache",
-           "person_names", "placeholder"]
+__all__ = ["ClusterGallery", "ClusterProposals", "PersonPage", "ProposalReview", "RunProgress",
+           "SuggestionReview", "ThumbCache", "person_names", "placeholder"]
 
 
 def __getattr__(name: str) -> Any:
