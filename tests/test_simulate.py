@@ -243,7 +243,7 @@ def test_best_merges_persons_the_workspace_started_with(tmp_path: Path) -> None:
     assert best.phases["merge duplicate persons"] == {"merge": 1, "clicks": 1, "gained": 2}
     with pytest.raises(ConfigError, match="unknown option"):
         simulate.simulate(catalog, parquet, options={"round": (1.0,)}, progress=False)
-    with pytest.raises(ConfigError, match="'best' only"):
+    with pytest.raises(ConfigError, match="strategies best, clusters"):
         simulate.simulate(catalog, parquet, strategy="plain", options={"rounds": (1.0,)})
 
 
@@ -301,7 +301,7 @@ def test_cli_simulate_writes_the_json_report(tmp_path: Path, capsys: pytest.Capt
     assert (tmp_path / "sim" / "curves.png").read_bytes()[:4] == b"\x89PNG"
     report = json.loads(out.read_text())
     assert {"actions", "floor", "accuracy", "strategy", "strategies"} <= set(report)
-    assert set(report["strategies"]) == {"plain", "snowball", "best"}
+    assert set(report["strategies"]) == set(simulate.STRATEGIES)
     assert (report["strategy"], report["actions"], report["floor"]) == ("best", 3, 3)
     assert report["strategies"]["plain"]["actions"] == 4
     assert report["strategies"]["best"]["curve"][-1] == {"actions": 3, "named_share": 1.0,
@@ -333,3 +333,61 @@ def test_lfw_subset_best_beats_plain(tmp_path: Path) -> None:
         assert r.floor == 40 and r.target_faces == int(np.sum(sizes >= 2))
         assert r.reached and r.accuracy >= 0.98
     assert results["best"].actions < results["plain"].actions
+
+
+def grown_up_library(tmp_path: Path) -> tuple[Catalog, Path]:
+    """A as a child (6 faces) and as an adult (6, cosine ~0.5 to the child faces), B (6), one
+    hard face of A between the two ages, three strangers: clustering splits A by age."""
+    rng = np.random.default_rng(11)
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    base = unit(rng.standard_normal((6, 64)))
+    child, adult = base[0], unit(base[0] + base[1])
+    centres = [child] * 6 + [adult] * 6 + [base[2]] * 6
+    vecs = [unit(c + 0.15 * rng.standard_normal(64)) for c in centres]
+    vecs.append(unit(child + adult + 0.9 * rng.standard_normal(64)))
+    vecs.extend(base[3:6])
+    who = ["A"] * 12 + ["B"] * 6 + ["A"] + ["S3", "S4", "S5"]
+    parquet = write_faces(tmp_path / "grown.parquet", np.array(vecs), who)
+    catalog = Catalog(tmp_path / "ws")
+    import_faces(catalog, parquet, space=SPACE)
+    return catalog, parquet
+
+
+def test_each_proposal_mechanism_counts_its_own_clicks(tmp_path: Path) -> None:
+    catalog, parquet = grown_up_library(tmp_path)
+    run = {name: simulate.simulate(catalog, parquet, strategy=name, target_share=1.0,
+                                   progress=False)
+           for name in ("best", "clusters", "proposals", "family", "family+clusters")}
+    for r in run.values():
+        assert r.reached and r.precision == 1.0 and r.floor == 2
+    # best labels A's two age clusters and B, then names A's 5 left-over faces one by one
+    assert run["best"].actions_by_kind == {"label": 3, "name_face": 5}
+    # clusters: A's adult cluster is "also A" -- one page accept instead of a label
+    assert run["clusters"].actions_by_kind == {"label": 2, "accept_cluster": 1,
+                                               "name_face": 5}
+    # proposals: the left-over faces come on one "who is this?" page: reject the wrong
+    # proposals (1), accept the rest (1)
+    assert run["proposals"].actions_by_kind == {"label": 3, "reject": 1, "accept": 1}
+    assert run["family"].actions_by_kind == {"label": 3, "reject": 1, "accept": 1}
+    assert run["family+clusters"].actions_by_kind == {"label": 2, "accept_cluster": 1, "reject": 1,
+                                          "accept": 1}
+    pages = [p for name, p in run["family+clusters"].phases.items() if "who is this?" in name]
+    assert sum(p["gained"] for p in pages) == 5 and sum(p["clicks"] for p in pages) == 2
+
+
+def test_faces_an_automatic_pass_named_wrongly_are_corrected_at_a_click_each(
+        tmp_path: Path) -> None:
+    catalog, parquet = hand_library(tmp_path)
+    faces = {r[1]: int(r[0]) for r in catalog.query(
+        "SELECT f.face_id, a.content_hash FROM faces f JOIN assets a USING (asset_id)")}
+    # an automatic pass put one of B's faces into A (before anyone clicked)
+    anna = naming.create_person(catalog, "A")
+    naming.assign_faces(catalog, [faces[f"path:A/{i:04d}.jpg"] for i in range(4)]
+                        + [faces["path:B/0004.jpg"]], anna, source="auto")
+    r = simulate.simulate(catalog, parquet, strategy="best", target_share=1.0,
+                          progress=False)
+    assert r.reached and r.accuracy == 1.0
+    assert r.phases["correct wrong names"] == {"clicks": 1, "gained": 1, "name_face": 1}

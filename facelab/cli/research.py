@@ -87,7 +87,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     _truth_args(p, required=True)
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT.json",
                    help="write actions, floor, accuracy, per-strategy results and curves")
-    p.add_argument("--strategy", choices=("plain", "snowball", "best", "all"), default="best")
+    p.add_argument("--strategy", default="best", metavar="NAME",
+                   help="how the simulated user works: plain, snowball, best; best with the "
+                   "proposals of facelab.people.propose: clusters, proposals, family (the "
+                   "chosen combination, docs/growing-up.md), time, family+clusters; or all "
+                   "of them (default: best)")
     p.add_argument("--target-share", type=float, default=0.98,
                    help="stop once this share of the faces of people seen twice or more is "
                    "correctly named")
@@ -255,6 +259,9 @@ def simulate_cmd(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     catalog = open_catalog(settings)
     names = sim.STRATEGIES if args.strategy == "all" else (args.strategy,)
+    if args.strategy != "all" and args.strategy not in sim.STRATEGIES:
+        raise FacelabError(f"--strategy {args.strategy!r} is unknown; one of "
+                           f"{', '.join(sim.STRATEGIES)} or all")
     if args.in_place and len(names) > 1:
         raise FacelabError("--in-place labels the workspace itself: run one --strategy")
     truth = sim.load_truth(catalog, args.truth, space=space_of(args, catalog, settings),

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from facelab.errors import ConfigError
 from facelab.people import assign as assign_mod
-from facelab.people import clusters, labeling, naming, review, suggest
+from facelab.people import clusters, labeling, naming, propose, review, suggest
 from facelab.research.truth import Truth
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
@@ -141,7 +141,8 @@ class SimulationResult:
 
     ``curve``: one point per change of the scores, ``{"actions", "named_share",
     "accuracy"}``, from the starting state on. ``actions_by_kind``: clicks per kind
-    (``label``, ``accept``, ``reject``, ``name_face``, ``merge``). ``phases``: per step of the
+    (``label``, ``accept``, ``reject``, ``name_face``, ``merge``, ``accept_cluster``).
+    ``phases``: per step of the
     strategy, in order, its clicks by kind and ``gained`` (correctly named faces it added,
     its free passes included). ``free_passes``: automatic passes run, by kind.
     ``target_unmatched``: target faces of the truth that no detected face matches (in
@@ -279,6 +280,12 @@ class Oracle:
     def is_target(self, face_ids: np.ndarray | list[int]) -> np.ndarray:
         return self.target[np.searchsorted(self.face_ids, np.asarray(face_ids, np.int64))]
 
+    def wrongly_named(self) -> np.ndarray:
+        """Target faces named as a person who does not stand for their identity."""
+        stood = np.array([self.score.stands_for.get(int(p), -2) for p in self.person],
+                         np.int64)
+        return self.face_ids[self.target & (self.person >= 0) & (stood != self.code)]
+
     def who(self, identity: int) -> int | str:
         """The person standing for ``identity``, else its name (labeling creates it)."""
         return self.person_of.get(identity, self.names[identity])
@@ -345,6 +352,26 @@ class Oracle:
         self.refresh()
         return accepted
 
+    def accept_clusters(self, proposals: list[dict[str, Any]]) -> int:
+        """Accept a page of "this cluster is also X" proposals (1 click); faces named."""
+        if not proposals:
+            return 0
+        named = sum(propose.accept_cluster(self.catalog, p["cluster_id"], p["person_id"],
+                                           settings=self.settings).n_faces
+                    for p in proposals)
+        self._click("accept_cluster")
+        self.refresh()
+        return named
+
+    def proposal_right(self, proposal: dict[str, Any], members: np.ndarray | None) -> bool:
+        """Would accepting this cluster proposal name every face of the cluster rightly?
+        (A proposal for a cluster holding anyone else is labeled instead: dropping the
+        wrong faces is part of a label click, not of a page accept.)"""
+        if members is None or members.size == 0:
+            return False
+        want = self.score.stands_for.get(int(proposal["person_id"]))
+        return want is not None and bool(np.all(self.codes(members) == want))
+
     def name_face(self, face_id: int) -> None:
         """Name one face (a gallery of unclustered faces: click it, type the name)."""
         naming.move_faces(self.catalog, [int(face_id)], self.who(int(self.codes([face_id])[0])))
@@ -381,6 +408,16 @@ class Oracle:
         assign_mod.assign(self.catalog, self.space, self.settings, progress=False)
         self.passes["assign"] += 1
         self.refresh()
+
+    def propose(self) -> int:
+        """Make a "who is this?" proposal for every unnamed face (free; replaces the
+        pending ones)."""
+        self.passes["propose"] += 1
+        return propose.propose_faces(self.catalog, self.space, self.settings)
+
+    def cluster_proposals(self) -> list[dict[str, Any]]:
+        """Which person each active cluster looks like (reading is free)."""
+        return propose.propose_clusters(self.catalog, self.space, self.settings)
 
     def find_more(self, person_id: int) -> int:
         self.passes["find_more"] += 1

@@ -80,7 +80,7 @@ import numpy as np
 
 from facelab.core.cluster import FaceClusterer
 from facelab.errors import ConfigError
-from facelab.people import review
+from facelab.people import propose, review
 from facelab.research.oracle import Oracle, SimulationResult
 from facelab.research.truth import Truth, load_truth, only_space
 from facelab.settings import Settings
@@ -100,8 +100,6 @@ __all__ = [
 
 #: Suggestions on one review page: what a screen shows at once (a 6 x 4 gallery).
 PAGE_SIZE = 24
-#: The strategies :func:`simulate` knows, in the order ``strategy="all"`` runs them.
-STRATEGIES = ("plain", "snowball", "best")
 
 
 # --------------------------------------------------------------------------- strategies
@@ -151,6 +149,18 @@ def _name_singles(o: Oracle) -> None:
             if o.done:
                 return
             o.name_face(f)
+
+
+def _fix_mistakes(o: Oracle) -> None:
+    """Last of all, move the faces an automatic pass named wrongly to their person, one by
+    one (a user sees them in the person's gallery): without it a strategy whose
+    auto-assignment erred could never reach its target."""
+    o.begin("correct wrong names")
+    while not o.done:
+        wrong = o.wrongly_named()
+        if wrong.size == 0:
+            return
+        o.name_face(int(wrong[0]))
 
 
 def _review_person(o: Oracle, person: int, *, snowball: bool) -> None:
@@ -227,7 +237,105 @@ BEST: dict[str, Any] = {
     "page_min_gain": 1.0,
     # review the suggestion queue at all
     "review": True,
+    # person <-> cluster proposals while labeling: a cluster whose proposal ("this is also
+    # Anna") is right is left for one page accept instead of a label click each
+    "cluster_proposals": False,
+    # "who is this?" pages of face proposals before naming faces one by one; after each face
+    # named one by one, the proposals are made again
+    "face_proposals": False,
+    # ... and after each round's review too
+    "face_proposals_each_round": False,
+    # proposal_year_window for the proposals (None: the settings' value)
+    "year_window": None,
 }
+
+#: The strategies that are ``best`` with options, one per mechanism of issue 12 so that each
+#: one's gain is visible on its own: ``clusters``, ``proposals``, ``time``; ``family``, the
+#: combination chosen on one person half of fgnet-dev and reported on the other;
+#: ``family+clusters``, every mechanism (docs/growing-up.md).
+_FIRST_ROUND_AT_1 = (1.0, 1.15, 1.3, 1.45, 1.6)
+PRESETS: dict[str, dict[str, Any]] = {
+    "best": {},
+    # person <-> cluster proposals, from a first round at the space's own threshold:
+    # clusters split a person by age there, and the proposals join the pieces
+    "clusters": {"rounds": _FIRST_ROUND_AT_1, "cluster_proposals": True},
+    # "who is this?" pages before naming faces one by one
+    "proposals": {"face_proposals": True},
+    # ... and after every round
+    "family": {"face_proposals": True, "face_proposals_each_round": True},
+    # ... scored against the person's faces taken within 5 years
+    "time": {"face_proposals": True, "face_proposals_each_round": True, "year_window": 5},
+    # every mechanism: family with the cluster proposals
+    "family+clusters": {"rounds": _FIRST_ROUND_AT_1, "cluster_proposals": True,
+                        "face_proposals": True, "face_proposals_each_round": True},
+}
+
+#: The strategies :func:`simulate` knows, in the order ``strategy="all"`` runs them.
+STRATEGIES = ("plain", "snowball", *PRESETS)
+
+
+def _label_with_proposals(o: Oracle, *, min_gain: int = 1) -> None:
+    """Label clusters largest first, leaving those whose proposal is right for a page
+    accept: a pass labels each cluster whose proposal (re-read after every label, as the
+    screen shows it) is missing or wrong, then one click per page accepts every right
+    proposal; passes repeat until one changes nothing."""
+    seen: set[str] = set()
+    while not o.done:
+        changed = False
+        props: dict[str, dict[str, Any]] | None = None  # re-read after each label only
+        for cid in o.cluster_ids():
+            if o.done:
+                return
+            if cid in seen:
+                continue
+            if props is None:
+                props = {p["cluster_id"]: p for p in o.cluster_proposals()}
+            members = o.members([cid]).get(cid)
+            if cid in props and o.proposal_right(props[cid], members):
+                continue
+            seen.add(cid)
+            if o.label(cid, min_gain=min_gain, members=members) is not None:
+                changed, props = True, None
+        props = o.cluster_proposals()
+        known = o.members([p["cluster_id"] for p in props])
+        right = [p for p in props if o.proposal_right(p, known.get(p["cluster_id"]))
+                 and known[p["cluster_id"]].size >= min_gain]
+        for lo in range(0, len(right), PAGE_SIZE):
+            if o.done:
+                return
+            changed |= o.accept_clusters(right[lo:lo + PAGE_SIZE]) > 0
+        if not changed:
+            return
+
+
+def _proposal_pages(o: Oracle) -> bool:
+    """Make the face proposals afresh and review their pages, best first, acting on pages
+    that name at least one face per click. True when a page was acted on."""
+    acted = False
+    while not o.done:
+        o.propose()
+        queue = review.pending(o.catalog, space=o.space, source=propose.SOURCE)
+        sweep = False
+        for lo in range(0, len(queue), PAGE_SIZE):
+            if o.done:
+                return True
+            sweep |= o.review(queue[lo:lo + PAGE_SIZE], min_gain=1.0) > 0
+        if not sweep:
+            return acted
+        acted = True
+    return acted
+
+
+def _name_with_proposals(o: Oracle) -> None:
+    """Face proposal pages; when none is worth a click, name the next face one by one
+    (its person's other faces then get proposals) and look again."""
+    o.begin("who is this? pages, naming faces one by one")
+    while not o.done:
+        _proposal_pages(o)
+        faces = [f for f in o.gallery() if o.is_target([f])[0]]
+        if not faces or o.done:
+            return
+        o.name_face(faces[0])
 
 
 def _best(o: Oracle, options: dict[str, Any]) -> None:
@@ -239,6 +347,9 @@ def _best(o: Oracle, options: dict[str, Any]) -> None:
     if unknown:
         raise ConfigError(f"unknown option(s) {sorted(unknown)} of strategy 'best'; "
                           f"known: {sorted(BEST)}")
+    if opt["year_window"] is not None:
+        o.settings = o.settings.replace(proposal_year_window=int(opt["year_window"]))
+    label = _label_with_proposals if opt["cluster_proposals"] else None
     o.begin("merge duplicate persons")
     o.merge_duplicates()
     for i, factor in enumerate(opt["rounds"]):
@@ -249,8 +360,11 @@ def _best(o: Oracle, options: dict[str, Any]) -> None:
         if i > 0 or opt["low_quality_first"]:
             overrides["min_quality"] = 0.0
         o.cluster(**overrides)
-        _label_clusters(o, auto_every=int(opt["auto_every"]) if opt["auto"] else 0,
-                        min_gain=int(opt["label_min_gain"]))
+        if label is not None:
+            label(o, min_gain=int(opt["label_min_gain"]))
+        else:
+            _label_clusters(o, auto_every=int(opt["auto_every"]) if opt["auto"] else 0,
+                            min_gain=int(opt["label_min_gain"]))
         if o.done:
             return
         if opt["auto"]:
@@ -259,17 +373,28 @@ def _best(o: Oracle, options: dict[str, Any]) -> None:
         if opt["review"]:
             o.begin(f"round {i + 1}: review the queue")
             _review_queue(o, min_gain=float(opt["page_min_gain"]))
+        if opt["face_proposals_each_round"]:
+            o.begin(f"round {i + 1}: who is this? pages")
+            _proposal_pages(o)
     o.begin("last: clusters naming one face, queue")
-    _label_clusters(o)
+    if label is not None:
+        label(o)
+    else:
+        _label_clusters(o)
     if opt["auto"]:
         o.auto()
     if opt["review"]:
         _review_queue(o, min_gain=1.0)
+    if opt["face_proposals"]:
+        _name_with_proposals(o)
     _name_singles(o)
+    _fix_mistakes(o)
 
 
 _RUNNERS: dict[str, Callable[[Oracle, dict[str, Any]], None]] = {
-    "plain": _plain, "snowball": _snowball, "best": _best}
+    "plain": _plain, "snowball": _snowball,
+    **{name: (lambda o, opt, preset=preset: _best(o, {**preset, **opt}))
+       for name, preset in PRESETS.items()}}
 
 
 
@@ -329,8 +454,9 @@ def simulate(catalog: Catalog, truth: Truth | str | os.PathLike[str], *,
                         (truth.space if isinstance(truth, Truth) else None))
     if not isinstance(truth, Truth):
         truth = load_truth(catalog, truth, space=space, **(truth_options or {}))
-    if options and strategy != "best":
-        raise ConfigError(f"options apply to strategy 'best' only, not {strategy!r}")
+    if options and strategy not in PRESETS:
+        raise ConfigError(f"options apply to the strategies {', '.join(PRESETS)} only, "
+                          f"not {strategy!r}")
     t0 = time.perf_counter()
     with _workspace(catalog, in_place, keep) as work, work.session():
         oracle = Oracle(work, truth, space, settings, target_share=target_share,

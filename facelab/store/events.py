@@ -25,6 +25,7 @@ __all__ = [
     "events_to_undo",
     "last_person_event_group",
     "mark_undone",
+    "naming_events",
     "new_group",
     "to_json",
     "undone_by",
@@ -127,3 +128,28 @@ def mark_undone(con: duckdb.DuckDBPyConnection, event_ids: Sequence[int], group_
     with temp_table(con, "_fl_done", event_id=pa.array(event_ids, pa.int64())):
         con.execute("UPDATE events SET undone_by=? WHERE event_id IN "
                     "(SELECT event_id FROM _fl_done)", [int(group_id)])
+
+
+def naming_events(con: duckdb.DuckDBPyConnection, face_ids: Sequence[int] | np.ndarray
+                  ) -> list[dict[str, Any]]:
+    """How each named face among ``face_ids`` got its person: the newest not-undone event
+    that gave it one, merges aside (a merge carries a face along, it names nobody anew).
+
+    Dicts by face id, one per face that has a person now: ``face_id, person_id`` (now),
+    ``event_id, source, action`` (None when no event names it: a face written before the
+    audit trail) and from the event's evidence ``suggestion_source`` (an accepted
+    suggestion's source) and ``proposal`` (the evidence holds a ``proposal`` entry, null
+    included: a label that accepted a person <-> cluster proposal).
+    """
+    ids = np.unique(np.asarray(face_ids, np.int64))
+    with temp_table(con, "_fl_named", face_id=ids):
+        return con.sql(
+            "SELECT f.face_id, f.person_id, e.event_id, e.source, e.action, "
+            "json_extract_string(e.evidence, '$.suggestion_source') AS suggestion_source, "
+            "coalesce(json_extract(e.evidence, '$.proposal') IS NOT NULL, false) AS proposal "
+            "FROM faces f JOIN _fl_named USING (face_id) "
+            "LEFT JOIN events e ON e.face_id = f.face_id AND e.undone_by IS NULL AND "
+            "e.new_person_id IS NOT NULL AND e.action IS DISTINCT FROM 'merge' "
+            "WHERE f.person_id IS NOT NULL "
+            "QUALIFY row_number() OVER (PARTITION BY f.face_id ORDER BY e.event_id DESC "
+            "NULLS LAST) = 1 ORDER BY f.face_id").to_arrow_table().to_pylist()
