@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from facelab.errors import ConfigError, FacelabError
@@ -44,9 +44,14 @@ from facelab.people.labeling import LabelPlan
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
 from facelab.store.clusters import cluster_faces
-from facelab.store.rejections import rejected_pairs
-from facelab.store.suggestions import superseded_by
-from facelab.widgets.review import MAX_PAGE
+from facelab.widgets.review import (
+    MAX_PAGE,
+    Decision,
+    accept_page,
+    reject_page,
+    review_controls,
+    undo_decision,
+)
 from facelab.widgets.thumbs import ThumbCache
 from facelab.widgets.view import PagedPanel, StatusLine, TileGrid, button, w
 
@@ -91,17 +96,6 @@ def _plural(n: int, word: str) -> str:
 
 
 # --------------------------------------------------------------------------- face proposals
-
-
-@dataclass
-class _Decision:
-    """One undoable accept or reject of the face page, with what its undo puts back."""
-
-    kind: str                                   # accept | reject
-    suggestion_ids: list[int]
-    group_id: int | None = None
-    requeue: list[int] = field(default_factory=list)
-    pairs: list[tuple[int, int]] = field(default_factory=list)
 
 
 class ProposalReview(PagedPanel):
@@ -149,7 +143,7 @@ class ProposalReview(PagedPanel):
         self.page = 0
         self.selected: set[int] = set()
         self.shown: int | None = None
-        self.history: list[_Decision] = []
+        self.history: list[Decision] = []
         self._names: dict[int, str | None] = {}
         self._build()
         self.refresh()
@@ -162,23 +156,11 @@ class ProposalReview(PagedPanel):
         self.grid = TileGrid(self.thumbs, self.select, css="facelab-proposal-grid")
         self.detail = w.HTML()
         self.detail.add_class("facelab-proposal-detail")
-        self.accept_button = button("Accept all", "facelab-accept", icon="check",
-                                    style="success")
-        self.reject_button = button("Reject selected", "facelab-reject", icon="times",
-                                    style="danger")
-        self.prev_page_button = button("◀ page", "facelab-prev-page")
-        self.next_page_button = button("page ▶", "facelab-next-page")
         self.propose_button.on_click(lambda _b: self._guard(self.propose))
-        self.accept_button.on_click(lambda _b: self._guard(self.accept_all))
-        self.reject_button.on_click(lambda _b: self._guard(self.reject_selected))
-        self.prev_page_button.on_click(lambda _b: self.turn(-1))
-        self.next_page_button.on_click(lambda _b: self.turn(+1))
+        controls = review_controls(self, self._guard)
         self.status = StatusLine(lambda: self._guard(self.undo))
-        self.widget = w.VBox([
-            w.HBox([self.propose_button, self.title]), self.grid.box, self.detail,
-            w.HBox([self.accept_button, self.reject_button, self.prev_page_button,
-                    self.next_page_button]),
-            self.status.box])
+        self.widget = w.VBox([w.HBox([self.propose_button, self.title]), self.grid.box,
+                              self.detail, controls, self.status.box])
         self.widget.add_class("facelab-proposals")
 
     def _render(self) -> None:
@@ -284,16 +266,12 @@ class ProposalReview(PagedPanel):
     def accept_all(self) -> dict[str, Any]:
         """Accept every proposal of the page that is not selected, then propose again for
         the faces left; returns ``review.accept``'s report."""
-        ids = [s["suggestion_id"] for s in self.page_items
-               if s["suggestion_id"] not in self.selected]
-        if not ids:
-            raise FacelabError("nothing to accept on this page")
-        report = review.accept(self.catalog, ids, settings=self.settings)
-        if report["accepted"]:
-            self.history.append(_Decision(
-                "accept", list(report["accepted"]), group_id=report["group_id"],
-                requeue=list(report["accepted"]) + superseded_by(self.catalog,
-                                                                 report["accepted"])))
+        report, decision = accept_page(
+            self.catalog, [s["suggestion_id"] for s in self.page_items
+                           if s["suggestion_id"] not in self.selected],
+            settings=self.settings)
+        if decision is not None:
+            self.history.append(decision)
         self._repropose()
         self.refresh()
         n = len(report["accepted"])
@@ -309,14 +287,8 @@ class ProposalReview(PagedPanel):
         chosen = [s for s in self.page_items if s["suggestion_id"] in self.selected]
         if not chosen:
             raise FacelabError("select the wrong proposals first")
-        faces = [s["face_id"] for s in chosen]
-        with self.catalog.read() as con:
-            before = rejected_pairs(con, faces)
-        n = review.reject(self.catalog, [s["suggestion_id"] for s in chosen])
-        with self.catalog.read() as con:
-            added = sorted(rejected_pairs(con, faces) - before)
-        self.history.append(_Decision("reject", [s["suggestion_id"] for s in chosen],
-                                      pairs=added))
+        n, decision = reject_page(self.catalog, chosen)
+        self.history.append(decision)
         self.selected, self.shown = set(), None
         self._repropose()
         self.refresh()
@@ -330,16 +302,10 @@ class ProposalReview(PagedPanel):
         if not self.history:
             raise FacelabError("nothing to undo")
         last = self.history.pop()
-        if last.kind == "accept":
-            history.undo_group(self.catalog, last.group_id)
-            n = review.requeue(self.catalog, last.requeue)
-            what = "accept"
-        else:
-            n = review.unreject(self.catalog, last.suggestion_ids, last.pairs)
-            what = "reject"
+        n = undo_decision(self.catalog, last)
         self._repropose()
         self.refresh()
-        self.status.say(f"Undone {what}: {_plural(n, 'proposal')} back, proposals made "
+        self.status.say(f"Undone {last.kind}: {_plural(n, 'proposal')} back, proposals made "
                         "again", undo=bool(self.history))
         return n
 

@@ -21,6 +21,7 @@ What to put back is read before and after the action: the rejections a reject ad
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,12 +41,75 @@ MAX_PAGE = 24
 
 
 @dataclass
-class _Action:
+class Decision:
+    """One undoable accept or reject of a review page, with what its undo puts back: the
+    accept's event group and the suggestions to requeue (those accepted and those the accept
+    made moot), or the rejections a reject added."""
+
     kind: str                                   # accept | reject
     suggestion_ids: list[int]
     group_id: int | None = None
     requeue: list[int] = field(default_factory=list)
     pairs: list[tuple[int, int]] = field(default_factory=list)
+
+
+def review_controls(panel: Any, guard: Callable[[Callable[[], Any]], None]) -> w.HBox:
+    """The buttons of a review page -- Accept all (the unselected tiles), Reject selected,
+    page turns -- set on ``panel`` as ``accept_button``, ``reject_button``,
+    ``prev_page_button``, ``next_page_button`` and wired to its ``accept_all``,
+    ``reject_selected`` and ``turn``; ``guard(action)`` runs an action and shows its
+    error."""
+    panel.accept_button = button("Accept all", "facelab-accept", icon="check",
+                                 style="success")
+    panel.reject_button = button("Reject selected", "facelab-reject", icon="times",
+                                 style="danger")
+    panel.prev_page_button = button("◀ page", "facelab-prev-page")
+    panel.next_page_button = button("page ▶", "facelab-next-page")
+    panel.accept_button.on_click(lambda _b: guard(panel.accept_all))
+    panel.reject_button.on_click(lambda _b: guard(panel.reject_selected))
+    panel.prev_page_button.on_click(lambda _b: panel.turn(-1))
+    panel.next_page_button.on_click(lambda _b: panel.turn(+1))
+    return w.HBox([panel.accept_button, panel.reject_button, panel.prev_page_button,
+                   panel.next_page_button])
+
+
+def accept_page(catalog: Catalog, suggestion_ids: list[int], *, snowball: bool = False,
+                settings: Settings | None = None) -> tuple[dict[str, Any], Decision | None]:
+    """Accept suggestions of a page: ``review.accept``'s report and the decision that undoes
+    it (None when nothing was accepted)."""
+    if not suggestion_ids:
+        raise FacelabError("nothing to accept on this page")
+    report = review.accept(catalog, suggestion_ids, snowball=snowball, settings=settings)
+    if not report["accepted"]:
+        return report, None
+    return report, Decision("accept", list(report["accepted"]), group_id=report["group_id"],
+                            requeue=list(report["accepted"]) + superseded_by(
+                                catalog, report["accepted"]))
+
+
+def reject_page(catalog: Catalog, items: list[dict[str, Any]]) -> tuple[int, Decision]:
+    """Reject these suggestions (``review.pending`` rows): how many, and the decision that
+    undoes it (the rejections it added, read before and after)."""
+    if not items:
+        raise FacelabError("select the wrong faces first")
+    faces = [s["face_id"] for s in items]
+    with catalog.read() as con:
+        before = rejected_pairs(con, faces)
+    ids = [s["suggestion_id"] for s in items]
+    n = review.reject(catalog, ids)
+    with catalog.read() as con:
+        added = sorted(rejected_pairs(con, faces) - before)
+    return n, Decision("reject", ids, pairs=added)
+
+
+def undo_decision(catalog: Catalog, decision: Decision) -> int:
+    """Undo an accept (the faces unassigned as they were, its suggestions requeued) or a
+    reject (its rejections lifted, the suggestions pending again); returns how many
+    suggestions are back in the queue."""
+    if decision.kind == "accept":
+        history.undo_group(catalog, decision.group_id)
+        return review.requeue(catalog, decision.requeue)
+    return review.unreject(catalog, decision.suggestion_ids, decision.pairs)
 
 
 # --------------------------------------------------------------------------- the widget
@@ -99,7 +163,7 @@ class SuggestionReview(PagedPanel):
         self.items: list[dict[str, Any]] = []
         self.page = 0
         self.selected: set[int] = set()
-        self.history: list[_Action] = []
+        self.history: list[Decision] = []
         self._names: dict[int, str | None] = {}
         self._build()
         first = (naming.resolve_person(catalog, person, create=False)
@@ -111,22 +175,10 @@ class SuggestionReview(PagedPanel):
         self.person_box = Picker(self.show, "facelab-review-person", description="Person")
         self.title = w.HTML()
         self.grid = TileGrid(self.thumbs, self.select, css="facelab-review-grid")
-        self.accept_button = button("Accept all", "facelab-accept", icon="check",
-                                    style="success")
-        self.reject_button = button("Reject selected", "facelab-reject", icon="times",
-                                    style="danger")
-        self.prev_page_button = button("◀ page", "facelab-prev-page")
-        self.next_page_button = button("page ▶", "facelab-next-page")
-        self.accept_button.on_click(lambda _b: self._guard(self.accept_all))
-        self.reject_button.on_click(lambda _b: self._guard(self.reject_selected))
-        self.prev_page_button.on_click(lambda _b: self.turn(-1))
-        self.next_page_button.on_click(lambda _b: self.turn(+1))
+        controls = review_controls(self, self._guard)
         self.status = StatusLine(lambda: self._guard(self.undo))
-        self.widget = w.VBox([
-            w.HBox([self.person_box.box, self.title]), self.grid.box,
-            w.HBox([self.accept_button, self.reject_button, self.prev_page_button,
-                    self.next_page_button]),
-            self.status.box])
+        self.widget = w.VBox([w.HBox([self.person_box.box, self.title]), self.grid.box,
+                              controls, self.status.box])
         self.widget.add_class("facelab-review")
 
     def _render(self) -> None:
@@ -211,17 +263,12 @@ class SuggestionReview(PagedPanel):
     def accept_all(self) -> dict[str, Any]:
         """Accept every suggestion of the page that is not selected; returns
         ``review.accept``'s report."""
-        ids = [s["suggestion_id"] for s in self.page_items if s["suggestion_id"]
-               not in self.selected]
-        if not ids:
-            raise FacelabError("nothing to accept on this page")
-        report = review.accept(self.catalog, ids, snowball=self.snowball,
-                                settings=self.settings)
-        if report["accepted"]:
-            self.history.append(_Action(
-                "accept", list(report["accepted"]), group_id=report["group_id"],
-                requeue=list(report["accepted"]) + superseded_by(self.catalog,
-                                                                 report["accepted"])))
+        report, decision = accept_page(
+            self.catalog, [s["suggestion_id"] for s in self.page_items
+                           if s["suggestion_id"] not in self.selected],
+            snowball=self.snowball, settings=self.settings)
+        if decision is not None:
+            self.history.append(decision)
         keep = self.selected
         self.refresh()
         self.selected = {s for s in keep if s in {i["suggestion_id"] for i in self.page_items}}
@@ -237,17 +284,9 @@ class SuggestionReview(PagedPanel):
 
     def reject_selected(self) -> int:
         """Reject the selected suggestions (never suggested for this person again)."""
-        chosen = [s for s in self.page_items if s["suggestion_id"] in self.selected]
-        if not chosen:
-            raise FacelabError("select the wrong faces first")
-        faces = [s["face_id"] for s in chosen]
-        with self.catalog.read() as con:
-            before = rejected_pairs(con, faces)
-        n = review.reject(self.catalog, [s["suggestion_id"] for s in chosen])
-        with self.catalog.read() as con:
-            added = sorted(rejected_pairs(con, faces) - before)
-        self.history.append(_Action("reject", [s["suggestion_id"] for s in chosen],
-                                    pairs=added))
+        n, decision = reject_page(self.catalog, [s for s in self.page_items
+                                                 if s["suggestion_id"] in self.selected])
+        self.history.append(decision)
         self.refresh()
         self.status.say(f"Rejected {n} face{'s' if n != 1 else ''} — undo?", undo=n > 0)
         return n
@@ -258,15 +297,9 @@ class SuggestionReview(PagedPanel):
         if not self.history:
             raise FacelabError("nothing to undo")
         last = self.history.pop()
-        if last.kind == "accept":
-            history.undo_group(self.catalog, last.group_id)
-            n = review.requeue(self.catalog, last.requeue)
-            what = "accept"
-        else:
-            n = review.unreject(self.catalog, last.suggestion_ids, last.pairs)
-            what = "reject"
+        n = undo_decision(self.catalog, last)
         self.refresh()
-        self.status.say(f"Undone {what}: {n} suggestion{'s' if n != 1 else ''} back in the "
-                        "queue", undo=bool(self.history))
+        self.status.say(f"Undone {last.kind}: {n} suggestion{'s' if n != 1 else ''} back in "
+                        "the queue", undo=bool(self.history))
         return n
 
