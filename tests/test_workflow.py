@@ -64,8 +64,8 @@ def test_demo_runs_the_pipeline_and_a_failing_cell_stops_it(tmp_path, capsys):
     summary = json.loads((run / "summary.json").read_text())
     status = {s["step"]: s["status"] for s in summary["steps"]}
     assert status == {"detect": "skipped", "dual_clustering": "done"}
-    assert (run / "02_dual_clustering.ipynb").is_file()
-    assert (run / "02_dual_clustering.html").stat().st_size > 10_000  # figures inline
+    assert (run / "04_dual_clustering.ipynb").is_file()
+    assert (run / "04_dual_clustering.html").stat().st_size > 10_000  # figures inline
     # the demo library is in the workspace, clustered, for the labeling notebook
     cat = Catalog(ws)
     assert cat.query("SELECT count(*) FROM faces WHERE space='dlib'")[0][0] > 100

@@ -327,12 +327,13 @@ def run_pipeline(config: dict[str, Any] | str | os.PathLike[str] | None = None, 
     nb_dir = notebook_dir()
     # check every step before running any: a typo must not surface after an hour of training
     plans: list[tuple[Step, Path, dict[str, Any]]] = []
-    for i, step in enumerate(chosen, 1):
+    for step in chosen:
         src = nb_dir / step.notebook
         if not src.is_file():
             raise ConfigError(f"step {step.name}: notebook {src} is missing")
         params = _step_parameters(step, _declared(src), cfg, run_dir)
-        plans.append((step, run_dir / f"{i:02d}_{step.name}.ipynb", params))
+        # named as the notebook itself, so a report's file name matches the title inside it
+        plans.append((step, run_dir / step.notebook, params))
     result = PipelineResult(run, str(run_dir))
     t_all = time.perf_counter()
     bar = tqdm(plans, desc="pipeline", unit="step", disable=not progress, dynamic_ncols=True)

@@ -136,11 +136,14 @@ def _crop(rgb: np.ndarray, box: tuple[float, float, float, float], margin: float
 
 
 def embedding_map(vectors: np.ndarray, labels: np.ndarray, *, method: str = "umap",
-                  seed: int = 0, max_points: int = 20000, ax: Any = None) -> Any:
+                  seed: int = 0, max_points: int = 20000, ax: Any = None,
+                  names: dict[Any, str] | None = None, group: str = "cluster") -> Any:
     """2-D map of faces coloured by cluster/person (grey: noise, label -1).
 
     ``method`` 'umap' (cosine; needs umap-learn, from the notebooks extra) or 'pca'.
-    Large sets are subsampled to ``max_points`` so the map stays interactive.
+    Large sets are subsampled to ``max_points`` so the map stays interactive. Up to 20
+    groups get a colour each and a legend (``names``: label -> what to call it; ``group``:
+    what a label is, "cluster" or "person"); with more, colours repeat and the title says so.
     """
     plt = _plt()
     ax = ax or plt.subplots(figsize=(7, 6))[1]
@@ -166,14 +169,26 @@ def embedding_map(vectors: np.ndarray, labels: np.ndarray, *, method: str = "uma
     else:
         raise ValueError(f"method={method!r} must be 'umap' or 'pca'")
     noise = lab < 0
-    ax.scatter(xy[noise, 0], xy[noise, 1], s=3, c="lightgrey", label="noise")
-    uniq = np.unique(lab[~noise])
-    colors = np.random.default_rng(seed).permutation(len(uniq)) if len(uniq) else []
+    ax.scatter(xy[noise, 0], xy[noise, 1], s=3, c="lightgrey",
+               label=f"noise ({int(noise.sum())})")
+    uniq, sizes = np.unique(lab[~noise], return_counts=True)
     cmap = plt.get_cmap("tab20")
-    for c, u in zip(colors, uniq, strict=False):
+    # up to 20 groups: one colour each and a legend; beyond, colours repeat, and the title
+    # says so instead of a legend nobody could read
+    distinct = len(uniq) <= 20
+    order = (np.arange(len(uniq)) if distinct
+             else np.random.default_rng(seed).permutation(len(uniq)))
+    for c, u, n in zip(order, uniq, sizes, strict=True):
         m = lab == u
-        ax.scatter(xy[m, 0], xy[m, 1], s=4, color=cmap(c % 20))
-    ax.set(title=f"{len(x)} faces, {len(uniq)} clusters ({method})", xticks=[], yticks=[])
+        ax.scatter(xy[m, 0], xy[m, 1], s=6 if distinct else 4, color=cmap(c % 20),
+                   label=f"{names.get(u, u) if names else u} ({n})")
+    what = f"{len(x)} faces, {len(uniq)} {group}s ({method})"
+    if distinct and len(uniq):
+        ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                  title=group, title_fontsize=8)
+    elif len(uniq):
+        what += f"; colours repeat every 20 {group}s"
+    ax.set(title=what, xticks=[], yticks=[])
     return ax
 
 
@@ -233,12 +248,30 @@ def precision_coverage(calibrations: Sequence[Any], *, ax: Any = None) -> Any:
     plt = _plt()
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     colors = plt.get_cmap("tab10")
-    for i, cal in enumerate(calibrations):
+    # strategies whose curves coincide are drawn once, named together: three lines drawn on
+    # top of each other look like one strategy with the others missing
+    drawn: list[tuple[Any, list[str]]] = []
+    for cal in calibrations:
         c = cal.curve
         if not c or c["threshold"].size == 0:
             continue
+        same = next((names for other, names in drawn
+                     if other["coverage"].shape == c["coverage"].shape
+                     and np.allclose(other["coverage"], c["coverage"])
+                     and np.allclose(other["precision"], c["precision"])), None)
+        if same is not None:
+            same.append(cal.strategy)
+        else:
+            drawn.append((c, [cal.strategy]))
+    label_of = {n: " = ".join(names) + (" (identical)" if len(names) > 1 else "")
+                for _, names in drawn for n in names}
+    first = {names[0] for _, names in drawn}
+    for i, cal in enumerate(calibrations):
+        c = cal.curve
+        if not c or c["threshold"].size == 0 or cal.strategy not in first:
+            continue
         color = colors(i % 10)
-        ax.plot(c["coverage"], c["precision"], color=color, label=f"{cal.strategy}")
+        ax.plot(c["coverage"], c["precision"], color=color, label=label_of[cal.strategy])
         ax.plot(c["coverage"], c["lower"], color=color, ls=":", lw=1)
         if cal.ok:
             ax.plot([cal.coverage], [cal.precision], "o", color=color,
@@ -271,9 +304,12 @@ def calibrated_thresholds(calibrations: Sequence[Any], *, ax: Any = None) -> Any
                 solid_capstyle="butt")
         ax.plot([cal.auto], [y], "o", color="#4c72b0")
         ax.plot([cal.suggest], [y], "|", color="#55a868", ms=14, mew=2)
+        band = (f"suggest {cal.suggest:.4f}" if cal.suggest < cal.auto else
+                "no suggestion band: suggest = auto (every face the labels can vouch for "
+                "is assigned; none is left to review)")
         ax.text(0.01, y + 0.22, f"auto {cal.auto:.4f}: precision {cal.precision:.4f} "
                 f"(lower bound {cal.precision_lower:.4f}), {cal.n_above:,} faces above; "
-                f"suggest {cal.suggest:.4f}", transform=ax.get_yaxis_transform(), fontsize=7)
+                f"{band}", transform=ax.get_yaxis_transform(), fontsize=7)
     ok = [v for c in calibrations if c.ok for v in (c.auto, c.suggest)]
     if ok:
         pad = max(0.002, 0.15 * (max(ok) - min(ok)))
@@ -301,12 +337,16 @@ def loss_curves(history: Sequence[dict[str, Any]], *, ax: Any = None) -> Any:
     ax.plot(ep, col("train_loss"), "o-", color="#4c72b0", ms=3, label="train loss")
     ax.plot(ep, col("val_loss"), "o-", color="#dd8452", ms=3, label="validation loss")
     ax.set(xlabel="epoch", ylabel="triplet loss", title="training")
+    # plain numbers on the loss axis (no "1e-3 + 4.2e-1" offset), whole epochs only
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     auc = col("val_auc")
     lines, labels = ax.get_legend_handles_labels()
     if np.isfinite(auc).any():
         ax2 = ax.twinx()
         ax2.plot(ep, auc, "s--", color="#55a868", ms=3, label="validation ROC AUC")
         ax2.set_ylabel("validation ROC AUC (unseen people)")
+        ax2.ticklabel_format(axis="y", style="plain", useOffset=False)
         more = ax2.get_legend_handles_labels()
         lines, labels = lines + more[0], labels + more[1]
     ax.legend(lines, labels, fontsize=8, loc="center right")
