@@ -219,9 +219,12 @@ def _label_in_browser(driver, lab: Lab, notebook: str, name: str, n: int, cluste
         "const a = window.jupyterapp; return !!a && Array.from(a.shell.widgets('main'))"
         ".some(w => w.context && w.context.path === arguments[0]);", notebook))
     assert driver.execute_async_script(RUN_ALL, notebook) == "ok"
-    # the notebook shows all four widgets and its summary line
-    for part in ("run-progress", "cluster-gallery", "review", "person-page"):
+    # the notebook shows the labeling app, its Clusters tab in front, and its summary line
+    for part in ("labeling-app", "run-progress", "cluster-gallery"):
         _wait(driver, f".facelab-{part}", 60)
+    for part in ("people-overview", "review", "proposals", "unnamed", "person-page",
+                 "photo-view"):                               # the tabs behind it
+        _wait(driver, f".facelab-{part}", 60, visible=False)
     assert f"{clusters} clusters to label" in driver.find_element(
         By.CSS_SELECTOR, ".jp-OutputArea-output pre").text
 
@@ -246,7 +249,76 @@ def _label_in_browser(driver, lab: Lab, notebook: str, name: str, n: int, cluste
     status = _wait(driver, ".facelab-cluster-gallery .facelab-status")
     WebDriverWait(driver, 30).until(lambda d: "Labeled" in status.text)
     assert status.text.startswith(f"Labeled {n} faces as {name}")
+    _other_tabs(driver, name, n)
     return dropped
+
+
+def _tab(driver, title: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    next(t for t in driver.find_elements(By.CSS_SELECTOR, ".facelab-tabs .lm-TabBar-tab")
+         if t.text.strip() == title).click()
+
+
+def _other_tabs(driver, name: str, n: int) -> None:
+    """The other tabs keep up without re-running a cell: two clusters are merged; the
+    people overview shows the new person; a face without a person is named on its photo;
+    "Who is this?" proposes names for the faces left, and accepting a page names them; a
+    screenshot of each."""
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    # merge two clusters: pick another cluster in "merge in", then the button
+    _tab(driver, "Clusters")
+
+    def merged(d) -> bool:
+        # the tab re-reads the catalog when shown: elements found before may be replaced
+        try:
+            status = d.find_element(By.CSS_SELECTOR, ".facelab-cluster-gallery .facelab-status")
+            if status.text.startswith("Merged cluster"):
+                return True
+            Select(d.find_element(By.CSS_SELECTOR, ".facelab-cluster-gallery "
+                                  ".facelab-merge-cluster select")).select_by_index(1)
+            d.find_element(By.CSS_SELECTOR,
+                           ".facelab-cluster-gallery .facelab-merge-clusters").click()
+        except (StaleElementReferenceException, NoSuchElementException):
+            pass
+        return False
+
+    WebDriverWait(driver, 60, poll_frequency=2).until(merged)
+    driver.save_screenshot(str(SCREENSHOTS / "06_labeling-merged.png"))
+
+    _tab(driver, "People")
+    person = _wait(driver, ".facelab-people-overview .facelab-toggle")
+    WebDriverWait(driver, 30).until(lambda d: person.text.strip() == f"{name} · {n}")
+    driver.save_screenshot(str(SCREENSHOTS / "06_labeling-people.png"))
+
+    # a face without a person: open its photo from its tile, name it there
+    _tab(driver, "Without a person")
+    _wait(driver, ".facelab-unnamed .facelab-toggle", 30)
+    driver.save_screenshot(str(SCREENSHOTS / "06_labeling-without-a-person.png"))
+    _wait(driver, ".facelab-unnamed .facelab-photo-link").click()
+    name_input = _wait(driver, ".facelab-photo-view .facelab-photo-name input", 30)
+    name_input.click()
+    name_input.send_keys("Photo Person")
+    _wait(driver, ".facelab-photo-view .facelab-photo-name-button").click()
+    status = _wait(driver, ".facelab-photo-view .facelab-status")
+    WebDriverWait(driver, 30).until(lambda d: "as Photo Person" in status.text)
+    driver.save_screenshot(str(SCREENSHOTS / "06_labeling-photo.png"))
+
+    _tab(driver, "Who is this?")
+    _wait(driver, ".facelab-proposals .facelab-propose").click()
+    _wait(driver, ".facelab-proposals .facelab-toggle", 60)
+    driver.save_screenshot(str(SCREENSHOTS / "06_labeling-who-is-this.png"))
+    accept = _wait(driver, ".facelab-proposals .facelab-accept")
+    WebDriverWait(driver, 10).until(lambda d: accept.is_enabled())
+    accept.click()
+    status = _wait(driver, ".facelab-proposals .facelab-status")
+    WebDriverWait(driver, 60).until(lambda d: status.text.startswith("Named"))
 
 
 def test_label_a_cluster_in_jupyterlab_with_chromium(lab: Lab, browser, tmp_path: Path
@@ -275,7 +347,17 @@ def test_label_a_cluster_in_jupyterlab_with_chromium(lab: Lab, browser, tmp_path
 
     pid = naming.find_person(catalog, name)
     assert pid is not None
-    faces = {f for (f,) in catalog.query("SELECT face_id FROM faces WHERE person_id=?", [pid])}
-    assert len(faces) == n and faces == members - {dropped}
-    assert catalog.query("SELECT person_id FROM faces WHERE face_id=?", [dropped]) == [(None,)]
+    labeled = {f for (f,) in catalog.query("SELECT face_id FROM faces WHERE person_id=? AND "
+                                           "assigned_by='cluster_label'", [pid])}
+    assert len(labeled) == n and labeled == members - {dropped}
+    # the dropped face is never the person it was dropped from (it may be named otherwise)
+    assert catalog.scalar("SELECT person_id FROM faces WHERE face_id=?", [dropped]) != pid
+    # the "who is this?" page accepted in the browser named more of them
+    assert catalog.scalar("SELECT count(*) FROM suggestions WHERE source='proposal' AND "
+                          "status='accepted'") > 0
+    # a face was named on its photo, and two clusters were merged
+    photo = naming.find_person(catalog, "Photo Person")
+    assert photo is not None and catalog.scalar(
+        "SELECT count(*) FROM faces WHERE person_id=?", [photo]) == 1
+    assert catalog.scalar("SELECT count(*) FROM events WHERE action='merge_clusters'") >= 1
     print(json.dumps({"seconds": round(time.monotonic() - t0, 1), "labeled": n}))

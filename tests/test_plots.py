@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from facelab.research import plots  # noqa: E402
+from facelab.research import plots
 
 
 def _blobs(n_groups: int, per: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -229,3 +229,13 @@ def test_settings_check_the_proposal_fields() -> None:
     assert Settings().proposal_year_window == 0 and Settings().proposal_neighbours == 64
     with pytest.raises(ConfigError, match="proposal_neighbours"):
         Settings(proposal_neighbours=0)
+
+
+def test_explain_says_why_a_face_is_proposed(family):
+    from facelab.people.explain import format_explanation
+
+    catalog, ids, anna, _ben = family
+    propose.propose_faces(catalog, SPACE, Settings())
+    text = format_explanation(explain(catalog, int(ids[3])))
+    assert f"proposed for person #{anna} (who is this?)" in text
+    assert "taken 2 years apart" in text and "waiting for review" in text

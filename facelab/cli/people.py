@@ -1,5 +1,6 @@
 """People commands: cluster, cluster-dual, split, assign, centroids, label, merge, undo,
-explain, persons, clusters, suggest, propose -- naming the faces of a workspace."""
+explain, persons, clusters, suggest, propose, not-a-face, merge-clusters, skip -- naming
+the faces of a workspace."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from facelab.people.centroids import refresh_centroids
 from facelab.people.explain import explain, format_explanation, format_proposal, when
 from facelab.people.history import undo_group
 from facelab.people.labeling import label_cluster
-from facelab.people.naming import merge_persons, persons
+from facelab.people.naming import mark_not_a_face, merge_persons, persons
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
 from facelab.store.clusters import cluster_space
@@ -116,6 +117,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=50, help="rows shown")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=propose_cmd)
+    p = sub.add_parser("not-a-face", parents=[common],
+                       help="mark detections that are not faces (--undo: faces after all)")
+    p.add_argument("face_ids", type=int, nargs="+", metavar="FACE")
+    p.add_argument("--undo", action="store_true",
+                   help="unmark: plain unassigned faces again")
+    p.set_defaults(handler=not_a_face_cmd)
+    p = sub.add_parser("merge-clusters", parents=[common],
+                       help="merge cluster SOURCE into cluster TARGET")
+    p.add_argument("source")
+    p.add_argument("target")
+    p.set_defaults(handler=merge_clusters_cmd)
+    p = sub.add_parser("skip", parents=[common],
+                       help="set a cluster aside (--undo: back in the list)")
+    p.add_argument("cluster_id")
+    p.add_argument("--undo", action="store_true", help="bring a skipped cluster back")
+    p.set_defaults(handler=skip_cmd)
 
 
 # --- commands recorded as runs (undo --run reverts what they wrote) ---------------------------
@@ -362,4 +379,35 @@ def propose_cmd(args: argparse.Namespace) -> int:
         print(table(head, rows[: len(shown)], right=("id", "face", "faces", "score")))
         if len(found) > len(shown):
             print(f"{len(found) - len(shown)} more — use --limit {len(found)} to see all")
+    return 0
+
+
+# --- faces and clusters set aside -------------------------------------------------------------
+def not_a_face_cmd(args: argparse.Namespace) -> int:
+    """Mark faces as not faces (kept, but out of people, clustering and proposals)."""
+    result = mark_not_a_face(open_catalog(settings_of(args)), args.face_ids, undo=args.undo)
+    n, what = len(result.changed), "unmarked" if args.undo else "marked as not a face"
+    left = {k: len(v) for k, v in result.skipped.items()}
+    print(f"{n} face{'s' if n != 1 else ''} {what}"
+          + (f" ({', '.join(f'{v} {k}' for k, v in left.items())})" if left else "")
+          + (f"; undo with `facelab undo --group {result.group_id}`" if n else ""))
+    return 0
+
+
+def merge_clusters_cmd(args: argparse.Namespace) -> int:
+    from facelab.people.clusters import merge_clusters  # numba: only when clustering
+
+    catalog = open_catalog(settings_of(args))
+    group = merge_clusters(catalog, args.target, args.source)
+    print(f"merged cluster {args.source} into {args.target}; undo with "
+          f"`facelab undo --group {group}`")
+    return 0
+
+
+def skip_cmd(args: argparse.Namespace) -> int:
+    from facelab.people.clusters import skip_cluster
+
+    skip_cluster(open_catalog(settings_of(args)), args.cluster_id, skip=not args.undo)
+    print(f"cluster {args.cluster_id} " + ("is back in the list" if args.undo else
+          f"set aside; `facelab skip {args.cluster_id} --undo` brings it back"))
     return 0

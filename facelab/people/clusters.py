@@ -4,7 +4,20 @@ with the parameters in force for the space, store cluster ids (:mod:`facelab.sto
 Cluster ids are content-addressed (derived from the sorted member face ids), so a re-run
 whose cluster has the same members keeps its id — a labeling notebook open on that cluster
 stays valid — and a cluster whose membership changed gets a new id while the old one is
-retired. Only unassigned faces are clustered; labeled faces never move.
+retired. Only unassigned faces are clustered; labeled faces never move, and faces marked
+"not a face" (:func:`facelab.people.naming.mark_not_a_face`) are left out.
+
+What a person does to clusters besides labeling them:
+
+* :func:`merge_clusters` -- "these two are one person": the faces of one join the other, one
+  event per face (action ``merge_clusters``), so
+  :func:`facelab.people.history.undo_group` puts each face back in its cluster;
+* :func:`skip_cluster` -- "not now": the cluster leaves the list of clusters to label
+  (status ``skipped``, kept by re-clusterings that find the same members) until
+  ``skip_cluster(..., skip=False)`` brings it back; an event (action ``skip`` /
+  ``unskip``) records it;
+* :func:`outlier_order` -- a cluster's (or a person's) faces farthest from their mean
+  first: the wrong faces of a cluster are its outliers, so a gallery shows them first.
 """
 
 from __future__ import annotations
@@ -17,11 +30,15 @@ from typing import Any
 import numpy as np
 
 from facelab.core.cluster import FaceClusterer, cluster_id, split_cluster
+from facelab.core.linalg import unit
 from facelab.errors import FacelabError
 from facelab.people.assign import assign
 from facelab.settings import Settings
 from facelab.store import clusters as stored
+from facelab.store import events
+from facelab.store import persons as person_store
 from facelab.store.catalog import Catalog
+from facelab.store.persons import FaceChanges
 
 
 @dataclass
@@ -144,8 +161,72 @@ def _store(catalog: Catalog, space: str, face_ids: np.ndarray, labels: np.ndarra
 
 def clusters(catalog: Catalog, space: str | None = None, *, status: str = "active"
              ) -> list[dict[str, Any]]:
-    """Clusters with their current size (unassigned members), largest first."""
-    return stored.list_clusters(catalog, space, status=status)
+    """Clusters with their current size (unassigned members), largest first; ``status``
+    ``skipped`` lists the clusters set aside (:func:`skip_cluster`). Clusters left without
+    an unassigned face (named by other means, merged into another) are not listed."""
+    return [c for c in stored.list_clusters(catalog, space, status=status) if c["size"] > 0]
+
+
+def merge_clusters(catalog: Catalog, target: str, source: str) -> int:
+    """Merge cluster ``source`` into ``target`` (both of one space, neither labeled nor
+    retired): the unassigned faces of ``source`` join ``target``, which then holds both.
+    One event per face (source ``user``, action ``merge_clusters``) in one group; returns
+    the group id, whose :func:`~facelab.people.history.undo_group` puts each face back.
+    ``source`` stays on record with no face (the next clustering retires it)."""
+    if target == source:
+        raise FacelabError(f"cannot merge cluster {target} into itself")
+    with catalog.write() as con:
+        status = stored.cluster_status(con, [target, source])
+        for cid in (target, source):
+            if status.get(cid) not in ("active", stored.SKIPPED):
+                raise FacelabError(f"cluster {cid!r} is not open for labeling "
+                                   f"({status.get(cid) or 'no such cluster'}); list clusters "
+                                   "with `facelab clusters`")
+        if stored.cluster_space(con, target) != stored.cluster_space(con, source):
+            raise FacelabError(f"clusters {target} and {source} are of different spaces")
+        members = stored.unassigned_members(con, source)
+        if members is None:
+            raise FacelabError(f"cluster {source} has no unassigned faces to merge")
+        ids = members.face_ids
+        st = person_store.face_states(con, ids, np.full(ids.size, -1, np.int64))
+        group = events.new_group(con)
+        n = int(ids.size)
+        person_store.write_face_changes(con, FaceChanges(
+            pos=list(range(n)), face_ids=ids.tolist(), new_person_ids=[None] * n,
+            new_assigned_by=list(st.assigned_by), new_cluster_ids=[target] * n,
+            evidence=[events.to_json({"cluster_id": target, "merged_from": source})] * n,
+            rej_add=[None] * n, rej_remove=[None] * n), source="user",
+            action="merge_clusters", run_id=None, group_id=group,
+            rejection_source="merge_clusters")
+    return group
+
+
+def skip_cluster(catalog: Catalog, cid: str, *, skip: bool = True) -> int:
+    """Set an active cluster aside (``skip``) or bring a skipped one back; returns the
+    group id of the event that records it (action ``skip`` / ``unskip``)."""
+    was, now = ("active", stored.SKIPPED) if skip else (stored.SKIPPED, "active")
+    with catalog.write() as con:
+        if not stored.set_cluster_status(con, cid, now, was=was):
+            found = stored.cluster_status(con, [cid]).get(cid)
+            raise FacelabError(f"cluster {cid!r} is {found or 'not on record'}, not {was}")
+        group = events.new_group(con)
+        events.add_person_event(con, group, "skip" if skip else "unskip", None, None,
+                                {"cluster_id": cid, "old_status": was, "new_status": now})
+    return group
+
+
+def outlier_order(catalog: Catalog, space: str, face_ids: Any
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Those of ``face_ids`` with a vector in ``space``, farthest from their normalised mean
+    first (ties by face id), and each one's cosine similarity to that mean: ``(ids int64,
+    similarity float32)``. A cluster's wrong faces are its outliers; a gallery that shows
+    them first lets the user drop them before labeling."""
+    ids, vecs = catalog.vectors(space, np.asarray(list(face_ids), np.int64))
+    if ids.size == 0:
+        return ids, np.empty(0, np.float32)
+    sims = (unit(vecs) @ unit(vecs.mean(axis=0))).astype(np.float32)
+    order = np.lexsort((ids, sims))
+    return ids[order], sims[order]
 
 
 def split(catalog: Catalog, cid: str, settings: Settings | None = None, *,

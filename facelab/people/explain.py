@@ -8,7 +8,7 @@ from typing import Any
 
 from facelab.errors import FacelabError
 from facelab.store.catalog import Catalog
-from facelab.store.faces import face_record
+from facelab.store.faces import NOT_A_FACE, face_record
 
 
 def explain(catalog: Catalog, face_id: int) -> dict[str, Any]:
@@ -56,9 +56,16 @@ def _why(info: dict[str, Any]) -> str:
         how = {"user": "by a person", "cluster_label": "when its cluster was labeled",
                "suggestion_accept": "by accepting a suggestion", "import": "by an import"}
         return f"assigned to {who} {how.get(info['assigned_by'], 'by ' + str(info['assigned_by']))}"
+    if info["assigned_by"] == NOT_A_FACE:
+        return ("marked not a face by a person: kept, but out of people, clustering and "
+                "proposals (`facelab not-a-face FACE --undo`)")
     pending = [s for s in info["suggestions"] if s["status"] == "pending"]
     if pending:
         s = pending[0]
+        if s["source"] == "proposal":
+            return (f"unassigned; proposed for person #{s['person_id']} (who is this?): "
+                    + format_proposal(s["evidence"] or {}, f"#{s['person_id']}")
+                    + ", waiting for review")
         th = (s["evidence"] or {}).get("thresholds") or {}
         bar = th.get("suggest_threshold", th.get("suggest"))
         return (f"unassigned; suggested for person #{s['person_id']} with score {s['score']} "

@@ -28,7 +28,8 @@ from facelab.store.persons import FaceChanges
 
 # person-level actions undo knows how to revert (create has nothing sensible to revert to:
 # hide the person instead)
-_PERSON_UNDOABLE = {"merge", "unmerge", "rename", "hide", "create", "uncreate"}
+_PERSON_UNDOABLE = {"merge", "unmerge", "rename", "hide", "create", "uncreate", "skip",
+                    "unskip"}
 
 
 def _undo(con: duckdb.DuckDBPyConnection, which: dict[str, int], what: str,
@@ -93,6 +94,15 @@ def _undo(con: duckdb.DuckDBPyConnection, which: dict[str, int], what: str,
             store.set_hidden(con, old, bool(ev.get("old_hidden")))
             events.add_person_event(con, group, "hide", old, old, {
                 "old_hidden": ev.get("new_hidden"), "new_hidden": ev.get("old_hidden")})
+        elif r["action"] in ("skip", "unskip"):  # a cluster set aside, or brought back
+            if not clusters.set_cluster_status(con, ev["cluster_id"], ev["old_status"],
+                                               was=ev["new_status"]):
+                raise CatalogConflict(f"cluster {ev['cluster_id']} is no longer "
+                                      f"{ev['new_status']}; nothing was undone")
+            events.add_person_event(con, group, "unskip" if r["action"] == "skip" else "skip",
+                                    None, None, {"cluster_id": ev["cluster_id"],
+                                                 "old_status": ev["new_status"],
+                                                 "new_status": ev["old_status"]})
         elif r["action"] == "uncreate":  # redo of a creation: the same id and name again
             if store.person_row(con, old) is not None:
                 raise CatalogConflict(f"person {old} exists again; nothing was undone")

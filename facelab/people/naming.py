@@ -42,10 +42,11 @@ import numpy as np
 from facelab.errors import CatalogConflict, ConfigError, FacelabError
 from facelab.store import events, rejections
 from facelab.store import persons as store
+from facelab.store import suggestions as queue
 from facelab.store.catalog import Catalog
 from facelab.store.clusters import move_clusters, return_clusters
 from facelab.store.events import to_json
-from facelab.store.faces import labeled_face_vectors
+from facelab.store.faces import NOT_A_FACE, labeled_face_vectors
 from facelab.store.persons import FaceChanges
 from facelab.store.prototypes import (
     move_prototypes,
@@ -566,3 +567,34 @@ def merge_persons(catalog: Catalog, source_id: int, target_id: int) -> int:
                keep_assigned_by=True)
         merge_into(con, src, dst, group)
     return group
+
+
+# --------------------------------------------------------------------------- not a face
+
+
+def mark_not_a_face(catalog: Catalog, face_ids: Iterable[int] | np.ndarray, *,
+                    undo: bool = False) -> AssignResult:
+    """A user says detections are not faces (``undo``: they are faces after all). A marked
+    face keeps its row but leaves its person and cluster (``assigned_by``
+    :data:`~facelab.store.faces.NOT_A_FACE`, action ``not_a_face``): clustering,
+    assignment, suggestions and proposals pass it by; its pending suggestions expire.
+    ``undo`` makes marked faces plain unassigned ones (action ``a_face``; the next
+    clustering takes them in); ``history.undo_group`` of the result's group restores each
+    face exactly (person, decision, cluster)."""
+    ids = np.unique(as_face_ids(face_ids))
+    with catalog.write() as con:
+        group = events.new_group(con)
+        st = store.face_states(con, ids, np.full(ids.size, -1, np.int64))
+        change = st.present & ((st.assigned_by == NOT_A_FACE) == bool(undo))
+        idx, n = np.flatnonzero(change), int(change.sum())
+        if n:
+            none = [None] * n
+            store.write_face_changes(con, FaceChanges(
+                list(range(n)), ids[idx].tolist(), none, [None if undo else NOT_A_FACE] * n,
+                none, none, none, none), source="user", run_id=None, group_id=group,
+                action="a_face" if undo else "not_a_face", rejection_source="not_a_face")
+            gone = set(ids[idx].tolist())
+            queue.expire(con, [(r["suggestion_id"], "not_a_face") for r in
+                               queue.pending_for_cleanup(con) if r["face_id"] in gone])
+    return AssignResult(ids[idx].tolist(), {k: ids[m].tolist() for k, m in (
+        ("missing", ~st.present), ("unchanged", st.present & ~change)) if m.any()}, group)

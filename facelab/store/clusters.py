@@ -20,8 +20,10 @@ import numpy as np
 import pyarrow as pa
 
 from facelab.store.catalog import Catalog, temp_table
+from facelab.store.faces import NOT_A_FACE
 
 __all__ = [
+    "SKIPPED",
     "ClusterMembers",
     "active_cluster_count",
     "cluster_faces",
@@ -36,11 +38,18 @@ __all__ = [
     "retire_run_clusters",
     "return_clusters",
     "revive",
+    "set_cluster_status",
     "set_face_clusters",
     "unassigned_clusters",
     "unassigned_faces",
     "unassigned_members",
 ]
+
+
+#: ``clusters.status`` of a cluster the user set aside ("skip"): out of the list of clusters
+#: to label (``list_clusters(status=SKIPPED)`` lists them) until unskipped; a re-clustering
+#: that finds the same members keeps it set aside.
+SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,8 @@ def _unassigned(space: str, op: str, min_quality: float, month: str | None
     """The WHERE clause (faces ``f``, assets ``a``) of unassigned faces with a vector in
     ``space`` whose quality is ``op`` (``>=`` or ``<``) ``min_quality``, in ``month``."""
     sql = ("f.face_id IN (SELECT face_id FROM face_vectors WHERE space=?) "
-           f"AND f.person_id IS NULL AND f.quality {'<' if op == '<' else '>='} ?")
+           f"AND f.person_id IS NULL AND f.assigned_by IS DISTINCT FROM '{NOT_A_FACE}' "
+           f"AND f.quality {'<' if op == '<' else '>='} ?")
     params: list[Any] = [space, min_quality]
     if month:
         sql += " AND strftime(a.taken_at, '%Y-%m') = ?"
@@ -220,6 +230,14 @@ def cluster_space(con: duckdb.DuckDBPyConnection, cluster_id: str) -> str | None
     """The space of a cluster; None when there is no such cluster."""
     rows = con.execute("SELECT space FROM clusters WHERE cluster_id=?", [cluster_id]).fetchall()
     return rows[0][0] if rows else None
+
+
+def set_cluster_status(con: duckdb.DuckDBPyConnection, cluster_id: str, status: str, *,
+                       was: str) -> bool:
+    """Set a cluster's status to ``status`` if it is ``was`` now (skip: active -> skipped,
+    and back); whether it changed."""
+    return bool(con.execute("UPDATE clusters SET status=? WHERE cluster_id=? AND status=? "
+                            "RETURNING cluster_id", [status, cluster_id, was]).fetchall())
 
 
 def mark_labeled(con: duckdb.DuckDBPyConnection, cluster_id: str, person_id: int) -> None:

@@ -25,6 +25,7 @@ import pyarrow as pa
 from facelab.store.catalog import Catalog, space_dim, table_vectors, temp_table
 
 __all__ = [
+    "NOT_A_FACE",
     "Candidates",
     "FaceOnPhoto",
     "FaceVectors",
@@ -36,6 +37,7 @@ __all__ = [
     "face_record",
     "faces_on_asset",
     "faces_on_photos",
+    "faces_without_person",
     "labeled_face_vectors",
     "persons_on_photos",
     "photo_of_face",
@@ -46,6 +48,14 @@ __all__ = [
     "unassigned_of",
     "unnamed_faces",
 ]
+
+#: ``faces.assigned_by`` of a detection a person said is not a face (a pattern, a statue, a
+#: poster): it stays in the catalog, with no person and no cluster, and the selects of faces
+#: to cluster, assign, suggest and propose pass it by. Being an ``assigned_by`` value, it is
+#: written by the one face writer with an event, so undo restores the face exactly.
+NOT_A_FACE = "not_a_face"
+# SQL condition: face ``f`` may be given to someone (it is not marked "not a face")
+_A_FACE = f"f.assigned_by IS DISTINCT FROM '{NOT_A_FACE}'"
 
 # One face with its box and the photo it is on; the path is the asset's first file path (a
 # photo present under several paths is one asset) and None when no file of it is known.
@@ -141,9 +151,10 @@ def assign_candidates(con: duckdb.DuckDBPyConnection, space: str, human_sources:
                       limit: int | None = None) -> Candidates:
     """Unassigned faces of ``space`` nobody decided about (``assigned_by`` not one of
     ``human_sources``): best quality first, ties by face id, at most ``limit``."""
-    sql = ("SELECT face_id, asset_id, revision FROM faces WHERE face_id IN (SELECT face_id "
+    sql = ("SELECT face_id, asset_id, revision FROM faces f WHERE face_id IN (SELECT face_id "
            "FROM face_vectors WHERE space=$sp) AND person_id IS NULL AND (assigned_by IS NULL "
-           "OR assigned_by NOT IN (SELECT unnest($h::VARCHAR[]))) ORDER BY quality DESC, face_id")
+           "OR assigned_by NOT IN (SELECT unnest($h::VARCHAR[]))) "
+           f"AND {_A_FACE} ORDER BY quality DESC, face_id")
     params: dict = {"sp": space, "h": sorted(human_sources)}
     if limit:
         sql += " LIMIT $lim"
@@ -162,7 +173,7 @@ def suggest_candidates(con: duckdb.DuckDBPyConnection, space: str, aliases: Sequ
     table = con.sql(
         "WITH a AS (SELECT unnest($a::BIGINT[]) AS person_id) "
         "SELECT f.face_id, f.asset_id, f.revision FROM faces f WHERE f.person_id IS NULL "
-        "AND (f.space = $sp OR f.face_id IN (SELECT face_id FROM embeddings WHERE "
+        f"AND {_A_FACE} AND (f.space = $sp OR f.face_id IN (SELECT face_id FROM embeddings WHERE "
         "space = $sp)) "
         "AND f.face_id NOT IN (SELECT face_id FROM rejections WHERE person_id IN "
         "(SELECT person_id FROM a)) "
@@ -202,7 +213,7 @@ def unnamed_faces(con: duckdb.DuckDBPyConnection, space: str, *,
     """Unassigned faces with a vector in ``space`` (only ``face_ids`` when given), by face
     id, and each photo's capture year (-1 unknown): the faces a "who is this?" proposal is
     made for. ``without_pending`` leaves out faces that already wait in the review queue."""
-    where = ["f.person_id IS NULL",
+    where = ["f.person_id IS NULL", _A_FACE,
              "f.face_id IN (SELECT face_id FROM face_vectors WHERE space = $sp)"]
     params: dict[str, Any] = {"sp": space}
     if without_pending:
@@ -223,8 +234,25 @@ def unassigned_gallery(catalog: Catalog, space: str) -> list[int]:
     """Unassigned faces of detector space ``space``: those in no cluster first, then by
     quality (best first), then by id - the order a gallery of faces to name shows them in."""
     return [int(r[0]) for r in catalog.query(
-        "SELECT face_id FROM faces WHERE space=? AND person_id IS NULL ORDER BY "
-        "cluster_id IS NOT NULL, quality DESC, face_id", [space])]
+        f"SELECT face_id FROM faces f WHERE space=? AND person_id IS NULL AND {_A_FACE} "
+        "ORDER BY cluster_id IS NOT NULL, quality DESC, face_id", [space])]
+
+
+def faces_without_person(catalog: Catalog, space: str, *, limit: int | None = None
+                         ) -> list[int]:
+    """Unassigned faces with a vector in ``space`` that are in no active (or skipped)
+    cluster -- clustering's noise and singletons -- and not marked "not a face": best
+    quality first (ties by face id), at most ``limit``. What the "faces without a person"
+    page shows: the faces no cluster will ever bring to a label."""
+    sql = ("SELECT f.face_id FROM faces f LEFT JOIN clusters c ON c.cluster_id = f.cluster_id "
+           f"WHERE f.person_id IS NULL AND {_A_FACE} AND (c.cluster_id IS NULL OR c.status "
+           "NOT IN ('active', 'skipped')) AND f.face_id IN (SELECT face_id FROM face_vectors "
+           "WHERE space = ?) ORDER BY f.quality DESC, f.face_id")
+    params: list[Any] = [space]
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    return [int(r[0]) for r in catalog.query(sql, params)]
 
 
 # --------------------------------------------------------------------------- faces held

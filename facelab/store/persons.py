@@ -29,6 +29,7 @@ __all__ = [
     "FaceChanges",
     "FaceStates",
     "PersonRow",
+    "cover_faces",
     "delete_person",
     "face_states",
     "faces_of_person",
@@ -215,6 +216,16 @@ def faces_of_person(con: duckdb.DuckDBPyConnection, person_id: int, *,
     return np.array([r[0] for r in con.execute(
         f"SELECT face_id FROM faces WHERE person_id=? ORDER BY {order}",
         [int(person_id)]).fetchall()], np.int64)
+
+
+def cover_faces(catalog: Catalog) -> dict[int, int]:
+    """person id -> the face that stands for the person in an overview: a pinned prototype
+    when there is one, else the best-quality face (ties by face id)."""
+    return {int(p): int(f) for p, f in catalog.query(
+        "SELECT f.person_id, f.face_id FROM faces f WHERE f.person_id IS NOT NULL QUALIFY "
+        "row_number() OVER (PARTITION BY f.person_id ORDER BY EXISTS (SELECT 1 FROM "
+        "prototypes p WHERE p.face_id = f.face_id AND p.person_id = f.person_id AND "
+        "p.pinned) DESC, f.quality DESC, f.face_id) = 1")}
 
 
 def live_person_ids(catalog: Catalog) -> set[int]:

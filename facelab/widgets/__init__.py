@@ -9,8 +9,15 @@
 * :class:`ClusterProposals` -- "Is this cluster also Anna?": each cluster beside the person's
   face nearest in time, accept (undo) or rule the person out.
 * :class:`PersonPage` -- a person's faces and prototypes: rename, hide, merge (and undo),
-  not this person, pin / unpin, explain.
+  not this person, move to another person, not a face, pin / unpin, explain.
+* :class:`PeopleOverview` -- everyone named, a cover face and face counts each; a click
+  opens the person.
+* :class:`UnnamedFaces` -- the faces without a person (noise and singletons), each with its
+  nearest people as one-click proposals.
+* :class:`PhotoView` -- the photo of a face with all its faces boxed, to name in place.
 * :class:`RunProgress` -- every phase of a run, with pause and cancel.
+* :class:`LabelingApp` -- all of the above as tabs of one widget that share state, with
+  Assign / Find more / Cluster again and the run progress.
 
 Each is a thin view over a controller: buttons call public methods (``select``, ``label``,
 ``accept_all``, ``merge_into``, ...) that call the same facelab functions as the CLI, so a
@@ -27,10 +34,13 @@ from facelab.widgets.thumbs import ThumbCache, placeholder
 # (e.g. to pre-crop tiles from a script) where ipywidgets is not installed.
 _WIDGETS = {"ClusterGallery": "gallery", "person_names": "gallery", "PersonPage": "person",
             "RunProgress": "progress", "SuggestionReview": "review",
-            "ProposalReview": "proposals", "ClusterProposals": "proposals"}
+            "ProposalReview": "proposals", "ClusterProposals": "proposals",
+            "PeopleOverview": "people_overview", "UnnamedFaces": "unnamed",
+            "PhotoView": "photo", "LabelingApp": "app"}
 
-__all__ = ["ClusterGallery", "ClusterProposals", "PersonPage", "ProposalReview", "RunProgress",
-           "SuggestionReview", "ThumbCache", "person_names", "placeholder"]
+__all__ = ["ClusterGallery", "ClusterProposals", "LabelingApp", "PeopleOverview", "PersonPage",
+           "PhotoView", "ProposalReview", "RunProgress", "SuggestionReview", "ThumbCache",
+           "UnnamedFaces", "person_names", "placeholder"]
 
 
 def __getattr__(name: str) -> Any:

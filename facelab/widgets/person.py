@@ -12,12 +12,19 @@ merge into …           :func:`facelab.people.naming.merge_persons` (the page f
 not this person        :func:`facelab.people.naming.remove_faces` (unassigned + rejected)
 pin / unpin            :func:`~facelab.people.prototypes.pin` / ``unpin``
 explain                :func:`facelab.people.explain.explain` of any face
+move to …              :func:`facelab.people.naming.move_faces` (another person, or a
+                       new one by name)
+not a face             :func:`facelab.people.naming.mark_not_a_face`
 undo                   :func:`facelab.people.history.undo_group` of the last action
 =====================  ==========================================================
 
-Undo covers rename, hide, merge and "not this person": each writes an event group, and the
-page keeps the group ids it made. Pinning is a prototype flag, not an assignment, so
-Unpin is its undo.
+Undo covers rename, hide, merge, "not this person", move and "not a face": each writes an
+event group, and the page keeps the group ids it made. Pinning is a prototype flag, not an
+assignment, so Unpin is its undo.
+
+**outliers first** (off by default) orders the person's faces farthest from their mean
+first (:func:`facelab.people.clusters.outlier_order`, per embedding space), each tile saying
+its similarity and outlier rank: a person's wrong faces are among their outliers.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from facelab.errors import ConfigError, FacelabError
-from facelab.people import history, naming, prototypes
+from facelab.people import history, naming, prototypes, review
+from facelab.people.clusters import outlier_order
 from facelab.people.explain import explain, format_explanation
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
@@ -35,6 +43,7 @@ from facelab.store.events import last_person_event_group
 from facelab.store.faces import faces_on_photos
 from facelab.store.persons import faces_of_person
 from facelab.store.prototypes import person_prototypes
+from facelab.widgets.gallery import outlier_captions, person_names, plural
 from facelab.widgets.thumbs import ThumbCache
 from facelab.widgets.view import PagedPanel, Picker, StatusLine, TileGrid, button, w
 
@@ -66,13 +75,17 @@ class PersonPage(PagedPanel):
         Face tiles per page.
     thumbs, settings
         As for :class:`~facelab.widgets.ClusterGallery`.
+    outliers_first : bool, default=False
+        Faces farthest from the person's mean first (else best quality first).
 
     Attributes
     ----------
     person_id : int or None
         The person on show.
     faces : list of int
-        Their faces, best quality first.
+        Their faces, best quality first (or outliers first).
+    similarity : dict of int to float
+        With ``outliers_first``: each face's similarity to the person's mean in its space.
     protos : list of dict
         Their prototypes (``face_id, space, role, pinned``), pinned first.
     selected : set of int
@@ -85,7 +98,7 @@ class PersonPage(PagedPanel):
 
     def __init__(self, catalog: Catalog, person: int | str | None = None, *,
                  page_size: int = 48, thumbs: ThumbCache | None = None,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, outliers_first: bool = False) -> None:
         if not 1 <= int(page_size) <= 500:
             raise ConfigError(f"page_size={page_size} must be between 1 and 500 faces")
         self.catalog = catalog
@@ -94,6 +107,7 @@ class PersonPage(PagedPanel):
         self.thumbs = thumbs or ThumbCache(catalog, settings=self.settings)
         self.person_id: int | None = None
         self.faces: list[int] = []
+        self.similarity: dict[int, float] = {}
         self.protos: list[dict[str, Any]] = []
         self.page = 0
         self.selected: set[int] = set()
@@ -101,6 +115,7 @@ class PersonPage(PagedPanel):
         self.history: list[_Done] = []
         self._people: list[dict[str, Any]] = []
         self._build()
+        self.outliers_button.value = bool(outliers_first)
         first = (naming.resolve_person(catalog, person, create=False)
                  if person is not None else None)
         self.refresh(first)
@@ -142,14 +157,28 @@ class PersonPage(PagedPanel):
         self.explain_button.on_click(lambda _b: self._guard(self._explain_clicked))
         self.explain_out = w.HTML()
         self.explain_out.add_class("facelab-explanation")
+        self.outliers_button = w.ToggleButton(value=False, description="outliers first",
+                                              tooltip="faces farthest from the person's "
+                                              "mean first (off: best quality first)")
+        self.outliers_button.add_class("facelab-outliers")
+        self.outliers_button.observe(lambda _c: self.show(self.person_id), names="value")
+        self.move_name = w.Combobox(placeholder="move selected to…", options=[],
+                                    ensure_option=False, layout=w.Layout(width="200px"))
+        self.move_name.add_class("facelab-move-name")
+        self.move_button = button("Move", "facelab-move", icon="share")
+        self.move_button.on_click(lambda _b: self._guard(lambda: self.move_to(
+            self.move_name.value)))
+        self.not_face_button = button("Not a face", "facelab-not-a-face", icon="ban")
+        self.not_face_button.on_click(lambda _b: self._guard(self.not_a_face))
         self.status = StatusLine(lambda: self._guard(self.undo))
         self.widget = w.VBox([
-            w.HBox([self.person_box.box, self.title]),
+            w.HBox([self.person_box.box, self.title, self.outliers_button]),
             w.HTML("<b>Prototypes</b> (📌 pinned)"), self.proto_grid.box,
             w.HTML("<b>Faces</b>"), self.grid.box,
             w.HBox([self.prev_page_button, self.next_page_button, self.remove_button,
                     self.pin_button, self.unpin_button, self.explain_id,
                     self.explain_button]),
+            w.HBox([self.move_name, self.move_button, self.not_face_button]),
             w.HBox([self.name_box, self.rename_button, self.hide_button, self.merge_box.box,
                     self.merge_button]),
             self.status.box, self.explain_out])
@@ -175,8 +204,11 @@ class PersonPage(PagedPanel):
         self.proto_grid.show([(f, f, f"{'📌' if f in pinned else ''}{'/'.join(r)}")
                               for f, r in roles.items()], self.selected)
         lo = self.page * self.page_size
-        self.grid.show([(f, f, f"{'📌' if f in pinned else ''}#{f}")
-                        for f in self.faces[lo:lo + self.page_size]], self.selected)
+        page = self.faces[lo:lo + self.page_size]
+        captions = (outlier_captions(self.faces, self.similarity) if self.outliers_first
+                    else {f: f"#{f}" for f in page})
+        self.grid.show([(f, f, f"{'📌' if f in pinned else ''}{captions[f]}") for f in page],
+                       self.selected)
         info = self._info()
         self.title.value = ("<b>No people yet</b>" if info is None else
                             f"<b>{html.escape(_label(info))}</b> · page {self.page + 1} of "
@@ -189,6 +221,11 @@ class PersonPage(PagedPanel):
         return next((p for p in self._people if p["person_id"] == self.person_id), None)
 
     # ------------------------------------------------------------------ state
+    @property
+    def outliers_first(self) -> bool:
+        """Whether faces come farthest from the person's mean first."""
+        return bool(self.outliers_button.value)
+
     @property
     def hidden(self) -> bool:
         info = self._info()
@@ -207,11 +244,14 @@ class PersonPage(PagedPanel):
     def show(self, person_id: int | None, *, page: int = 0) -> None:
         """Show a person's faces and prototypes (clears the selection)."""
         self.person_id = None if person_id is None else int(person_id)
-        self.faces, self.protos = [], []
+        self.faces, self.protos, self.similarity = [], [], {}
         if self.person_id is not None:
             with self.catalog.read() as con:
                 self.faces = faces_of_person(con, self.person_id, best_first=True).tolist()
             self.protos = person_prototypes(self.catalog, self.person_id)
+            if self.outliers_first:
+                self._order_outliers_first()
+        self.move_name.options = person_names(self.catalog)
         self.page = max(0, min(page, self.pages - 1))
         self.selected = set()
         self.person_box.set(self.person_box.box.options, self.person_id)
@@ -220,6 +260,16 @@ class PersonPage(PagedPanel):
             (_label(p), p["person_id"]) for p in self._people
             if p["person_id"] != self.person_id], None)
         self._render()
+
+    def _order_outliers_first(self) -> None:
+        """Faces by similarity to the person's mean in their space, lowest first."""
+        by_space: dict[str, list[int]] = {}
+        for f, info in faces_on_photos(self.catalog, self.faces).items():
+            by_space.setdefault(info.space, []).append(f)
+        for space, ids in by_space.items():
+            found, sims = outlier_order(self.catalog, space, ids)
+            self.similarity.update(zip(found.tolist(), sims.tolist(), strict=True))
+        self.faces.sort(key=lambda f: (self.similarity.get(f, 2.0), f))
 
     def select(self, face_id: int, selected: bool = True) -> None:
         """Select one of the person's faces (or a prototype) for the buttons."""
@@ -321,9 +371,39 @@ class PersonPage(PagedPanel):
                                   f"{html.escape(self.explanation)}</pre>")
         return self.explanation
 
+    def move_to(self, person: int | str, *face_ids: int) -> list[int]:
+        """Move faces (the selection, or ``face_ids``) to another person (id, or name:
+        created when new); undoable. Returns the faces moved."""
+        pid = self._need_person()
+        ids = self._chosen(face_ids)
+        if isinstance(person, str):
+            person = naming.clean_name(person)
+        result = naming.move_faces(self.catalog, ids, person)
+        review.cleanup(self.catalog)  # suggestions of the faces' new person are moot
+        if result.changed:
+            self.history.append(_Done("move", result.group_id, pid))
+        self.move_name.value = ""
+        self.refresh()
+        to = person if isinstance(person, str) else f"person #{person}"
+        self.status.say(f"Moved {plural(len(result.changed), 'face')} to {to} — undo?",
+                        undo=bool(result.changed))
+        return result.changed
+
+    def not_a_face(self, *face_ids: int) -> list[int]:
+        """Mark faces (the selection, or ``face_ids``) as not faces: they leave the person
+        and every gallery but stay in the catalog; undoable. Returns the faces marked."""
+        pid = self._need_person()
+        result = naming.mark_not_a_face(self.catalog, self._chosen(face_ids))
+        if result.changed:
+            self.history.append(_Done("not-a-face", result.group_id, pid))
+        self.refresh()
+        self.status.say(f"Marked {plural(len(result.changed), 'face')} as not a face — "
+                        "undo?", undo=bool(result.changed))
+        return result.changed
+
     def undo(self) -> int:
-        """Undo the last rename, hide, merge or removal made on this page; returns the
-        faces restored."""
+        """Undo the last rename, hide, merge, removal, move or not-a-face made on this page;
+        returns the faces restored."""
         if not self.history:
             raise FacelabError("nothing to undo")
         last = self.history.pop()

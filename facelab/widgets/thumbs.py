@@ -20,6 +20,11 @@ Photos are decoded at the smallest scale that still gives every requested face a
 tile's resolution (``images.load_image`` with ``max_side``; JPEGs decode at 1/2..1/8 scale in
 libjpeg), and each photo is decoded once per call however many of its faces are on the page.
 
+:meth:`ThumbCache.photo` serves a whole photo instead, at most :data:`PHOTO_SIDE` pixels on
+its longer side, with each of its faces boxed and numbered (:func:`draw_boxes`): what the
+photo view shows, so a face is seen with the people around it. Not cached: it is drawn
+again when a name or the selection changes the boxes' colours.
+
 This module needs only Pillow and NumPy (no ipywidgets): scripts can pre-crop tiles.
 """
 
@@ -57,6 +62,9 @@ JPEG_QUALITY = 85
 NEUTRAL = (200, 200, 200)
 #: Folder under the workspace holding the cached tiles.
 THUMBS_DIR = "thumbs"
+#: Longer side of a photo shown whole: enough to tell its faces apart, small enough to send
+#: to the browser on every click.
+PHOTO_SIDE = 900
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,21 @@ def placeholder(size: int = TILE_SIZE) -> bytes:
     draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=tone)
     draw.ellipse([cx - size * 0.34, size * 0.66, cx + size * 0.34, size * 1.2], fill=tone)
     return encode_jpeg(np.asarray(img))
+
+
+def draw_boxes(rgb: np.ndarray, boxes: Sequence[Sequence[float]], labels: Sequence[str],
+               colours: Sequence[tuple[int, int, int]], *, width: int = 3) -> np.ndarray:
+    """``rgb`` with each box (x, y, w, h in its pixels) outlined in its colour and its label
+    written in its top-left corner, on a filled tag of that colour."""
+    img = Image.fromarray(np.ascontiguousarray(rgb[..., :3], np.uint8), "RGB")
+    draw = ImageDraw.Draw(img)
+    for (x, y, w, h), label, colour in zip(boxes, labels, colours, strict=True):
+        draw.rectangle([x, y, x + w, y + h], outline=colour, width=width)
+        if label:
+            left, top, right, bottom = draw.textbbox((x, y), label)
+            draw.rectangle([left - 2, top - 2, right + 2, bottom + 2], fill=colour)
+            draw.text((x, y), label, fill=(255, 255, 255))
+    return np.asarray(img)
 
 
 def cache_key(box: FaceBox, *, size: int, margin: float) -> str:
@@ -235,6 +258,31 @@ class ThumbCache:
         for path, group in todo.items():
             tiles.update(self._crop_photo(path, group))
         return [tiles[f] for f in ids]
+
+    def photo(self, face_ids: Sequence[int], labels: Sequence[str],
+              colours: Sequence[tuple[int, int, int]], *, max_side: int = PHOTO_SIDE
+              ) -> tuple[bytes, str | None]:
+        """The photo of ``face_ids`` (faces of one photo) as JPEG bytes, at most ``max_side``
+        pixels on its longer side, each face boxed in its colour with its label, and None;
+        or :func:`placeholder` and why the photo cannot be shown (``no_photo``, an
+        ``ImageError`` kind)."""
+        boxes = self.boxes(face_ids)
+        path = next((b.path for b in boxes.values() if b.path), None)
+        if path is None:
+            return placeholder(max(self.size, 160)), "no_photo"
+        try:
+            img = load_image(path, max_pixels=self.settings.max_image_pixels,
+                             max_side=max_side)
+        except ImageError as exc:
+            return placeholder(max(self.size, 160)), exc.kind
+        s = img.scale
+        drawn = [(int(f), label, colour) for f, label, colour
+                 in zip(face_ids, labels, colours, strict=True) if int(f) in boxes]
+        rgb = draw_boxes(img.rgb, [(boxes[f].x / s, boxes[f].y / s, boxes[f].w / s,
+                                    boxes[f].h / s) for f, _, _ in drawn],
+                         [label for _, label, _ in drawn], [c for _, _, c in drawn],
+                         width=max(2, round(max(img.rgb.shape[:2]) / 300)))
+        return encode_jpeg(rgb), None
 
     def _placeholder(self, face_id: int, why: str) -> bytes:
         self.placeholders += 1

@@ -4,6 +4,17 @@ Views only: they hold ipywidgets and call back into a controller; every decision
 selected, what a click does to the catalog) lives in the controller classes, whose methods
 tests call directly. CSS classes (``facelab-...``) name the parts so a browser test can
 find them.
+
+Two hooks tie the pages of :class:`~facelab.widgets.LabelingApp` together without the pages
+knowing each other: a :class:`TileGrid` whose ``on_photo`` is set gives every tile a photo
+button (the face's whole photo, boxed), and a :class:`StatusLine` calls its ``listeners``
+after every message that is not an error -- each action of every page ends with one, so
+the app learns that the catalog changed and refreshes the other pages.
+
+Keyboard shortcuts: ipywidgets 8 sends no key events from the browser to the kernel (the
+``ipyevents`` extension would, and is not a dependency), so accept / reject / next are
+buttons only; in JupyterLab, Tab moves the focus between them and Space or Enter presses
+the focused one.
 """
 
 from __future__ import annotations
@@ -29,11 +40,18 @@ class TileGrid:
     controller selects by (a face id, or a suggestion id in the review queue).
     """
 
+    #: A tile action: (button text, tooltip, what a click does).
+    Action = tuple[str, str, Callable[[], Any]]
+
     def __init__(self, thumbs: ThumbCache, on_toggle: Callable[[int, bool], None], *,
                  css: str, select_icon: str = "times") -> None:
         self.thumbs = thumbs
         self.on_toggle = on_toggle
         self.select_icon = select_icon
+        #: When set, each tile gets a photo button calling ``on_photo(face_id)``.
+        self.on_photo: Callable[[int], Any] | None = None
+        self.actions: dict[int, list[w.Button]] = {}
+        self._last: tuple[Any, ...] = ((), set(), None, None)
         self.box = w.Box(layout=w.Layout(display="flex", flex_flow="row wrap",
                                          align_items="flex-start"))
         self.box.add_class(css)
@@ -41,29 +59,58 @@ class TileGrid:
         self.images: dict[int, w.Image] = {}
         self._tiles: list[w.Widget] = []
 
-    def show(self, items: Sequence[tuple[int, int, str]], selected: set[int]) -> None:
-        """Replace the tiles by ``items`` = (key, face_id, caption), ``selected`` toggled on."""
+    def show(self, items: Sequence[tuple[int, int, str]], selected: set[int], *,
+             tooltips: dict[int, str] | None = None,
+             actions: dict[int, list[TileGrid.Action]] | None = None) -> None:
+        """Replace the tiles by ``items`` = (key, face_id, caption), ``selected`` toggled on;
+        ``tooltips`` (by key) replace the toggles' default one, ``actions`` (by key) add
+        buttons under a tile (e.g. one-click proposals)."""
+        self._last = (list(items), set(selected), tooltips, actions)
         for tile in self._tiles:  # close old widgets: each one holds a comm to the browser
             tile.close()
-        self._tiles, self.toggles, self.images = [], {}, {}
+        self._tiles, self.toggles, self.images, self.actions = [], {}, {}, {}
         jpegs = self.thumbs.get_many([face_id for _, face_id, _ in items])
         size = self.thumbs.size
         tiles = []
         for (key, face_id, caption), jpeg in zip(items, jpegs, strict=True):
             image = w.Image(value=jpeg, format="jpeg", width=size, height=size)
-            toggle = w.ToggleButton(value=key in selected, description=caption,
-                                    tooltip=f"face {face_id}: click to select",
-                                    layout=w.Layout(width=f"{size + 4}px"))
+            tip = (tooltips or {}).get(key, f"face {face_id}: click to select")
+            photo = self.on_photo
+            toggle = w.ToggleButton(value=key in selected, description=caption, tooltip=tip,
+                                    layout=w.Layout(width=f"{size + 4 - 36 * bool(photo)}px"))
             toggle.add_class("facelab-toggle")
             toggle.add_class(f"facelab-key-{key}")
             toggle.observe(self._flip(key), names="value")
-            tile = w.VBox([image, toggle], layout=w.Layout(margin="2px", padding="2px"))
+            row: list[w.Widget] = [toggle]
+            if photo is not None:
+                link = button("", "facelab-photo-link", icon="image", width="32px")
+                link.layout.padding = "0"
+                link.tooltip = f"face {face_id}: its photo, every face boxed"
+                link.on_click(lambda _b, f=face_id, go=photo: go(f))
+                row.append(link)
+            buttons = []
+            for text, hint, act in (actions or {}).get(key, []):
+                b = button(text, "facelab-tile-action", width=f"{size + 4}px")
+                b.tooltip = hint
+                b.on_click(lambda _b, act=act: act())
+                buttons.append(b)
+            line = w.HBox(row) if len(row) > 1 else toggle
+            tile = w.VBox([image, line, *buttons],
+                          layout=w.Layout(margin="2px", padding="2px"))
             tile.add_class("facelab-tile")
-            self.toggles[key], self.images[key] = toggle, image
-            self._tiles += [image, toggle, tile]
+            self.toggles[key], self.images[key], self.actions[key] = toggle, image, buttons
+            self._tiles += [image, *row, *buttons, *([line] if line is not toggle else []),
+                            tile]
             tiles.append(tile)
         self.box.children = tiles
         self.sync(selected)
+
+    def redraw(self, selected: set[int] | None = None) -> None:
+        """Show the last tiles again (after ``on_photo`` was set, say), ``selected`` (the
+        controller's selection now; default: as last shown) toggled on."""
+        items, last, tooltips, actions = self._last
+        self.show(items, last if selected is None else selected, tooltips=tooltips,
+                  actions=actions)
 
     def _flip(self, key: int) -> Callable[[dict[str, Any]], None]:
         def handler(change: dict[str, Any]) -> None:
@@ -92,12 +139,18 @@ class StatusLine:
         self.undo_button.on_click(lambda _b: on_undo())
         self.box = w.HBox([self.text, self.undo_button])
         self.value = ""  # the message as plain text, for tests and notebooks
+        #: Called with each message that is not an error (an action's outcome): how the
+        #: labeling app hears that a page changed the catalog.
+        self.listeners: list[Callable[[str], Any]] = []
 
     def say(self, message: str, *, undo: bool = False, error: bool = False) -> None:
         self.value = message
         colour = "#b00020" if error else "inherit"
         self.text.value = f"<span style='color:{colour}'>{html.escape(message)}</span>"
         self.undo_button.layout.display = "" if undo else "none"
+        if not error:
+            for listener in list(self.listeners):
+                listener(message)
 
 
 def button(description: str, css: str, *, icon: str = "", style: str = "",
