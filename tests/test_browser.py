@@ -296,6 +296,12 @@ def _other_tabs(driver, name: str, n: int) -> None:
     person = _wait(driver, ".facelab-people-overview .facelab-toggle")
     WebDriverWait(driver, 30).until(lambda d: person.text.strip() == f"{name} · {n}")
     driver.save_screenshot(str(SCREENSHOTS / "06_labeling-people.png"))
+    person.click()                                    # a person's tile opens their page
+    _wait(driver, ".facelab-person-page .facelab-toggle", 30)
+    driver.save_screenshot(str(SCREENSHOTS / "06_labeling-person.png"))
+    _tab(driver, "Review")
+    _wait(driver, ".facelab-review", 30)
+    driver.save_screenshot(str(SCREENSHOTS / "06_labeling-review.png"))
 
     # a face without a person: open its photo from its tile, name it there
     _tab(driver, "Without a person")
