@@ -37,9 +37,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
 #: enough that ``import facelab`` (and every CLI command) should not pay for them up front.
 LAZY_OK = frozenset({
     "torch", "umap", "ipywidgets", "IPython", "matplotlib", "papermill", "nbformat",
-    "nbconvert", "nbclient", "pandas", "insightface", "onnxruntime", "onnx", "dlib",
-    "face_recognition_models", "selenium", "sklearn", "scipy", "fast_hdbscan", "pillow_heif",
-    "usearch",
+    "nbconvert", "nbclient", "jupyter_client", "pandas", "insightface", "onnxruntime", "onnx",
+    "dlib", "face_recognition_models", "selenium", "sklearn", "scipy", "fast_hdbscan",
+    "pillow_heif", "usearch",
 })
 
 #: SQL statements, as they appear in string literals.

@@ -54,12 +54,18 @@ def test_cluster_label_merge_undo_explain_from_the_cli(photo_folder, workspace):
     assert cents["run_id"] > 0
 
 
-def test_workspace_option_works_before_and_after_the_command(tmp_path, monkeypatch):
+def test_workspace_option_works_before_and_after_the_command(tmp_path, monkeypatch, capsys):
     from facelab.cli import main
 
     monkeypatch.chdir(tmp_path)
+    for name in ("before", "after"):
+        Catalog(tmp_path / name)  # stats reads a workspace: an absent one is an error
     assert main(["-w", str(tmp_path / "before"), "stats"]) == 0
+    assert f'"workspace": "{tmp_path / "before"}"' in capsys.readouterr().out
     assert main(["stats", "--workspace", str(tmp_path / "after"), "--no-progress"]) == 0
-    assert (tmp_path / "before" / "facelab.duckdb").is_file()
-    assert (tmp_path / "after" / "facelab.duckdb").is_file()
+    assert f'"workspace": "{tmp_path / "after"}"' in capsys.readouterr().out
     assert not (tmp_path / "data").exists()  # neither fell back to ./data
+    # a workspace with no catalog is said to be empty, and nothing is created there
+    assert main(["-w", str(tmp_path / "typo"), "clusters"]) == 2
+    assert "empty workspace" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()

@@ -7,6 +7,7 @@ import pytest
 
 from facelab.errors import ConfigError
 from facelab.settings import Settings
+from facelab.store.catalog import Catalog
 
 from .conftest import REPO
 
@@ -47,12 +48,12 @@ def test_cli_workspace_from_flag_or_environment(tmp_path):
         assert out.returncode == 0, out.stderr
         return out.stdout
 
+    for name in ("from-env", "flag", "data"):
+        Catalog(tmp_path / name)  # `facelab stats` reads a workspace: it must have a catalog
     env_ws = tmp_path / "from-env"
     assert str(env_ws) in stats(env={"FACELAB_WORKSPACE": str(env_ws)})
-    assert (tmp_path / "from-env" / "facelab.duckdb").exists()
     assert str(tmp_path / "flag") in stats("--workspace", str(tmp_path / "flag"))
-    stats()  # default: ./data under the current folder
-    assert (tmp_path / "data" / "facelab.duckdb").exists()
+    assert '"workspace": "data"' in stats()  # default: ./data under the current folder
 
 
 def test_cli_reports_facelab_errors_without_traceback(tmp_path):

@@ -20,7 +20,7 @@ from facelab.errors import FacelabError
 from facelab.library.models import model_space
 from facelab.people.naming import resolve_person
 from facelab.settings import Settings
-from facelab.store.catalog import Catalog
+from facelab.store.catalog import DB_NAME, Catalog
 
 #: The model and detection options that become Settings fields (``--workers`` is
 #: ``model_workers``); ``--extensions`` becomes ``scan_extensions``.
@@ -45,12 +45,44 @@ def common_options(*, sub: bool = True) -> argparse.ArgumentParser:
     return p
 
 
+#: Commands that read or change the faces a workspace already holds: given a folder with no
+#: catalog, they say the workspace is empty instead of creating an empty catalog there.
+#: (run, scan, detect, import and demo fill a workspace; settings and the research commands
+#: deal with a workspace without a catalog themselves.)
+NEEDS_CATALOG = frozenset({
+    "status", "stats", "doctor", "pause", "cancel", "export",
+    "cluster", "cluster-dual", "split", "assign", "centroids", "label", "merge", "undo",
+    "explain", "persons", "clusters", "suggest", "propose", "merge-clusters", "skip",
+    "not-a-face"})
+
+
 def settings_of(args: argparse.Namespace) -> Settings:
-    """Settings from FACELAB_* overridden by the options given on the command line."""
+    """Settings from FACELAB_* overridden by the options given on the command line; for a
+    command of :data:`NEEDS_CATALOG`, :func:`require_catalog` checks the workspace first."""
     overrides = {n: getattr(args, n, None) for n in SETTING_OPTIONS}
     if getattr(args, "extensions", None):
         overrides["scan_extensions"] = args.extensions
-    return Settings.from_env(**overrides)
+    settings = Settings.from_env(**overrides)
+    if getattr(args, "command", None) in NEEDS_CATALOG:
+        require_catalog(settings)
+    return settings
+
+
+def require_catalog(settings: Settings) -> None:
+    """Raise FacelabError, creating nothing, when the workspace holds no catalog: a mistyped
+    -w, or a workspace nothing was put in yet."""
+    ws = settings.workspace_path
+    if (ws / DB_NAME).is_file():
+        return
+    hint = ""
+    old_demo = ws / "demo"
+    if (old_demo / DB_NAME).is_file():  # where `facelab demo` wrote before it used ./data
+        hint = f"; an earlier demo is in {old_demo} (use -w {old_demo})"
+    raise FacelabError(
+        f"empty workspace {ws}: no catalog there, so nothing to show (nothing was created). "
+        "Put faces in it with `facelab run PHOTOS` or `facelab demo` (with the same -w), or "
+        "`bash scripts/demo.sh` (the demo, in ./data); or open another workspace with -w DIR"
+        f"{hint}")
 
 
 def open_catalog(settings: Settings) -> Catalog:

@@ -147,8 +147,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="run name (default pipeline-<time>)")
     p.set_defaults(handler=pipeline_cmd)
     p = sub.add_parser("demo", parents=[common],
-                       help="a synthetic library (+ photos if given) through the whole pipeline")
+                       help="a demo library (sample photos of installed packages, synthetic "
+                       "faces, + photos if given) in the default workspace, through the whole "
+                       "pipeline")
     p.add_argument("--photos", default=None, help="also detect the faces of these photos")
+    p.add_argument("--no-sample-photos", dest="samples", action="store_false",
+                   help="leave out the real photos that ship inside installed packages")
     p.add_argument("--limit", type=int, default=None, help="detect at most N photos")
     p.add_argument("--steps", default=None, help=f"comma-separated subset of: {STEPS_HELP}")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="[STEP.]KEY=VALUE")
@@ -336,29 +340,49 @@ def pipeline_cmd(args: argparse.Namespace) -> int:
 
 
 def demo_cmd(args: argparse.Namespace) -> int:
-    """Exit 1 when a pipeline step failed."""
+    """Exit 1 when a pipeline step failed. The demo goes into the workspace every command
+    opens by default (-w DIR or FACELAB_WORKSPACE: there instead)."""
     from facelab.research.demo import run_demo
     from facelab.research.pipeline import PipelineFailed
 
-    settings_of(args)  # a malformed FACELAB_* is an error here as for every command
-    workspace = args.workspace or str(Path("data") / "demo")
+    settings = settings_of(args)  # a malformed FACELAB_* is an error here as for every command
     try:
-        out = run_demo(workspace, photos=args.photos, photo_limit=args.limit,
+        out = run_demo(settings.workspace, photos=args.photos, photo_limit=args.limit,
                        out_root=args.out, steps=split_steps(args.steps), sets=args.sets,
-                       n_persons=args.people, progress=not args.no_progress)
+                       n_persons=args.people, samples=args.samples,
+                       progress=not args.no_progress, on_built=_print_demo_library)
     except PipelineFailed as exc:
         print(exc.result)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     ws = out["workspace"]
-    print(f"demo workspace {ws['workspace']}: {ws['faces']} synthetic faces of {ws['people']} "
-          f"identities, {ws['clusters']} clusters")
     for s in out["pipeline"]["steps"]:
         print(f"  {s['step']:<18} {s['status']:<8} {s['seconds']:7.1f} s  "
               f"{s.get('html') or s.get('reason') or ''}")
-    print(f"done in {out['seconds']:.0f} s; reports in {out['pipeline']['out_dir']}; label the "
-          f"clusters in notebooks/06_labeling.ipynb (workspace={ws['workspace']})")
+    real = out["photo_faces"]
+    print(f"demo workspace {ws['workspace']}: {real['faces']} faces cut from {real['photos']} "
+          f"real photos, {ws['faces']} synthetic faces (no photo: a grey tile), "
+          f"{out['clusters']} clusters")
+    # commands open it when told nothing unless -w chose it; the notebook opens <repo>/data
+    w = f" -w {ws['workspace']}" if getattr(args, "workspace", None) else ""
+    nb = "" if Path(ws["workspace"]) == Path("data").absolute() else \
+        f" (workspace={ws['workspace']})"
+    print(f"done in {out['seconds']:.0f} s; reports in {out['pipeline']['out_dir']}. Label the "
+          f"clusters in notebooks/06_labeling.ipynb{nb}, or with `facelab clusters{w}` and "
+          f"`facelab label CLUSTER NAME{w}`; the faces of photos alone (the synthetic ones "
+          f"form the biggest clusters): space = \"{out['photo_space']}\" in the notebook, "
+          f"`facelab clusters --space {out['photo_space']}{w}`")
     return 0
+
+
+def _print_demo_library(demo: Any) -> None:
+    """What the demo library holds, before the pipeline's notebooks run (minutes)."""
+    for note in demo.notes:
+        print(f"note: {note}")
+    print(f"demo library in {demo.workspace}: {demo.sample_faces} faces cut from "
+          f"{demo.sample_photos} real photos (photos/: sample photos of installed packages and "
+          f"augmented copies of them), {demo.faces} synthetic faces of {demo.people} "
+          f"identities, {demo.clusters} clusters; now the notebook pipeline", flush=True)
 
 
 def _ints(text: str | None) -> list[int] | None:

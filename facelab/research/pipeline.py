@@ -56,7 +56,8 @@ from facelab.store.catalog import DB_NAME, Catalog
 from facelab.store.snapshot import copy_workspace
 
 __all__ = ["STEPS", "PipelineResult", "StepResult", "load_config", "notebook_dir",
-           "notebook_truth", "parse_sets", "run_pipeline", "truth_parameters", "truth_summary"]
+           "notebook_truth", "parse_sets", "quiet_kernel_manager", "run_pipeline",
+           "truth_parameters", "truth_summary"]
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,25 @@ def _summaries(folder: Path) -> dict[str, Any]:
     return out
 
 
+def quiet_kernel_manager() -> type:
+    """A Jupyter kernel manager that does not interrupt a kernel it is shutting down.
+
+    jupyter_client interrupts (SIGINT) a kernel just before asking it to shut down; when the
+    signal lands while the kernel is still busy, ipykernel logs "[IPKernelApp] ERROR |
+    KeyboardInterrupt caught in kernel" — harmless, but a user reads ERROR after a run that
+    went well. The shutdown request that follows ends the kernel either way.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietShutdownKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:  # the shutdown request follows: nothing to interrupt
+                return
+            await super()._async_interrupt_kernel()
+
+    return QuietShutdownKernelManager
+
+
 def run_pipeline(config: dict[str, Any] | str | os.PathLike[str] | None = None, *,
                  steps: list[str] | None = None, sets: list[str] | None = None,
                  out_root: str | os.PathLike[str] = "reports", name: str | None = None,
@@ -350,7 +370,8 @@ def run_pipeline(config: dict[str, Any] | str | os.PathLike[str] | None = None, 
             _copy_photos_workspace(cfg, Path(params["workspace"]))
         try:
             pm.execute_notebook(str(nb_dir / step.notebook), str(out), parameters=params,
-                                kernel_name=kernel, cwd=str(run_dir), progress_bar=False)
+                                kernel_name=kernel, cwd=str(run_dir), progress_bar=False,
+                                kernel_manager_class=quiet_kernel_manager())
         except PapermillExecutionError as exc:
             sr.status = "failed"
             sr.error = (f"cell {exc.cell_index} (execution count {exc.exec_count}): "
