@@ -37,6 +37,7 @@ from facelab.widgets import (
     UnnamedFaces,
     placeholder,
 )
+from facelab.widgets.app import KEYS
 from facelab.widgets.photo import COLOURS
 
 from .people_helpers import add_cluster, add_photos
@@ -326,3 +327,31 @@ def test_person_page_moves_faces_marks_not_a_face_and_shows_outliers(ws) -> None
     page.undo()
     assert owner(catalog, moved) == owner(catalog, marked) == "Ada"
     assert sorted(page.faces) == sorted(people["Ada"][:5])
+
+
+def test_keyboard_shortcuts_act_on_the_tab_in_view(ws) -> None:
+    catalog, _people = ws
+    app = LabelingApp(catalog)
+    assert app.keyboard is not None                            # ipyevents is installed
+    assert app.key("3") == "the tab Review" and app.tab == "review"
+    assert app.key("4") == "the tab Who is this?" and app.tab == "proposals"
+    app.proposals.propose()
+    faces = [s["face_id"] for s in app.proposals.page_items]
+    assert faces
+    assert app.key("A") == KEYS["a"]                           # Alt+A: accept the page
+    assert all(owner(catalog, f) is not None for f in faces)
+    assert app.key("u") == KEYS["u"]                           # Alt+U: undo it
+    assert all(owner(catalog, f) is None for f in faces)
+    app.key("2")
+    first = app.clusters.cluster_id
+    assert first is not None
+    assert app.key("n") == KEYS["n"]                           # Alt+N: the next cluster
+    assert app.clusters.cluster_id != first
+    assert app.key("x") is None and app.key("9") is None       # nothing there
+    # the listener reads Alt+key only: a name typed into a box is not a command
+    # (a key event as the browser sends it, through ipyevents' message handler)
+    app.keyboard._handle_mouse_msg(None, {"event": "keydown", "key": "3", "altKey": False},
+                                   [])
+    assert app.tab == "clusters"
+    app.keyboard._handle_mouse_msg(None, {"event": "keydown", "key": "3", "altKey": True}, [])
+    assert app.tab == "review"

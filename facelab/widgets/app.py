@@ -28,8 +28,13 @@ changes. **Refresh** reads every page again (after a `facelab` command in a term
 Every face tile has a photo button that opens its photo in the Photo tab; a person's tile
 in the overview opens the Person tab.
 
-Keyboard shortcuts: none -- ipywidgets 8 sends no key events to the kernel (see
-:mod:`facelab.widgets.view`); Tab and Space reach every button.
+Keyboard shortcuts (:data:`KEYS`, :meth:`LabelingApp.key`), with the pointer over the app:
+**Alt+A** accept the page, **Alt+R** reject the selected, **Alt+N** next (cluster or page),
+**Alt+P** previous page, **Alt+U** undo, **Alt+1** … **Alt+7** a tab (not Alt+arrows: the
+browser's back and forward).
+ipywidgets sends no key events to the kernel; ``ipyevents`` (in the ``notebooks`` extra)
+does. Alt keeps a name typed into a box from being read as a command. Without ipyevents
+there are no shortcuts; Tab and Space still reach every button.
 """
 
 from __future__ import annotations
@@ -55,6 +60,18 @@ from facelab.widgets.review import SuggestionReview
 from facelab.widgets.thumbs import ThumbCache
 from facelab.widgets.unnamed import UnnamedFaces
 from facelab.widgets.view import Panel, StatusLine, button, w
+
+#: Shortcut keys (with Alt) -> what they do on the tab in view.
+KEYS: dict[str, str] = {
+    "a": "accept the page (review, who is this?)",
+    "r": "reject the selected (review, who is this?)",
+    "n": "next cluster or page",
+    "p": "previous page",
+    "u": "undo the last action of the tab",
+    **{str(i + 1): f"the tab {title}" for i, title in enumerate(
+        ("People", "Clusters", "Review", "Who is this?", "Without a person", "Person",
+         "Photo"))},
+}
 
 #: The tabs, in order: name -> title.
 TABS = {"people": "People", "clusters": "Clusters", "review": "Review",
@@ -148,6 +165,7 @@ class LabelingApp(Panel):
                     grid.on_photo = self.open_photo
                     grid.redraw(getattr(page, "selected", None))
         self._build()
+        self.keyboard = self._keyboard()
         self.select(start)
 
     # ------------------------------------------------------------------ view
@@ -281,6 +299,39 @@ class LabelingApp(Panel):
             return (f"{plural(r.clusters, 'cluster')} of {plural(r.clustered_faces, 'face')}"
                     f", {r.noise} without a cluster")
         return self._run("cluster", work, undoable=False)
+
+    # ------------------------------------------------------------------ keyboard
+    def _keyboard(self) -> Any:
+        """Listen to keys over the app (None without ipyevents: no shortcuts then)."""
+        try:
+            from ipyevents import Event
+        except ImportError:
+            return None
+        listener = Event(source=self.widget, watched_events=["keydown"])
+        listener.on_dom_event(lambda e: e.get("altKey") and self._guard(
+            lambda: self.key(str(e.get("key", "")))))
+        return listener
+
+    def key(self, key: str) -> str | None:
+        """Do what shortcut ``key`` (:data:`KEYS`, without the Alt) means on the tab in
+        view; returns what was done, None for a key that means nothing there."""
+        k = key if len(key) > 1 else key.lower()
+        if k.isdigit() and 1 <= int(k) <= len(TABS):
+            self.select(list(TABS)[int(k) - 1])
+            return KEYS[k]
+        page = self.pages[self.tab]
+        actions: dict[str, Callable[[], Any] | None] = {
+            "a": getattr(page, "accept_all", None),
+            "r": getattr(page, "reject_selected", None),
+            "n": getattr(page, "next_cluster", None) or (
+                (lambda: page.turn(+1)) if hasattr(page, "turn") else None),
+            "p": (lambda: page.turn(-1)) if hasattr(page, "turn") else None,
+            "u": getattr(page, "undo", None)}
+        action = actions.get(k)
+        if action is None:
+            return None
+        action()
+        return KEYS[k]
 
     def undo(self) -> dict[str, int]:
         """Revert the last Assign or Find more run (:func:`facelab.people.assign

@@ -11,10 +11,10 @@ button (the face's whole photo, boxed), and a :class:`StatusLine` calls its ``li
 after every message that is not an error -- each action of every page ends with one, so
 the app learns that the catalog changed and refreshes the other pages.
 
-Keyboard shortcuts: ipywidgets 8 sends no key events from the browser to the kernel (the
-``ipyevents`` extension would, and is not a dependency), so accept / reject / next are
-buttons only; in JupyterLab, Tab moves the focus between them and Space or Enter presses
-the focused one.
+Keyboard shortcuts: ipywidgets 8 sends no key events from the browser to the kernel; the
+labeling app listens through ``ipyevents`` (:data:`facelab.widgets.app.KEYS`: Alt+A accept,
+Alt+R reject, Alt+N next, ...). Everywhere, Tab moves the focus between buttons and Space or
+Enter presses the focused one.
 """
 
 from __future__ import annotations
