@@ -269,6 +269,7 @@ def _other_tabs(driver, name: str, n: int) -> None:
         NoSuchElementException,
         StaleElementReferenceException,
     )
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -299,7 +300,12 @@ def _other_tabs(driver, name: str, n: int) -> None:
     person.click()                                    # a person's tile opens their page
     _wait(driver, ".facelab-person-page .facelab-toggle", 30)
     driver.save_screenshot(str(SCREENSHOTS / "06_labeling-person.png"))
-    _tab(driver, "Review")
+    # the keys pad: pointer over it, "3" shows the Review tab
+    pad = _wait(driver, ".facelab-keypad")
+    ActionChains(driver).move_to_element(pad).pause(0.5).send_keys("3").perform()
+    WebDriverWait(driver, 30).until(lambda d: d.find_element(
+        By.CSS_SELECTOR, ".facelab-tabs .lm-TabBar-tab.lm-mod-current").text.strip()
+        == "Review")
     _wait(driver, ".facelab-review", 30)
     driver.save_screenshot(str(SCREENSHOTS / "06_labeling-review.png"))
 

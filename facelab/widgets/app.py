@@ -28,13 +28,13 @@ changes. **Refresh** reads every page again (after a `facelab` command in a term
 Every face tile has a photo button that opens its photo in the Photo tab; a person's tile
 in the overview opens the Person tab.
 
-Keyboard shortcuts (:data:`KEYS`, :meth:`LabelingApp.key`), with the pointer over the app:
-**Alt+A** accept the page, **Alt+R** reject the selected, **Alt+N** next (cluster or page),
-**Alt+P** previous page, **Alt+U** undo, **Alt+1** … **Alt+7** a tab (not Alt+arrows: the
-browser's back and forward).
-ipywidgets sends no key events to the kernel; ``ipyevents`` (in the ``notebooks`` extra)
-does. Alt keeps a name typed into a box from being read as a command. Without ipyevents
-there are no shortcuts; Tab and Space still reach every button.
+Keyboard shortcuts (:data:`KEYS`, :meth:`LabelingApp.key`), with the pointer over the
+**⌨ keys** pad in the toolbar: **A** accept the page, **R** reject the selected, **N** next
+(cluster or page), **P** previous page, **U** undo, **1** … **7** a tab. ipywidgets sends no
+key events to the kernel; ``ipyevents`` (in the ``notebooks`` extra) does, for the element it
+listens on — and it takes the keyboard focus there, so it listens on the pad alone: names
+typed into the boxes stay names. Without ipyevents there is no pad; Tab and Space still
+reach every button.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from facelab.widgets.thumbs import ThumbCache
 from facelab.widgets.unnamed import UnnamedFaces
 from facelab.widgets.view import Panel, StatusLine, button, w
 
-#: Shortcut keys (with Alt) -> what they do on the tab in view.
+#: Shortcut keys (pointer over the keys pad) -> what they do on the tab in view.
 KEYS: dict[str, str] = {
     "a": "accept the page (review, who is this?)",
     "r": "reject the selected (review, who is this?)",
@@ -186,12 +186,18 @@ class LabelingApp(Panel):
         self.cluster_button.on_click(lambda _b: self._guard(self.cluster_again))
         self.refresh_button.on_click(lambda _b: self._guard(self.refresh))
         self.status = StatusLine(lambda: self._guard(self.undo))
+        self.keypad = w.HTML(
+            "<span title='pointer here, then: " + "; ".join(
+                f"{k.upper()} {v}" for k, v in KEYS.items() if not k.isdigit())
+            + "; 1-7 a tab' style='padding:4px 10px;border:1px dashed #999;border-radius:4px;"
+            "cursor:default'>⌨ keys</span>")
+        self.keypad.add_class("facelab-keypad")
         self.header = w.HTML(f"<b>Labeling</b> · {self.catalog.workspace} · space "
                              f"<code>{self.space}</code>")
         self.widget = w.VBox([
             self.header,
             w.HBox([self.assign_button, self.find_more_button, self.cluster_button,
-                    self.refresh_button, self.status.box]),
+                    self.refresh_button, self.keypad, self.status.box]),
             self.progress.widget, self.tabs])
         self.widget.add_class("facelab-labeling-app")
 
@@ -302,14 +308,14 @@ class LabelingApp(Panel):
 
     # ------------------------------------------------------------------ keyboard
     def _keyboard(self) -> Any:
-        """Listen to keys over the app (None without ipyevents: no shortcuts then)."""
+        """Listen to keys over the pad (None without ipyevents: no pad, no shortcuts)."""
         try:
             from ipyevents import Event
         except ImportError:
+            self.keypad.layout.display = "none"
             return None
-        listener = Event(source=self.widget, watched_events=["keydown"])
-        listener.on_dom_event(lambda e: e.get("altKey") and self._guard(
-            lambda: self.key(str(e.get("key", "")))))
+        listener = Event(source=self.keypad, watched_events=["keydown"])
+        listener.on_dom_event(lambda e: self._guard(lambda: self.key(str(e.get("key", "")))))
         return listener
 
     def key(self, key: str) -> str | None:

@@ -12,8 +12,8 @@ after every message that is not an error -- each action of every page ends with 
 the app learns that the catalog changed and refreshes the other pages.
 
 Keyboard shortcuts: ipywidgets 8 sends no key events from the browser to the kernel; the
-labeling app listens through ``ipyevents`` (:data:`facelab.widgets.app.KEYS`: Alt+A accept,
-Alt+R reject, Alt+N next, ...). Everywhere, Tab moves the focus between buttons and Space or
+labeling app listens through ``ipyevents`` on its keys pad (:data:`facelab.widgets.app.KEYS`:
+A accept, R reject, N next, ...). Everywhere, Tab moves the focus between buttons and Space or
 Enter presses the focused one.
 """
 
