@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from facelab.errors import FacelabError
-from facelab.people import history, naming, review
+from facelab.people import naming
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
 from facelab.store.faces import NOT_A_FACE, faces_on_asset, faces_on_photos
@@ -35,7 +35,7 @@ from facelab.store.persons import face_states
 from facelab.widgets.gallery import person_names, plural
 from facelab.widgets.proposals import who
 from facelab.widgets.thumbs import PHOTO_SIDE, ThumbCache
-from facelab.widgets.unnamed import Choice, accept_choice, face_choices
+from facelab.widgets.unnamed import Choice, NamingActions, accept_choice, face_choices
 from facelab.widgets.view import Panel, StatusLine, TileGrid, button, w
 
 #: Box colours by state.
@@ -43,7 +43,7 @@ COLOURS = {"selected": (220, 30, 30), "named": (40, 160, 60), "unnamed": (240, 1
            "not_a_face": (150, 150, 150)}
 
 
-class PhotoView(Panel):
+class PhotoView(NamingActions, Panel):
     """The photo of a face with all its faces boxed; name, mark or unname them in place.
 
     Parameters
@@ -234,43 +234,19 @@ class PhotoView(Panel):
         self.grid.sync(self.selected)
         self._render()
 
-    def _chosen(self, face_ids: tuple[int, ...]) -> list[int]:
-        ids = [int(f) for f in face_ids] or sorted(self.selected)
-        if not ids:
-            raise FacelabError("select a face of the photo first")
-        return ids
+    clears_selection = False  # the photo's faces stay on it: the selection stays too
+    select_first = "select a face of the photo first"
 
-    def _done(self, what: str, group: int, message: str) -> None:
-        self.history.append((what, group))
+    def reread(self) -> None:
         self.refresh_state(fresh=True)
-        self.status.say(message + " — undo?", undo=True)
 
     # ------------------------------------------------------------------ actions
-    def name(self, name: str, *face_ids: int) -> list[int]:
-        """Give faces (the selection, or ``face_ids``) to the person called ``name``
-        (created when new); returns the faces named."""
-        ids = self._chosen(face_ids)
-        who_ = naming.clean_name(name)
-        result = naming.move_faces(self.catalog, ids, who_)
-        review.cleanup(self.catalog)
-        self.name_box.value = ""
-        self._done("name", result.group_id,
-                   f"Named {plural(len(result.changed), 'face')} as {who_}")
-        return result.changed
-
     def accept(self, choice: Choice) -> int:
         """Name a face as one of its proposals; returns the event group."""
         group = accept_choice(self.catalog, choice, self.settings)
         self._done("name", group, f"Named face {choice.face_id} as "
                    f"{who(choice.name, choice.person_id)}")
         return group
-
-    def not_a_face(self, *face_ids: int) -> list[int]:
-        """Mark faces (the selection, or ``face_ids``) as not faces; returns them."""
-        result = naming.mark_not_a_face(self.catalog, self._chosen(face_ids))
-        self._done("not-a-face", result.group_id,
-                   f"Marked {plural(len(result.changed), 'face')} as not a face")
-        return result.changed
 
     def remove_name(self, *face_ids: int) -> list[int]:
         """Take faces (the selection, or ``face_ids``) from their person (never proposed
@@ -280,13 +256,3 @@ class PhotoView(Panel):
                    f"Removed the name of {plural(len(result.changed), 'face')}")
         return result.changed
 
-    def undo(self) -> int:
-        """Undo the last action of the page; returns the faces restored."""
-        if not self.history:
-            raise FacelabError("nothing to undo")
-        what, group = self.history.pop()
-        n = history.undo_group(self.catalog, group)
-        self.refresh_state(fresh=True)
-        self.status.say(f"Undone {what}: {plural(n, 'face')} as before",
-                        undo=bool(self.history))
-        return n

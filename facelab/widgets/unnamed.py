@@ -123,7 +123,74 @@ def accept_choice(catalog: Catalog, choice: Choice, settings: Settings | None = 
     return group
 
 
-class UnnamedFaces(PagedPanel):
+class NamingActions:
+    """Name, "not a face" and undo for a page of faces to name (faces without a person, a
+    photo's faces): one implementation, each page saying how it reads itself again
+    (:meth:`reread`) and whether an action clears its selection.
+
+    A page using it has ``catalog``, ``selected``, ``history`` (``(what, event group)``),
+    ``name_box`` and ``status``.
+    """
+
+    catalog: Catalog
+    selected: set[int]
+    history: list[tuple[str, int]]
+    name_box: Any
+    status: StatusLine
+    #: An action clears the selection (a page whose named faces leave it).
+    clears_selection = True
+    #: What to say when an action needs a selection and there is none.
+    select_first = "select faces first"
+
+    def reread(self) -> None:  # pragma: no cover - every page defines it
+        """Read the page again after a change (fresh proposals included)."""
+        raise NotImplementedError
+
+    def _chosen(self, face_ids: tuple[int, ...]) -> list[int]:
+        ids = [int(f) for f in face_ids] or sorted(self.selected)
+        if not ids:
+            raise FacelabError(self.select_first)
+        return ids
+
+    def _done(self, what: str, group: int, message: str) -> None:
+        self.history.append((what, group))
+        if self.clears_selection:
+            self.selected = set()
+        self.reread()
+        self.status.say(message + " — undo?", undo=True)
+
+    def name(self, name: str, *face_ids: int) -> list[int]:
+        """Give faces (the selection, or ``face_ids``) to the person called ``name``
+        (created when new); returns the faces named."""
+        ids = self._chosen(face_ids)
+        who_ = naming.clean_name(name)
+        result = naming.move_faces(self.catalog, ids, who_)
+        review.cleanup(self.catalog)
+        self.name_box.value = ""
+        self._done("name", result.group_id, f"Named {plural(len(result.changed), 'face')} "
+                   f"as {who_}")
+        return result.changed
+
+    def not_a_face(self, *face_ids: int) -> list[int]:
+        """Mark faces (the selection, or ``face_ids``) as not faces; returns them."""
+        result = naming.mark_not_a_face(self.catalog, self._chosen(face_ids))
+        self._done("not-a-face", result.group_id,
+                   f"Marked {plural(len(result.changed), 'face')} as not a face")
+        return result.changed
+
+    def undo(self) -> int:
+        """Undo the last action of the page; returns the faces restored."""
+        if not self.history:
+            raise FacelabError("nothing to undo")
+        what, group = self.history.pop()
+        n = history.undo_group(self.catalog, group)
+        self.reread()
+        self.status.say(f"Undone {what}: {plural(n, 'face')} as before",
+                        undo=bool(self.history))
+        return n
+
+
+class UnnamedFaces(NamingActions, PagedPanel):
     """The faces without a person of one space, best quality first, with one-click
     proposals.
 
@@ -244,17 +311,8 @@ class UnnamedFaces(PagedPanel):
         self._mark(fid, selected)
         self._render_buttons()
 
-    def _chosen(self, face_ids: tuple[int, ...]) -> list[int]:
-        ids = [int(f) for f in face_ids] or sorted(self.selected)
-        if not ids:
-            raise FacelabError("select faces first")
-        return ids
-
-    def _done(self, what: str, group: int, message: str) -> None:
-        self.history.append((what, group))
-        self.selected = set()
+    def reread(self) -> None:
         self.refresh(fresh=True)
-        self.status.say(message + " — undo?", undo=True)
 
     # ------------------------------------------------------------------ actions
     def accept(self, choice: Choice | tuple[int, int]) -> int:
@@ -269,32 +327,3 @@ class UnnamedFaces(PagedPanel):
         self._done("name", group, f"Named face {choice.face_id} as {name}")
         return group
 
-    def name(self, name: str, *face_ids: int) -> list[int]:
-        """Give faces (the selection, or ``face_ids``) to the person called ``name``
-        (created when new); returns the faces named."""
-        ids = self._chosen(face_ids)
-        who_ = naming.clean_name(name)
-        result = naming.move_faces(self.catalog, ids, who_)
-        review.cleanup(self.catalog)
-        self.name_box.value = ""
-        self._done("name", result.group_id, f"Named {plural(len(result.changed), 'face')} "
-                   f"as {who_}")
-        return result.changed
-
-    def not_a_face(self, *face_ids: int) -> list[int]:
-        """Mark faces (the selection, or ``face_ids``) as not faces; returns them."""
-        result = naming.mark_not_a_face(self.catalog, self._chosen(face_ids))
-        self._done("not-a-face", result.group_id,
-                   f"Marked {plural(len(result.changed), 'face')} as not a face")
-        return result.changed
-
-    def undo(self) -> int:
-        """Undo the last action of the page; returns the faces restored."""
-        if not self.history:
-            raise FacelabError("nothing to undo")
-        what, group = self.history.pop()
-        n = history.undo_group(self.catalog, group)
-        self.refresh(fresh=True)
-        self.status.say(f"Undone {what}: {plural(n, 'face')} as before",
-                        undo=bool(self.history))
-        return n
