@@ -63,7 +63,10 @@ def test_demo_runs_the_pipeline_and_a_failing_cell_stops_it(tmp_path, capsys):
     run = tmp_path / "r" / "demo"
     summary = json.loads((run / "summary.json").read_text())
     status = {s["step"]: s["status"] for s in summary["steps"]}
-    assert status == {"detect": "skipped", "dual_clustering": "done"}
+    # with no --photos the detect notebook shows the sample photos the demo detected
+    assert status == {"detect": "done", "dual_clustering": "done"}
+    detect = (run / "01_detect.ipynb").read_text()
+    assert "photos" in detect and (run / "01_detect.html").stat().st_size > 10_000
     assert (run / "04_dual_clustering.ipynb").is_file()
     assert (run / "04_dual_clustering.html").stat().st_size > 10_000  # figures inline
     # the demo library is in the workspace, clustered, for the labeling notebook

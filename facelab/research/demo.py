@@ -286,10 +286,14 @@ def run_demo(workspace: str | os.PathLike[str] | None = None, *,
     """Build the demo workspace (``on_built`` is told what it holds), then run the notebook
     pipeline on it. The result's ``photo_faces`` counts every face cut from a real photo."""
     t0 = time.perf_counter()
-    # the photos are detected by the pipeline's detect step (01_detect.ipynb), not here
+    # --photos are detected by the pipeline's detect step (01_detect.ipynb), not here
     demo = build_demo(workspace, n_persons=n_persons, samples=samples, progress=progress)
     if on_built is not None:
         on_built(demo)
+    # the detect notebook shows the photos given, else the sample photos already detected
+    # (its run finds nothing new there, and its grids show real faces with their boxes)
+    if not photos and demo.sample_photos:
+        photos = Path(demo.workspace) / PHOTOS_DIR
     cfg: dict[str, Any] = {"pipeline": {"workspace": demo.workspace, "truth": demo.truth,
                                         "photos": str(photos) if photos else ""},
                            "parameters": {"space": DEMO_SPACE}}
