@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -113,3 +116,15 @@ def revisions(catalog: Catalog, face_ids: Sequence[int]) -> dict[int, int]:
 
 def n_events(catalog: Catalog) -> int:
     return int(catalog.scalar("SELECT count(*) FROM events"))
+
+
+def workspace_copy(template: Path, tmp_path: Path) -> Iterator[Catalog]:
+    """A fresh copy of a template workspace's catalog under ``tmp_path``, held open by one
+    extra connection for the test (facelab's short connections then attach in ~1 ms)."""
+    folder = tmp_path / "ws"
+    folder.mkdir()
+    shutil.copy2(template / "facelab.duckdb", folder / "facelab.duckdb")
+    cat = Catalog(folder)
+    keep = duckdb.connect(str(cat.path))
+    yield cat
+    keep.close()

@@ -11,11 +11,9 @@ Carl's faces are a cluster ("carl", to skip). A second, tiny workspace has a rea
 from __future__ import annotations
 
 import io
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,7 +38,7 @@ from facelab.widgets import (
 from facelab.widgets.app import KEYS
 from facelab.widgets.photo import COLOURS
 
-from .people_helpers import add_cluster, add_photos
+from .people_helpers import add_cluster, add_photos, workspace_copy
 
 SPACE = "dlib/app"
 PER_PERSON = 10
@@ -71,13 +69,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 @pytest.fixture
 def ws(template: tuple[Path, dict[str, list[int]]], tmp_path: Path
        ) -> Iterator[tuple[Catalog, dict[str, list[int]]]]:
-    folder = tmp_path / "ws"
-    folder.mkdir()
-    shutil.copy2(template[0] / "facelab.duckdb", folder / "facelab.duckdb")
-    cat = Catalog(folder)
-    keep = duckdb.connect(str(cat.path))  # facelab's short connections attach in ~1 ms
-    yield cat, template[1]
-    keep.close()
+    for cat in workspace_copy(template[0], tmp_path):
+        yield cat, template[1]
 
 
 def owner(catalog: Catalog, face_id: int) -> str | None:

@@ -8,11 +8,9 @@ in "ada-rest" as its first face.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 
@@ -33,7 +31,7 @@ from facelab.store.catalog import Catalog
 from facelab.store.clusters import cluster_faces
 from facelab.store.faces import NOT_A_FACE, faces_without_person
 
-from .people_helpers import add_cluster, add_photos, face_row, snapshot
+from .people_helpers import add_cluster, add_photos, face_row, snapshot, workspace_copy
 
 SPACE = "dlib/naf"
 PER_PERSON = 12
@@ -61,13 +59,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 @pytest.fixture
 def ws(template: tuple[Path, dict[str, list[int]]], tmp_path: Path
        ) -> Iterator[tuple[Catalog, dict[str, list[int]]]]:
-    folder = tmp_path / "ws"
-    folder.mkdir()
-    shutil.copy2(template[0] / "facelab.duckdb", folder / "facelab.duckdb")
-    cat = Catalog(folder)
-    keep = duckdb.connect(str(cat.path))
-    yield cat, template[1]
-    keep.close()
+    for cat in workspace_copy(template[0], tmp_path):
+        yield cat, template[1]
 
 
 def members(catalog: Catalog, cid: str) -> set[int]:

@@ -10,11 +10,9 @@ rest of Ada's faces ("ada-rest") and Carl's ("carl").
 from __future__ import annotations
 
 import html
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 
@@ -28,7 +26,7 @@ pytest.importorskip("ipywidgets")
 from facelab.widgets import ClusterProposals, ProposalReview, placeholder
 from facelab.widgets.proposals import cluster_proposal_text
 
-from .people_helpers import add_cluster, add_photos
+from .people_helpers import add_cluster, add_photos, workspace_copy
 
 SPACE = "dlib/proposals"
 PER_PERSON = 10
@@ -59,13 +57,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 def ws(template: tuple[Path, dict[str, list[int]]], tmp_path: Path
        ) -> Iterator[tuple[Catalog, dict[str, list[int]]]]:
     """A fresh copy of the workspace, and the people's face ids."""
-    folder = tmp_path / "ws"
-    folder.mkdir()
-    shutil.copy2(template[0] / "facelab.duckdb", folder / "facelab.duckdb")
-    cat = Catalog(folder)
-    keep = duckdb.connect(str(cat.path))  # facelab's short connections attach in ~1 ms
-    yield cat, template[1]
-    keep.close()
+    for cat in workspace_copy(template[0], tmp_path):
+        yield cat, template[1]
 
 
 def owners(catalog: Catalog, face_ids: list[int]) -> dict[int, int | None]:

@@ -48,6 +48,7 @@ from facelab.widgets.review import (
     MAX_PAGE,
     Decision,
     accept_page,
+    label_review_buttons,
     reject_page,
     review_controls,
     undo_decision,
@@ -179,14 +180,8 @@ class ProposalReview(PagedPanel):
         self.next_page_button.disabled = self.page >= self.pages - 1
 
     def _render_buttons(self) -> None:
-        page = self.page_items
-        unselected = sum(s["suggestion_id"] not in self.selected for s in page)
-        self.accept_button.description = f"Accept {unselected}" if self.selected else (
-            f"Accept all {unselected}")
-        self.accept_button.disabled = unselected == 0
-        self.reject_button.description = f"Reject {len(self.selected)} selected"
-        self.reject_button.disabled = not self.selected
-        on_page = {s["suggestion_id"] for s in page}
+        label_review_buttons(self)
+        on_page = {s["suggestion_id"] for s in self.page_items}
         if self.shown not in on_page:
             self.shown = None
         if self.shown is None:

@@ -73,6 +73,17 @@ def review_controls(panel: Any, guard: Callable[[Callable[[], Any]], None]) -> w
                    panel.next_page_button])
 
 
+def label_review_buttons(panel: Any) -> None:
+    """Say on ``panel``'s review buttons what they would do to its page: "Accept all 24" /
+    "Accept 21" (the unselected), "Reject 3 selected"; disabled when they would do nothing."""
+    unselected = sum(s["suggestion_id"] not in panel.selected for s in panel.page_items)
+    panel.accept_button.description = (f"Accept {unselected}" if panel.selected
+                                       else f"Accept all {unselected}")
+    panel.accept_button.disabled = unselected == 0
+    panel.reject_button.description = f"Reject {len(panel.selected)} selected"
+    panel.reject_button.disabled = not panel.selected
+
+
 def accept_page(catalog: Catalog, suggestion_ids: list[int], *, snowball: bool = False,
                 settings: Settings | None = None) -> tuple[dict[str, Any], Decision | None]:
     """Accept suggestions of a page: ``review.accept``'s report and the decision that undoes
@@ -251,13 +262,7 @@ class SuggestionReview(PagedPanel):
         self._render_buttons()
 
     def _render_buttons(self) -> None:
-        page = self.page_items
-        unselected = sum(s["suggestion_id"] not in self.selected for s in page)
-        self.accept_button.description = f"Accept {unselected}" if self.selected else (
-            f"Accept all {unselected}")
-        self.accept_button.disabled = unselected == 0
-        self.reject_button.description = f"Reject {len(self.selected)} selected"
-        self.reject_button.disabled = not self.selected
+        label_review_buttons(self)
 
     # ------------------------------------------------------------------ actions
     def accept_all(self) -> dict[str, Any]:
