@@ -2,10 +2,24 @@
 
 No function here builds an n x n matrix. Each face keeps its ``k`` nearest neighbours by
 cosine distance (:func:`knn_graph`, O(n k) memory): exactly, by blocked matrix products, up
-to :data:`EXACT_MAX` faces; approximately above, by an inverted file (spherical k-means
-cells, exact products inside) or usearch's HNSW. :func:`knn_csr` symmetrises the result into
-a sparse distance matrix, the input of :mod:`facelab.core.linkage` and
-:class:`facelab.core.cluster.FaceClusterer`.
+to :data:`EXACT_MAX` faces; approximately above, by an inverted file (the default), usearch's
+HNSW or FAISS's IVF. :func:`knn_csr` symmetrises the result into a sparse distance matrix,
+the input of :mod:`facelab.core.linkage` and :class:`facelab.core.cluster.FaceClusterer`.
+
+The inverted file (``method="ivf"``) is what makes a million faces fit in minutes on two
+cores. Its cost is the number of comparisons times the dimension, and it spends nothing else:
+
+1. **Partition.** Spherical k-means on a sample puts ``IVF_CELLS_PER_SQRT * sqrt(n)`` cells
+   over the faces; each face is listed in its nearest cell.
+2. **Scan.** Each face is compared with the members of its :data:`IVF_PROBES` nearest cells,
+   a cell at a time, as one matrix product (BLAS); a compiled kernel offers each similarity
+   to the face's heap of its ``k`` best, so comparisons are never sorted or stored (sorting
+   them, as this module once did, cost three times the products).
+
+Searching in a reduced space (PCA to 128 or 256 dimensions, more candidates re-measured
+exactly) was tried and dropped: on 100 000 synthetic ArcFace faces it lost recall (0.92-0.94
+of the close neighbours against 0.98) and, with the re-measuring, saved no time.
+``facelab bench cluster`` measures it against usearch and FAISS at equal recall.
 """
 
 from __future__ import annotations
@@ -13,6 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -25,21 +40,22 @@ __all__ = ["EXACT_MAX", "KNN_METHODS", "as_unit_rows", "knn_csr", "knn_graph"]
 #: products: 10 000 x 10 000 x 512 multiply-adds take about a second with BLAS, and exact
 #: neighbours keep small libraries (and tests) free of approximation error.
 EXACT_MAX = 10_000
-#: Floats in one block of a temporary similarity matrix (16 MiB; with the top-k selection's
-#: temporaries ~64 MiB): bounds the exact and the inverted-file search's memory whatever n.
+#: Floats in one block of a temporary similarity matrix (16 MiB): bounds the exact and the
+#: inverted-file search's memory whatever n.
 _BLOCK_FLOATS = 1 << 22
 #: Inverted-file search (``method="ivf"``): cells = this x sqrt(n); each face is compared with
-#: the members of its IVF_PROBES nearest cells; centres from IVF_ITERATIONS k-means rounds.
-#: On 100 000 synthetic 512-d faces this finds 98 % of the neighbours closer than cosine 0.3
-#: in ~10 s on 2 cores (usearch's HNSW: the same recall at 20 000 faces took 23 s vs 1.7 s).
+#: the members of its IVF_PROBES nearest cells; centres from IVF_ITERATIONS k-means rounds on
+#: IVF_SAMPLE_PER_CELL faces per cell; comparisons in IVF_REDUCED_DIM dimensions (vectors of
+#: at most 1.5 times that are searched as they are).
 IVF_CELLS_PER_SQRT = 2.0
 IVF_PROBES = 8
 IVF_ITERATIONS = 6
+IVF_SAMPLE_PER_CELL = 64
 #: Cosine distances are clamped to at least this: explicit zeros in a sparse matrix are
 #: dropped by some scipy operations, which would silently disconnect duplicate faces.
 _MIN_DIST = 1e-6
 
-KNN_METHODS = ("ivf", "usearch")
+KNN_METHODS = ("ivf", "usearch", "faiss")
 
 
 def as_unit_rows(vectors: Any, name: str = "X") -> np.ndarray:
@@ -66,14 +82,15 @@ def knn_graph(vectors: np.ndarray, k: int, *, exact: bool | None = None,
     exact : bool or None, default=None
         True compares every pair (blocked matrix products: O(n^2 d) time, O(n k) memory).
         False uses the approximate ``method``. None is exact up to :data:`EXACT_MAX` faces.
-    method : {"ivf", "usearch"}, default="ivf"
-        Approximate search. "ivf" partitions the faces with spherical k-means and compares
-        each face exactly with the members of its nearest cells by matrix products;
-        "usearch" builds an HNSW graph and batch-searches it. For a whole graph at once on
-        few cores "ivf" is an order of magnitude faster at the same recall; "usearch" is
-        what answers single queries (find-more) in milliseconds.
+    method : {"ivf", "usearch", "faiss"}, default="ivf"
+        Approximate search. "ivf" (see the module docstring) compares each face with the
+        members of its nearest k-means cells in a reduced space, by matrix products, and
+        measures the kept neighbours exactly; "usearch" builds an HNSW graph and
+        batch-searches it (what answers single queries, find-more, in milliseconds);
+        "faiss" is FAISS's ``IndexIVFFlat`` (``pip install faiss-cpu``), kept for
+        comparison in ``facelab bench cluster``.
     seed : int, default=0
-        Seed of the approximate search's randomness (k-means initialisation).
+        Seed of the approximate search's randomness (samples, k-means initialisation).
 
     Returns
     -------
@@ -98,6 +115,8 @@ def knn_graph(vectors: np.ndarray, k: int, *, exact: bool | None = None,
         return _knn_exact(x, kk)
     if method == "ivf":
         return _knn_ivf(x, kk, seed=seed)
+    if method == "faiss":
+        return _knn_faiss(x, kk, seed=seed)
     return _knn_usearch(x, kk)
 
 
@@ -124,17 +143,10 @@ def _knn_exact(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return nbrs, dists
 
 
-def _knn_usearch(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    from usearch.index import Index  # the alternative backend, loaded only when chosen
-
-    n, d = x.shape
-    index = Index(ndim=d, metric="cos", dtype="f32")
-    index.add(np.arange(n, dtype=np.uint64), x, log=False)
-    found = index.search(x, k + 1, log=False)
-    got = np.asarray(found.keys, dtype=np.int64)
-    dist = np.asarray(found.distances, dtype=np.float32)
-    valid = np.arange(got.shape[1]) < np.asarray(found.counts)[:, None]
-    valid &= got != np.arange(n)[:, None]  # self, wherever the approximate search put it
+def _finish(got: np.ndarray, dist: np.ndarray, valid: np.ndarray, k: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """An external search's (n, >= k) answer as (neighbors, distances): self and missing
+    entries dropped, nearest first, padded with -1 / inf."""
     dist = np.where(valid, dist, np.inf).astype(np.float32)
     order = np.argsort(dist, axis=1, kind="stable")[:, :k]
     nbrs = np.take_along_axis(np.where(valid, got, -1), order, 1)
@@ -143,56 +155,138 @@ def _knn_usearch(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return nbrs, np.clip(dists, 0.0, np.inf).astype(np.float32)
 
 
-def _knn_ivf(x: np.ndarray, k: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate kNN by an inverted file: spherical k-means cells, exact products inside.
+def _knn_usearch(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    from usearch.index import Index  # the alternative backend, loaded only when chosen
 
-    Each face is compared with the members of its :data:`IVF_PROBES` nearest cells, so the
-    work is n * probes * (n / cells) * d multiply-adds done as matrix products (BLAS speed),
-    instead of an HNSW graph's one-vector-at-a-time random memory access. Faces of one
-    person sit in few cells, so the neighbours that matter for clustering are found.
-    """
+    n, d = x.shape
+    index = Index(ndim=d, metric="cos", dtype="f32")
+    index.add(np.arange(n, dtype=np.uint64), x, log=False)
+    found = index.search(x, k + 1, log=False)
+    got = np.asarray(found.keys, dtype=np.int64)
+    valid = np.arange(got.shape[1]) < np.asarray(found.counts)[:, None]
+    valid &= got != np.arange(n)[:, None]  # self, wherever the approximate search put it
+    return _finish(got, np.asarray(found.distances, np.float32), valid, k)
+
+
+def _knn_faiss(x: np.ndarray, k: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS ``IndexIVFFlat`` (inner product) with the inverted file's cells and probes."""
+    try:
+        import faiss  # optional: only `facelab bench cluster` compares with it
+    except ImportError as exc:
+        raise ConfigError("method='faiss' needs FAISS: pip install faiss-cpu") from exc
+    n, d = x.shape
+    n_cells = int(min(max(round(IVF_CELLS_PER_SQRT * math.sqrt(n)), 1), n))
+    quantizer = faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFFlat(quantizer, d, n_cells, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(seed)
+    train = x[np.sort(rng.choice(n, size=min(n, IVF_SAMPLE_PER_CELL * n_cells),
+                                 replace=False))]
+    index.cp.niter = IVF_ITERATIONS
+    index.train(train)
+    index.add(x)
+    index.nprobe = min(IVF_PROBES, n_cells)
+    sims, got = index.search(x, k + 1)
+    valid = (got >= 0) & (got != np.arange(n)[:, None])
+    return _finish(got.astype(np.int64), (1.0 - sims).astype(np.float32), valid, k)
+
+
+# --------------------------------------------------------------------------- inverted file
+
+
+@numba.njit(cache=True, nogil=True)
+def _heap_replace(vals: np.ndarray, idx: np.ndarray, s: float, j: int
+                  ) -> None:  # pragma: no cover - compiled
+    """Put (s, j) in place of the root of the min-heap ``vals`` (root = worst kept)."""
+    k = vals.size
+    pos = 0
+    while True:
+        left = 2 * pos + 1
+        if left >= k:
+            break
+        c = left
+        if left + 1 < k and vals[left + 1] < vals[left]:
+            c = left + 1
+        if vals[c] >= s:
+            break
+        vals[pos] = vals[c]
+        idx[pos] = idx[c]
+        pos = c
+    vals[pos] = s
+    idx[pos] = j
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _scan(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, best_s: np.ndarray,
+          best_i: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Offer ``sims[r, c]`` (query ``rows[r]``, candidate ``cols[c]``) to each query's heap
+    of its best similarities; a query is never its own neighbour. Rows are distinct."""
+    for r in numba.prange(sims.shape[0]):
+        q = rows[r]
+        bs = best_s[q]
+        bi = best_i[q]
+        for c in range(sims.shape[1]):
+            s = sims[r, c]
+            if s > bs[0] and cols[c] != q:
+                _heap_replace(bs, bi, s, cols[c])
+
+
+def _nearest_cells(x: np.ndarray, centers: np.ndarray, probes: int) -> np.ndarray:
+    """Each face's ``probes`` nearest cells, nearest first: (n, probes) int64."""
+    n, n_cells = x.shape[0], centers.shape[0]
+    near_s = np.full((n, probes), -np.inf, np.float32)
+    near = np.full((n, probes), -1, np.int64)
+    cols = np.arange(n_cells, dtype=np.int64)
+    block = max(1, _BLOCK_FLOATS // n_cells)
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        # rows are offset by n_cells so that no cell is mistaken for the face itself
+        _scan(x[lo:hi] @ centers.T, np.arange(lo, hi, dtype=np.int64), cols + n,
+              near_s, near)
+    order = np.argsort(-near_s, axis=1, kind="stable")
+    return np.take_along_axis(near, order, 1) - n
+
+
+def _knn_ivf(x: np.ndarray, k: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate kNN by an inverted file (module docstring)."""
     n = x.shape[0]
     rng = np.random.default_rng(seed)
     n_cells = int(min(max(round(IVF_CELLS_PER_SQRT * math.sqrt(n)), 1), n))
     probes = min(IVF_PROBES, n_cells)
     centers = _spherical_kmeans(x, n_cells, rng)
-    near = np.empty((n, probes), np.int64)  # each face's nearest cells, nearest first
-    block = max(1, _BLOCK_FLOATS // n_cells)
-    for lo in range(0, n, block):
-        near[lo:lo + block] = _topk_rows(x[lo:lo + block] @ centers.T, probes)[0]
+    near = _nearest_cells(x, centers, probes)
     home = near[:, 0]
     member_order = np.argsort(home, kind="stable")
     member_start = np.searchsorted(home[member_order], np.arange(n_cells + 1))
     flat_cell = near.reshape(-1)
     query_order = np.argsort(flat_cell, kind="stable")
     query_start = np.searchsorted(flat_cell[query_order], np.arange(n_cells + 1))
-    best_d = np.full((n, k), np.inf, np.float32)
+    del near, flat_cell, home
+    best_s = np.full((n, k), -np.inf, np.float32)
     best_i = np.full((n, k), -1, np.int64)
     for cell in range(n_cells):
         members = member_order[member_start[cell]:member_start[cell + 1]]
         queries = query_order[query_start[cell]:query_start[cell + 1]] // probes
         if members.size == 0 or queries.size == 0:
             continue
-        dist = 1.0 - x[queries] @ x[members].T
-        dist[queries[:, None] == members[None, :]] = np.inf
-        kk = min(k, members.size)
-        part = np.argpartition(dist, kk - 1, axis=1)[:, :kk]
-        all_d = np.concatenate([best_d[queries], np.take_along_axis(dist, part, 1)], axis=1)
-        all_i = np.concatenate([best_i[queries], members[part]], axis=1)
-        top = np.argpartition(all_d, k - 1, axis=1)[:, :k]
-        best_d[queries] = np.take_along_axis(all_d, top, 1)
-        best_i[queries] = np.take_along_axis(all_i, top, 1)
-    order = np.argsort(best_d, axis=1, kind="stable")
-    best_d = np.take_along_axis(best_d, order, 1)
+        xm = x[members].T.copy()
+        step = max(1, _BLOCK_FLOATS // members.size)
+        for lo in range(0, queries.size, step):
+            q = queries[lo:lo + step]
+            _scan(x[q] @ xm, q, members, best_s, best_i)
+    order = np.argsort(-best_s, axis=1, kind="stable")
     best_i = np.take_along_axis(best_i, order, 1)
-    best_i[~np.isfinite(best_d)] = -1
-    return best_i, np.clip(best_d, 0.0, np.inf).astype(np.float32)
+    dist = np.maximum(1.0 - np.take_along_axis(best_s, order, 1), 0.0)
+    del best_s
+    best_i[~np.isfinite(dist)] = -1
+    return best_i, dist.astype(np.float32, copy=False)
 
 
 def _spherical_kmeans(x: np.ndarray, n_cells: int, rng: np.random.Generator) -> np.ndarray:
-    """Unit centres of ``n_cells`` cells, trained on a sample of at most 64 faces per cell."""
+    """Unit centres of ``n_cells`` cells, trained on a sample of
+    :data:`IVF_SAMPLE_PER_CELL` faces per cell."""
     n = x.shape[0]
-    sample = x[np.sort(rng.choice(n, size=min(n, 64 * n_cells), replace=False))]
+    sample = x[np.sort(rng.choice(n, size=min(n, IVF_SAMPLE_PER_CELL * n_cells),
+                                  replace=False))]
     centers = sample[rng.choice(sample.shape[0], size=n_cells, replace=False)].copy()
     block = max(1, _BLOCK_FLOATS // n_cells)
     for _ in range(IVF_ITERATIONS):
@@ -208,8 +302,6 @@ def _spherical_kmeans(x: np.ndarray, n_cells: int, rng: np.random.Generator) -> 
         norms[empty] = 1.0
         centers = (sums / norms[:, None]).astype(np.float32)
     return centers
-
-
 def knn_csr(neighbors: np.ndarray, distances: np.ndarray) -> sp.csr_matrix:
     """Symmetric sparse distance graph of a kNN result.
 

@@ -47,15 +47,6 @@ LINKAGES = ("average", "single")
 # disk (closures are recompiled in every process: ~15 s).
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def _pair_distance(sums: np.ndarray, size: np.ndarray, a: int, c: int
-                   ) -> float:  # pragma: no cover - compiled
-    acc = np.float32(0.0)
-    for t in range(sums.shape[1]):
-        acc += sums[a, t] * sums[c, t]  # float32 SIMD; sums of unit vectors stay exact enough
-    return 1.0 - np.float64(acc) / (np.float64(size[a]) * np.float64(size[c]))
-
-
 @numba.njit(cache=True, nogil=True)
 def _accept(d: float, sa: int, sc: int, na: float, nc: float, t_hi: float, t_pair: float,
             gamma: float, tau: float, noise: float) -> bool:  # pragma: no cover - compiled
@@ -91,39 +82,124 @@ def _groups_conflict(gsets, ga: int, gc: int) -> bool:  # pragma: no cover - com
     return False
 
 
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _dot(x: np.ndarray, sums: np.ndarray, row: np.ndarray, a: int, c: int
+         ) -> float:  # pragma: no cover - compiled
+    """Dot product of the vector sums of clusters ``a`` and ``c`` (a lone face's sum is its
+    row of ``x``; a larger cluster's is its row ``row[.]`` of ``sums``)."""
+    acc = np.float32(0.0)
+    if row[a] < 0 and row[c] < 0:
+        for t in range(x.shape[1]):
+            acc += x[a, t] * x[c, t]
+    elif row[a] < 0:
+        r = row[c]
+        for t in range(x.shape[1]):
+            acc += x[a, t] * sums[r, t]
+    elif row[c] < 0:
+        r = row[a]
+        for t in range(x.shape[1]):
+            acc += sums[r, t] * x[c, t]
+    else:
+        ra, rc = row[a], row[c]
+        for t in range(x.shape[1]):
+            acc += sums[ra, t] * sums[rc, t]  # float32 SIMD; sums of unit vectors suffice
+    return np.float64(acc)
+
+
+@numba.njit(cache=True, nogil=True)
+def _admissible(d, u, r, size, norm2, gslot, gsets, t_hi, t_pair, gamma, tau,
+                noise):  # pragma: no cover - compiled
+    """Whether clusters ``u`` and ``r`` at average distance ``d`` may merge: the size-aware
+    test and, where both have photos, no photo in common."""
+    if not _accept(d, size[u], size[r], norm2[u], norm2[r], t_hi, t_pair, gamma, tau, noise):
+        return False
+    return not (gslot[u] >= 0 and gslot[r] >= 0 and _groups_conflict(gsets, gslot[u], gslot[r]))
+
+
+@numba.njit(cache=True, nogil=True)
+def _rescan(u, force, x, sums, row, size, norm2, version, parent, pool, pdist, pver, start,
+            length, mark, stamp, gslot, gsets, t_hi, t_pair, gamma, tau,
+            noise):  # pragma: no cover - compiled
+    """Cluster ``u``'s neighbour list resolved to live roots and deduplicated in place, and
+    its nearest neighbour it may merge with: ``(distance, neighbour)``, (inf, -1) if none.
+
+    Each list entry keeps its distance (``pdist``) and the neighbour's version it was
+    measured at (``pver``): an unchanged neighbour of an unchanged ``u`` is not measured
+    again, so a cluster whose partner merged elsewhere looks again at the cost of its
+    changed neighbours only. ``force`` measures all (``u`` itself changed)."""
+    mark[u] = stamp
+    w = start[u]
+    best_d, best = np.inf, -1
+    for p in range(start[u], start[u] + length[u]):
+        r = _find(parent, pool[p])
+        if mark[r] == stamp:
+            continue
+        mark[r] = stamp
+        if force or r != pool[p] or pver[p] != version[r]:
+            d = 1.0 - _dot(x, sums, row, u, r) / (np.float64(size[u]) * np.float64(size[r]))
+        else:
+            d = np.float64(pdist[p])
+        pool[w] = r
+        pdist[w] = d
+        pver[w] = version[r]
+        w += 1
+        if d < best_d and _admissible(d, u, r, size, norm2, gslot, gsets, t_hi, t_pair,
+                                      gamma, tau, noise):
+            best_d, best = d, r
+    length[u] = w - start[u]
+    return best_d, best
+
+
+@numba.njit(cache=True, nogil=True)
+def _grown(a: np.ndarray, used: int, capacity: int) -> np.ndarray:  # pragma: no cover
+    """``a[:used]`` in a new array of ``capacity`` entries."""
+    out = np.empty(capacity, a.dtype)
+    out[:used] = a[:used]
+    return out
+
+
 @numba.njit(cache=True, nogil=True)
 def _average_linkage(indptr, indices, data, x, t_hi, t_pair, gamma, tau, noise,
                      groups):  # pragma: no cover - compiled
     """Heap-ordered average linkage over graph edges; see :func:`graph_linkage`.
 
-    Data structures, chosen for speed in numba (typed dicts cost ~10x an array access):
-    each live cluster owns a slice of ``pool`` listing its neighbouring clusters (rebuilt,
-    deduplicated, at each merge it takes part in); heap entries carry the versions of both
-    clusters and are stale once either has merged since.
+    The heap holds, per cluster, an entry no larger than the distance to the nearest
+    neighbour it may merge with (the generic algorithm of Müllner, 2011): a popped entry
+    whose two clusters are unchanged since it was pushed is the globally nearest admissible
+    pair and merges; one whose partner changed makes its owner look again. So the heap
+    holds about one entry per cluster, not one per edge (at a million faces, tens of
+    millions of stale entries), and the clusters' vector sums are kept only for clusters of
+    two or more faces (a lone face's sum is its own vector): memory stays O(n k), not O(n d)
+    on top of the faces.
+
+    Each cluster owns a slice of ``pool`` listing its neighbouring clusters (rebuilt,
+    deduplicated, when it merges or looks again); typed dicts hold the photos of clusters
+    that have any, for cannot-link.
     """
     n = indptr.size - 1
-    t_max = max(t_hi, t_pair)
-    sums = x.copy()
+    dim = x.shape[1]
+    sums = np.empty((max(16, n // 8), dim), np.float32)
+    free = np.empty(sums.shape[0], np.int64)  # rows of ``sums`` to reuse
+    n_free = 0
+    used = 0
+    row = np.full(n, -1, np.int64)
     size = np.ones(n, np.int64)
     norm2 = np.ones(n, np.float64)  # |sum of the cluster's unit vectors|^2
     version = np.zeros(n, np.int64)
     parent = np.arange(n)
     alive = np.ones(n, np.bool_)
     mark = np.full(n, -1, np.int64)
-    pool = np.empty(max(16, 2 * indices.size), np.int64)
-    pool[:indices.size] = indices
-    pool_len = indices.size
+    best_key = np.full(n, np.inf)  # smallest key pushed for a cluster since it last changed
+    total = indptr[-1]
+    capacity = total + n // 2 + 1024
+    pool = np.empty(capacity, np.int64)  # neighbour lists: cluster, distance, its version
+    pool[:total] = indices
+    pdist = np.empty(capacity, np.float32)
+    pdist[:total] = data
+    pver = np.zeros(capacity, np.int32)
+    pool_len = total
     start = indptr[:-1].copy()
     length = indptr[1:] - indptr[:-1]
-    heap = [(0.0, np.int64(0), np.int64(0), np.int64(0), np.int64(0))]
-    heap.pop()
-    for i in range(n):
-        for p in range(indptr[i], indptr[i + 1]):
-            j = indices[p]
-            if i < j and data[p] <= t_max:
-                heap.append((_pair_distance(sums, size, i, j), np.int64(i), np.int64(j),
-                             np.int64(0), np.int64(0)))
-    heapq.heapify(heap)
     gslot = np.full(n, -1, np.int64)  # photo set of a cluster, only where it has one
     gsets = NumbaList()
     for i in range(n):
@@ -132,52 +208,79 @@ def _average_linkage(indptr, indices, data, x, t_hi, t_pair, gamma, tau, noise,
             s[np.int64(groups[i])] = np.int64(1)
             gslot[i] = len(gsets)
             gsets.append(s)
+    heap = [(0.0, np.int64(0), np.int64(0), np.int64(0), np.int64(0))]
+    heap.pop()
+    for i in range(n):  # each face's nearest admissible neighbour (lone faces: the graph)
+        bd, bj = np.inf, -1
+        for p in range(indptr[i], indptr[i + 1]):
+            j = indices[p]
+            if data[p] < bd and _admissible(data[p], i, j, size, norm2, gslot, gsets, t_hi,
+                                            t_pair, gamma, tau, noise):
+                bd, bj = data[p], j
+        if bj >= 0:
+            d0 = 1.0 - _dot(x, sums, row, i, bj)
+            best_key[i] = d0
+            heap.append((d0, np.int64(i), np.int64(bj), np.int64(0), np.int64(0)))
+    heapq.heapify(heap)
     stamp = 0
     while len(heap) > 0:
-        val, a, c, va, vc = heapq.heappop(heap)
-        if not (alive[a] and alive[c]) or version[a] != va or version[c] != vc:
-            continue  # stale: a side merged since this pair was pushed
-        if not _accept(val, size[a], size[c], norm2[a], norm2[c], t_hi, t_pair, gamma, tau,
-                       noise):
-            continue  # not now; pushed again if either side grows
-        if gslot[a] >= 0 and gslot[c] >= 0 and _groups_conflict(gsets, gslot[a], gslot[c]):
-            continue  # two faces of one photo: never one person
+        _, a, c, va, vc = heapq.heappop(heap)
+        if not alive[a] or version[a] != va:
+            continue  # a changed since: its newer entries are in the heap
+        if not alive[c] or version[c] != vc:
+            stamp += 1  # a's partner changed: a looks for its nearest again
+            bd, bc = _rescan(a, False, x, sums, row, size, norm2, version, parent, pool,
+                             pdist, pver, start, length, mark, stamp, gslot, gsets, t_hi,
+                             t_pair, gamma, tau, noise)
+            best_key[a] = bd
+            if bc >= 0:
+                heapq.heappush(heap, (bd, a, np.int64(bc), version[a], version[bc]))
+            continue
+        # the nearest admissible pair: merge the one with the shorter list into the other
         big, sml = (a, c) if length[a] >= length[c] else (c, a)
         parent[sml] = big
         alive[sml] = False
         version[big] += 1
-        for t in range(sums.shape[1]):
-            sums[big, t] += sums[sml, t]
+        if row[big] < 0:  # big was a lone face: its sum gets a row (sml's, when it has one)
+            if row[sml] >= 0:
+                row[big], row[sml] = row[sml], -1
+                rb = row[big]
+                for t in range(dim):
+                    sums[rb, t] += x[big, t]
+            else:
+                if n_free > 0:
+                    n_free -= 1
+                    rb = free[n_free]
+                else:
+                    if used == sums.shape[0]:
+                        grown = np.empty((2 * sums.shape[0], dim), np.float32)
+                        grown[:used] = sums[:used]
+                        sums = grown
+                        fgrown = np.empty(sums.shape[0], np.int64)
+                        fgrown[:n_free] = free[:n_free]
+                        free = fgrown
+                    rb = used
+                    used += 1
+                row[big] = rb
+                for t in range(dim):
+                    sums[rb, t] = x[big, t] + x[sml, t]
+        else:
+            rb = row[big]
+            if row[sml] >= 0:
+                rs = row[sml]
+                for t in range(dim):
+                    sums[rb, t] += sums[rs, t]
+                free[n_free] = rs
+                n_free += 1
+                row[sml] = -1
+            else:
+                for t in range(dim):
+                    sums[rb, t] += x[sml, t]
         acc = 0.0
-        for t in range(sums.shape[1]):
-            acc += np.float64(sums[big, t]) * np.float64(sums[big, t])
+        for t in range(dim):
+            acc += np.float64(sums[rb, t]) * np.float64(sums[rb, t])
         norm2[big] = acc
         size[big] += size[sml]
-        # the merged cluster's neighbours: both lists, resolved to live roots, deduplicated
-        stamp += 1
-        mark[big] = stamp
-        need = pool_len + length[big] + length[sml]
-        if need > pool.size:
-            grown = np.empty(max(2 * pool.size, need), np.int64)
-            grown[:pool_len] = pool[:pool_len]
-            pool = grown
-        new_start = pool_len
-        for side in (big, sml):
-            for p in range(start[side], start[side] + length[side]):
-                r = _find(parent, pool[p])
-                if mark[r] != stamp:
-                    mark[r] = stamp
-                    pool[pool_len] = r
-                    pool_len += 1
-        start[big] = new_start
-        length[big] = pool_len - new_start
-        length[sml] = 0
-        for p in range(new_start, pool_len):
-            nb = pool[p]
-            dn = _pair_distance(sums, size, big, nb)
-            if dn <= t_max:
-                lo, hi = (big, nb) if big < nb else (nb, big)
-                heapq.heappush(heap, (dn, lo, hi, version[lo], version[hi]))
         gb, gs = gslot[big], gslot[sml]
         if gs >= 0:
             if gb < 0:
@@ -189,17 +292,54 @@ def _average_linkage(indptr, indices, data, x, t_hi, t_pair, gamma, tau, noise,
                 for g in gsets[gs]:
                     gsets[gb][g] = np.int64(1)
                 gsets[gs].clear()
-        if pool_len > 4 * indices.size + 1024:  # reclaim slices of dead and rebuilt lists
+        # the merged cluster's neighbours: both lists, resolved to live roots, deduplicated
+        need = pool_len + length[big] + length[sml]
+        if need > pool.size:
+            capacity = max(2 * pool.size, need)
+            pool = _grown(pool, pool_len, capacity)
+            pdist = _grown(pdist, pool_len, capacity)
+            pver = _grown(pver, pool_len, capacity)
+        new_start = pool_len
+        for side in (big, sml):
+            for p in range(start[side], start[side] + length[side]):
+                pool[pool_len] = pool[p]
+                pool_len += 1
+        start[big] = new_start
+        length[big] = pool_len - new_start
+        length[sml] = 0
+        stamp += 1
+        bd, bc = _rescan(big, True, x, sums, row, size, norm2, version, parent, pool, pdist,
+                         pver, start, length, mark, stamp, gslot, gsets, t_hi, t_pair, gamma,
+                         tau, noise)
+        pool_len = start[big] + length[big]
+        best_key[big] = bd
+        if bc >= 0:
+            heapq.heappush(heap, (bd, big, np.int64(bc), version[big], version[bc]))
+        # a neighbour for which big is now nearer than anything it has in the heap
+        for p in range(start[big], start[big] + length[big]):
+            nb = pool[p]
+            dn = np.float64(pdist[p])
+            if dn < best_key[nb] and _admissible(dn, nb, big, size, norm2, gslot, gsets, t_hi,
+                                                 t_pair, gamma, tau, noise):
+                best_key[nb] = dn
+                heapq.heappush(heap, (dn, nb, big, version[nb], version[big]))
+        if pool_len > 2 * total + 1024:  # reclaim slices of dead and rebuilt lists
             live = 0
             for i in range(n):
                 live += length[i]
-            fresh = np.empty(max(16, 2 * live + indices.size), np.int64)
+            capacity = live + total // 2 + 1024
+            fresh = np.empty(capacity, np.int64)
+            fresh_d = np.empty(capacity, np.float32)
+            fresh_v = np.empty(capacity, np.int32)
             pos = 0
             for i in range(n):
-                fresh[pos:pos + length[i]] = pool[start[i]:start[i] + length[i]]
+                lo, m = start[i], length[i]
+                fresh[pos:pos + m] = pool[lo:lo + m]
+                fresh_d[pos:pos + m] = pdist[lo:lo + m]
+                fresh_v[pos:pos + m] = pver[lo:lo + m]
                 start[i] = pos
-                pos += length[i]
-            pool = fresh
+                pos += m
+            pool, pdist, pver = fresh, fresh_d, fresh_v
             pool_len = pos
     out = np.empty(n, np.int64)
     for i in range(n):
