@@ -40,7 +40,8 @@ def model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=None)
     g.add_argument("--loader-threads", type=int, default=None)
     g.add_argument("--workers", dest="model_workers", type=int, default=None,
-                   help="model processes (0 = one per CPU for dlib)")
+                   help="model processes (0 = one per CPU for dlib); --engine ray: "
+                   "model actors (0 = one per GPU, else per CPU)")
     g.add_argument("--limit", type=int, default=None, help="detect at most N images")
     g.add_argument("--no-people", action="store_true",
                    help="skip the assign and cluster phases (detection only)")
@@ -49,6 +50,12 @@ def model_options(p: argparse.ArgumentParser) -> None:
                    "or weights; faces found again keep their names, ids and history")
     g.add_argument("--redetect-iou", type=float, default=None,
                    help="box overlap at which a new face is a stored face found again")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where detection runs: this machine (default) or a Ray Data pipeline "
+                   "(one model per Ray worker; needs pip install 'facelab[ray]'; docs/ray.md)")
+    g.add_argument("--address", default=None, metavar="ADDR",
+                   help="--engine ray: the Ray cluster to join (HEAD:6379); default: start a "
+                   "local Ray with --workers CPUs (default all)")
 
 
 def scan_options(p: argparse.ArgumentParser) -> None:
@@ -131,7 +138,7 @@ def run_cmd(args: argparse.Namespace) -> int:
     report = run(catalog, args.photos if args.command == "run" else None, settings=settings,
                  include=getattr(args, "include", ()), exclude=getattr(args, "exclude", ()),
                  limit=args.limit, progress=not args.no_progress, people=not args.no_people,
-                 redetect=args.redetect)
+                 redetect=args.redetect, engine=args.engine, address=args.address)
     print(report)
     return 0 if report.status == "done" else 1
 
@@ -191,7 +198,8 @@ def export_cmd(args: argparse.Namespace) -> int:
         n = export_persons(catalog, args.out, space=args.space)
         print(f"wrote {n} persons to {args.out}")
     else:
-        n = export(catalog, args.out, space=args.space, embedding=not args.no_embedding)
+        n = export(catalog, args.out, space=args.space, embedding=not args.no_embedding,
+                   progress=not args.no_progress)
         print(f"wrote {n} faces to {args.out}")
     return 0
 
@@ -200,7 +208,8 @@ def import_cmd(args: argparse.Namespace) -> int:
     catalog = open_catalog(settings_of(args))
     r = import_faces(catalog, args.parquet, space=args.space,
                      images_root=args.images_root, embedding_col=args.embedding_col,
-                     path_col=args.path_col, identity_col=args.identity_col)
+                     path_col=args.path_col, identity_col=args.identity_col,
+                     progress=not args.no_progress)
     if r.faces_by_name:  # the file's names are ground truth: a human decision
         assign_by_name(catalog, r.faces_by_name, source="import", action="import")
     print(f"imported {r.faces} faces into {r.space} ({r.skipped_existing} already there, "

@@ -15,6 +15,11 @@ photos an older version detected (``DetectReport.stale``) and says so, and ``red
 the stored one at ``redetect_iou``) keeps its id, so its name, history and every decision
 about it stay; new faces are added; a stored face not found again is deleted only when
 nobody decided anything about it.
+
+The three steps of a batch are public so that the Ray engine
+(:mod:`facelab.library.ray_engine`) runs the same code: :func:`loaded_images` and
+:func:`detect_batch` on a worker, :func:`commit_batch` on the driver, for the same faces and
+error records as a local run.
 """
 
 from __future__ import annotations
@@ -64,6 +69,11 @@ class FaceRow:
     quality: float
     embedding: np.ndarray
     landmarks: np.ndarray | None
+
+
+#: One photo's outcome: ``(asset_id, path, faces, error_kind, error_detail)``; ``faces`` is
+#: None exactly when the photo failed (its kind and detail are then set).
+PhotoResult = tuple[int, str, list[FaceRow] | None, str | None, str | None]
 
 
 @dataclass
@@ -119,9 +129,10 @@ def postprocess(faces: list[DetectedFace], scale: float, settings: Settings) -> 
     return rows
 
 
-def _loaded(items: list[tuple[int, str]], settings: Settings, threads: int
-            ) -> Iterator[tuple[int, str, LoadedImage | ImageError, float]]:
-    """Yield ``(asset_id, path, image or error, seconds waited)`` in order, prefetching."""
+def loaded_images(items: list[tuple[int, str]], settings: Settings, threads: int
+                  ) -> Iterator[tuple[int, str, LoadedImage | ImageError, float]]:
+    """Yield ``(asset_id, path, image or error, seconds waited)`` in order, prefetching with
+    ``threads`` loader threads (0: decode in this thread)."""
     def load(path: str) -> LoadedImage | ImageError:
         try:
             return load_image(path, max_pixels=settings.max_image_pixels,
@@ -179,7 +190,7 @@ def detect(catalog: Catalog, model: FaceModel, *, settings: Settings | None = No
     t_start = time.perf_counter()
     batch: list[tuple[int, str, LoadedImage | ImageError]] = []
     try:
-        for asset_id, path, result, waited in _loaded(items, settings, threads):
+        for asset_id, path, result, waited in loaded_images(items, settings, threads):
             report.load_wait_s += waited
             batch.append((asset_id, path, result))
             if len(batch) >= settings.batch_size:
@@ -228,11 +239,22 @@ def _process_batch(catalog: Catalog, model: FaceModel,
                    batch: list[tuple[int, str, LoadedImage | ImageError]], settings: Settings,
                    run_id: int | None, report: DetectReport, redetect: bool = False) -> bool:
     """Detect one batch and commit it; return True when the run was asked to stop."""
-    ok = [(i, r) for i, (_, _, r) in enumerate(batch) if isinstance(r, LoadedImage)]
     t0 = time.perf_counter()
-    outputs = _run_model(model, [r.rgb for _, r in ok]) if ok else []
+    per_asset = detect_batch(model, batch, settings)
     report.model_s += time.perf_counter() - t0
-    per_asset: list[tuple[int, str, list[FaceRow] | None, str | None, str | None]] = []
+    return commit_batch(catalog, model, per_asset, run_id, report,
+                        settings.redetect_iou if redetect else None)
+
+
+def detect_batch(model: FaceModel, batch: list[tuple[int, str, LoadedImage | ImageError]],
+                 settings: Settings) -> list[PhotoResult]:
+    """One batch of decoded photos (or their decode errors) through the model: each photo's
+    kept faces (:func:`postprocess`), or its error kind and detail. Nothing is written; a
+    local run commits the result at once (:func:`commit_batch`), the Ray engine
+    (:mod:`facelab.library.ray_engine`) on a worker, shipping it to the driver as a shard."""
+    ok = [(i, r) for i, (_, _, r) in enumerate(batch) if isinstance(r, LoadedImage)]
+    outputs = _run_model(model, [r.rgb for _, r in ok]) if ok else []
+    per_asset: list[PhotoResult] = []
     result_of = {i: out for (i, _), out in zip(ok, outputs, strict=True)}
     for i, (asset_id, path, loaded) in enumerate(batch):
         if isinstance(loaded, ImageError):
@@ -256,14 +278,18 @@ def _process_batch(catalog: Catalog, model: FaceModel,
                                   f"of {len(rows)} faces)"))
                 continue
         per_asset.append((asset_id, path, rows, None, None))
-    return _commit(catalog, model, per_asset, run_id, report,
-                   settings.redetect_iou if redetect else None)
+    return per_asset
 
 
-def _commit(catalog: Catalog, model: FaceModel, per_asset: list, run_id: int | None,
-            report: DetectReport, redetect_iou: float | None = None) -> bool:
-    """Write one batch's results in one transaction; ``redetect_iou`` set: photos detected
-    before by another version are re-detected (faces paired by box overlap)."""
+def commit_batch(catalog: Catalog, model: FaceModel, per_asset: list[PhotoResult],
+                 run_id: int | None, report: DetectReport, redetect_iou: float | None = None
+                 ) -> bool:
+    """Write one batch's results in one transaction and count them in the run; return True
+    when the run was asked to stop. A photo that already has its detection record (another
+    process, or an earlier absorb of the same shard) is skipped, so committing a batch twice
+    adds nothing. ``redetect_iou`` set: photos detected before by another version are
+    re-detected (faces paired by box overlap). Only ``model.space``, ``dim`` and ``version``
+    are read."""
     space = model.space
     redetect = redetect_iou is not None
     ids = [a for a, *_ in per_asset]
@@ -323,7 +349,6 @@ def _commit(catalog: Catalog, model: FaceModel, per_asset: list, run_id: int | N
     report.processed += n_ok + n_err
     report.faces += len(faces)
     return stop
-
 
 
 def _reconcile(con: duckdb.DuckDBPyConnection, space: str, stored: StoredFaces,

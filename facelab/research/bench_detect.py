@@ -9,6 +9,9 @@ noisy machine:
 * **cost** -- images/s and model-busy of the real ``facelab run`` detection pass
   (:func:`facelab.library.detect.detect`: scan, loader threads, model, catalog writes) over
   lfw-dev photos, per loader-thread count;
+* **Ray** (optional, ``ray_workers``) -- the same photos through a plain run's detection
+  pass and through a local Ray with that many model actors (:mod:`facelab.research.bench_ray`):
+  images/s of each, their ratio, and whether both give the same faces;
 * **huge photos** (optional, ``huge``) -- a 100-megapixel JPEG of pasted faces through the
   real loader and model, in a fresh process: seconds, peak memory, recall by face width in
   the photo's own pixels.
@@ -43,10 +46,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from facelab.errors import ConfigError
 from facelab.library.detect import detect, postprocess
 from facelab.library.images import load_image, probe_image
 from facelab.library.models import FaceModel, load_model, load_single_model
+from facelab.library.ray_engine import require_ray
 from facelab.library.scan import iter_image_files, scan
+from facelab.research.bench_ray import ray_vs_plain
 from facelab.research.detect_eval import (
     FACE_SIZES,
     HUGE_FACE_SIZES,
@@ -372,8 +378,9 @@ def bench_detect(*, images: str | os.PathLike[str] | None = None, limit: int = 2
                  lfw: str | os.PathLike[str] | None = None,
                  fgnet: str | os.PathLike[str] | None = None, seed: int = 0,
                  half: str = "all", extra: dict[str, Settings] | None = None, huge: int = 0,
-                 quick: bool = False, out: Path | None = Path("reports/bench"),
-                 progress: bool = False) -> dict[str, Any]:
+                 ray_workers: int = 0, quick: bool = False,
+                 out: Path | None = Path("reports/bench"), progress: bool = False
+                 ) -> dict[str, Any]:
     """Recall by face size, close-up recall, false detections and throughput per strategy.
 
     ``settings`` (default: :func:`default_settings`) is the multi-scale default; the baseline
@@ -385,9 +392,10 @@ def bench_detect(*, images: str | os.PathLike[str] | None = None, limit: int = 2
     (lfw-dev names for the frames and the cost photos, fgnet-dev identities for close-ups).
     ``extra`` strategies (name -> settings) are measured alongside (a sweep). ``huge``
     100-megapixel JPEGs go through the real loader for the baseline and the default
-    (:func:`measure_huge`). A missing lfw-dev or fgnet-dev skips its part, noted in the
-    summary. ``quick`` shrinks everything to run in seconds (for tests; a huge photo is then
-    6 megapixels).
+    (:func:`measure_huge`). ``ray_workers`` > 0 compares a plain run with a local Ray of that
+    many actors on the ``limit`` throughput photos (:func:`ray_row`). A missing lfw-dev or
+    fgnet-dev skips its part, noted in the summary. ``quick`` shrinks everything to run in
+    seconds (for tests; a huge photo is then 6 megapixels).
     """
     huge_args: dict[str, Any] = {}
     if quick:
@@ -436,6 +444,9 @@ def bench_detect(*, images: str | os.PathLike[str] | None = None, limit: int = 2
         main = {n: s for n, s in plan.items() if n in (BASELINE, MULTI)}
         huge_rows = measure_huge(main, sources, huge, seed=seed, say=say, **huge_args)
     summary = _summary(plan, recall, speed, threads)
+    if ray_workers > 0:
+        summary["ray"] = ray_row(plan.get(MULTI, plan[BASELINE]), src, limit, ray_workers,
+                                 half, notes, progress)
     for name, row in huge_rows.items():
         summary["strategies"][name]["huge"] = row
     summary.update(
@@ -453,6 +464,24 @@ def bench_detect(*, images: str | os.PathLike[str] | None = None, limit: int = 2
     if out is not None:
         write_report(result, Path(out))
     return result
+
+
+def ray_row(settings: Settings, src: Path | None, limit: int, workers: int, half: str,
+            notes: list[str], progress: bool) -> dict[str, Any] | None:
+    """:func:`~facelab.research.bench_ray.ray_vs_plain` on the throughput photos (the same
+    ``limit`` photos of ``half``), or None with a note when there are none."""
+    if src is None or not src.is_dir() or limit <= 0:
+        notes.append("no photos: the Ray comparison was skipped")
+        return None
+    try:
+        require_ray()
+    except ConfigError as exc:
+        notes.append(f"{exc}: the Ray comparison was skipped")
+        return None
+    with tempfile.TemporaryDirectory(prefix="facelab-bench-") as tmp:
+        _sample(src, limit, Path(tmp) / "images", settings.extensions, half)
+        return ray_vs_plain(settings, Path(tmp) / "images", workers=workers,
+                            progress=progress)
 
 
 def _summary(plan: dict[str, Settings], recall: dict[str, dict[str, Any]],
@@ -523,6 +552,13 @@ def write_report(result: dict[str, Any], out: Path) -> None:
     ax1.legend(fontsize=8, loc="lower right")
     names = list(rows)
     ax2.bar(names, [rows[n]["images_per_s"] or 0 for n in names], color="#4c72b0")
+    ray = summ.get("ray")
+    if ray:  # the plain run and Ray on the same photos, measured together
+        same = "same faces" if ray["faces"]["identical"] else "faces differ"
+        ax2.bar(["plain run", f"ray x{ray['workers']}"],
+                [ray["plain_images_per_s"], ray["ray_images_per_s"]], color="#dd8452")
+        ax2.text(len(names) + 0.5, max(ray["plain_images_per_s"], ray["ray_images_per_s"]),
+                 f"x{ray['ray_vs_plain']}, {same}", ha="center", va="bottom", fontsize=8)
     for i, n in enumerate(names):
         busy = rows[n]["model_busy"]
         if busy is not None:
