@@ -31,7 +31,7 @@ def test_clusters_recover_people_and_ids_are_stable_across_runs(lib):
     m1 = _membership(cat)
     for ident in range(5):  # each person's faces end in one cluster
         assert len({m1.get(int(f)) for f in library.of(ident)} - {None}) == 1
-    r2 = cluster_unassigned(cat, SPACE, Settings(), min_cluster_size=5)
+    r2 = cluster_unassigned(cat, SPACE, Settings(), min_cluster_size=5, full=True)
     assert (r2.kept_ids, r2.new_ids, r2.retired) == (5, 0, 0)
     assert _membership(cat) == m1
     assert len(clusters(cat, SPACE)) == 5
@@ -68,7 +68,7 @@ def test_labeling_takes_faces_out_and_the_next_run_keeps_other_ids(lib):
     size = cat.scalar("SELECT count(*) FROM faces WHERE cluster_id=?", [cid])
     assert plan.n_faces == size >= 20 and cat.scalar("SELECT count(*) FROM persons") == 0
     labeling.label_cluster(cat, cid, "Alice")
-    r = cluster_unassigned(cat, SPACE, Settings(), min_cluster_size=5)
+    r = cluster_unassigned(cat, SPACE, Settings(), min_cluster_size=5, full=True)
     assert r.clusters == 4 and r.kept_ids == 4
     assert cat.scalar("SELECT status FROM clusters WHERE cluster_id=?", [cid]) == "labeled"
 

@@ -47,6 +47,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     cluster_options(p)
     p.add_argument("--month", default=None, metavar="YYYY-MM",
                    help="only faces of photos taken in that month")
+    p.add_argument("--full", action="store_true",
+                   help="cluster every unassigned face from scratch; by default only the faces "
+                   "no clustering has seen are placed (they join existing clusters or form "
+                   "new ones), and every unchanged cluster keeps its id")
     p.set_defaults(handler=cluster_cmd)
     p = sub.add_parser("cluster-dual", parents=[common],
                        help="assign known people first, then cluster the rest")
@@ -161,7 +165,7 @@ def cluster_cmd(args: argparse.Namespace) -> int:
 
     return _tracked(args, lambda catalog, space, settings, run_id: cluster_unassigned(
         catalog, space, settings, run_id=run_id, method=args.method, month=args.month,
-        **_cluster_overrides(args)).as_dict())
+        full=args.full or None, **_cluster_overrides(args)).as_dict())
 
 
 def cluster_dual_cmd(args: argparse.Namespace) -> int:

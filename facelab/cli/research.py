@@ -180,6 +180,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--huge", type=int, default=0, metavar="N",
                    help="detect: also N 100-megapixel JPEGs through the real loader "
                    "(seconds, peak memory, recall by face size); ~1 min each")
+    p.add_argument("--ray", type=int, default=None, metavar="N",
+                   help="detect: also a plain run against a local Ray of N model actors on "
+                   "the same --limit photos (images/s, same faces?); default 2 (0 with "
+                   "--quick); skipped with a note without facelab[ray]")
     p.add_argument("--tile-min-face", type=int, default=None,
                    help="detect: the multi-scale strategy's tile_min_face (default: settings)")
     p.add_argument("--whole-det-size", type=int, default=None,
@@ -193,6 +197,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="cluster: faces per measurement, e.g. 10000,100000,1000000")
     p.add_argument("--dense-sizes", default=None,
                    help="cluster: sizes for the dense scikit-learn baseline, e.g. 5000,20000")
+    p.add_argument("--scale-sizes", default=None,
+                   help="cluster: end-to-end library sizes through `facelab import` / "
+                   "`cluster` (+1,000 faces, incremental, --full at the smallest), default "
+                   "300000,1000000")
+    p.add_argument("--knn-size", type=int, default=None,
+                   help="cluster: faces for the kNN candidates side by side (default 100000)")
+    p.add_argument("--no-scale", action="store_true",
+                   help="cluster: only the in-memory sizes, without the kNN comparison and "
+                   "the end-to-end runs")
     p.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
     p.add_argument("--builds", type=int, default=3, help="index: builds per data set and way")
     p.set_defaults(handler=bench_cmd)
@@ -403,6 +416,12 @@ def bench_cmd(args: argparse.Namespace) -> int:
         result = bench_cluster(sizes=_ints(args.sizes), dense_sizes=_ints(args.dense_sizes),
                                quick=args.quick, out=Path(args.out))
         print(json.dumps(result.get("summary", result), indent=2, default=str))
+        if not args.no_scale:
+            from facelab.research.bench_scale import bench_scale
+
+            scale = bench_scale(sizes=_ints(args.scale_sizes), knn_size=args.knn_size,
+                                quick=args.quick, out=Path(args.out))
+            print(json.dumps(scale["summary"], indent=2, default=str))
     else:
         shared = default_settings()  # the real pack of ../shared unless told otherwise
         model = settings.model if "model" in settings.explicit else shared.model
@@ -416,6 +435,8 @@ def bench_cmd(args: argparse.Namespace) -> int:
                               workers=[int(w) for w in args.workers.split(",") if w],
                               frames=args.frames, closeups=args.closeups, blanks=args.blanks,
                               half=args.half, huge=args.huge, quick=args.quick,
+                              ray_workers=args.ray if args.ray is not None
+                              else 0 if args.quick else 2,
                               settings=settings,
                               progress=not args.no_progress)
         print(json.dumps(result["summary"], indent=2))

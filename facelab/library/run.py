@@ -5,6 +5,10 @@ status`` (from any process) shows where it is. The model is loaded before any wo
 missing weights fail in a second, not after an hour of scanning. A run that was killed
 is marked 'interrupted' by the next one, which records where it resumed from; nothing is
 redone because every phase skips what the catalog already holds.
+
+``engine="ray"`` runs the detect phase as a Ray Data pipeline
+(:mod:`facelab.library.ray_engine`, optionally on a cluster at ``address``); every other phase,
+the run records and the resume rules are the same.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from facelab.errors import ConfigError
 from facelab.library.detect import DetectReport, detect
-from facelab.library.models import load_model
+from facelab.library.models import load_model, load_single_model
 from facelab.library.models.base import FaceModel
+from facelab.library.ray_engine import ray_detect, require_ray
 from facelab.library.scan import ScanReport, scan
 from facelab.people.assign import AssignReport, assign
 from facelab.people.clusters import ClusterReport, cluster_unassigned
@@ -25,6 +31,9 @@ from facelab.settings import Settings
 from facelab.store.catalog import Catalog
 from facelab.store.runs import finish_run, resumable_run, set_phase, start_run
 from facelab.store.vectors import SyncReport, VectorIndex
+
+#: Where the detect phase runs: this process (with ``model_workers`` model processes) or Ray.
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -83,10 +92,16 @@ class RunReport:
                          f"people, {a.suggested} suggested, {a.left} left")
         if self.cluster:
             c = self.cluster
-            lines.append(f"  cluster {c.faces} faces: {c.clusters} clusters "
-                         f"({c.clustered_faces} faces), {c.noise} noise, {c.kept_ids} ids kept"
-                         + (f"; {c.left_out} faces below cluster_min_quality "
-                            f"{c.min_quality:g} left out" if c.left_out else ""))
+            if c.mode == "incremental":
+                lines.append(f"  cluster {c.faces} new faces: {c.joined} joined existing "
+                             f"clusters ({c.grown} grown), {c.formed} new clusters, {c.noise} "
+                             "noise; every other cluster kept its id")
+            else:
+                lines.append(f"  cluster {c.faces} faces: {c.clusters} clusters "
+                             f"({c.clustered_faces} faces), {c.noise} noise, {c.kept_ids} ids "
+                             f"kept ({c.why_full})"
+                             + (f"; {c.left_out} faces below cluster_min_quality "
+                                f"{c.min_quality:g} left out" if c.left_out else ""))
         if self.errors:
             lines.append("  errors  " + ", ".join(f"{k}: {n}" for k, n in
                                                   sorted(self.errors.items())))
@@ -100,19 +115,28 @@ class RunReport:
 def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
         settings: Settings | None = None, model: FaceModel | None = None,
         include: Sequence[str] = (), exclude: Sequence[str] = (), limit: int | None = None,
-        progress: bool = True, people: bool = True, redetect: bool = False) -> RunReport:
+        progress: bool = True, people: bool = True, redetect: bool = False,
+        engine: str = "local", address: str | None = None) -> RunReport:
     """Scan ``photos`` (skipped when None), detect faces in new assets (``redetect``: and in
     assets detected with other settings or weights, keeping the faces found again), update
-    the index, then (``people``) assign faces of known people and cluster the rest."""
+    the index, then (``people``) assign faces of known people and cluster the rest.
+
+    ``engine="ray"`` detects on Ray (the cluster at ``address``, else a local Ray with
+    ``model_workers`` CPUs, 0 = all), one model per Ray worker."""
     settings = settings or Settings.from_env()
+    if engine not in ENGINES:
+        raise ConfigError(f"engine={engine!r} must be one of {', '.join(ENGINES)}")
     if photos is not None and not os.path.isdir(photos):
         raise FileNotFoundError(f"photo folder {photos} does not exist or is not a folder")
+    if engine == "ray":
+        require_ray()  # before anything is loaded or scanned
+        model = model or load_single_model(settings)  # the actors build their own
     model = model or load_model(settings)  # fails fast when weights are missing
     target = os.path.realpath(photos) if photos is not None else "*"
     kind = "run" if photos is not None else "detect"
     params = {"target": target, "model": model.space, "model_version": model.version,
               "include": list(include), "exclude": list(exclude), "limit": limit,
-              "redetect": redetect,
+              "redetect": redetect, "engine": engine, "address": address,
               "settings": settings.as_dict()}
     phases = ((["scan"] if photos is not None else []) + ["detect", "index"]
               + (["assign", "cluster"] if people else []))
@@ -128,8 +152,13 @@ def run(catalog: Catalog, photos: str | os.PathLike[str] | None, *,
                               done=report.scan.seen, errors=sum(report.scan.errors.values()))
             report.errors.update(report.scan.errors)
             report.error_files.extend(report.scan.error_files)
-        report.detect = detect(catalog, model, settings=settings, run_id=run_id, limit=limit,
-                               progress=progress, redetect=redetect)
+        if engine == "ray":
+            report.detect = ray_detect(catalog, model, settings=settings, run_id=run_id,
+                                       address=address, workers=settings.model_workers or None,
+                                       limit=limit, progress=progress, redetect=redetect)
+        else:
+            report.detect = detect(catalog, model, settings=settings, run_id=run_id,
+                                   limit=limit, progress=progress, redetect=redetect)
         report.errors.update(report.detect.errors)
         report.error_files.extend((p, k, d) for _, p, k, d in report.detect.error_assets)
         report.status = report.detect.status

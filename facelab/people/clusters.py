@@ -22,6 +22,8 @@ What a person does to clusters besides labeling them:
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from facelab.core.cluster import FaceClusterer, cluster_id, split_cluster
+from facelab.core.incremental import ClusterSums, attach
 from facelab.core.linalg import unit
 from facelab.errors import FacelabError
 from facelab.people.assign import assign
@@ -39,6 +42,16 @@ from facelab.store import events
 from facelab.store import persons as person_store
 from facelab.store.catalog import Catalog
 from facelab.store.persons import FaceChanges
+from facelab.store.vectors import VectorIndex
+
+#: An incremental pass places the new faces when they are at most this share of the faces to
+#: cluster; above it (a first import into a small library) clustering everything costs about
+#: the same and sees all the structure at once.
+INCREMENTAL_MAX_SHARE = 0.5
+#: Neighbours an incremental pass asks the vector index for, per new face, as a multiple of
+#: the graph's k: assigned faces among them are dropped, the rest say which clusters and
+#: which unclustered faces are within reach.
+INCREMENTAL_SEARCH = 2
 
 
 @dataclass
@@ -61,12 +74,18 @@ class ClusterReport:
     sizes: list[int] = field(default_factory=list)
     min_quality: float = 0.0  # the cluster_min_quality in force
     left_out: int = 0         # unassigned faces below it, not clustered
+    mode: str = "full"        # full | incremental
+    why_full: str = ""        # why a full clustering ran ("" for incremental)
+    joined: int = 0           # incremental: new faces that joined an existing cluster
+    grown: int = 0            # incremental: existing clusters that gained faces (new ids)
+    formed: int = 0           # incremental: clusters formed among new and noise faces
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("space", "run_id", "method", "params", "faces",
                                             "clusters", "clustered_faces", "noise", "kept_ids",
                                             "new_ids", "retired", "min_quality",
-                                            "left_out")}
+                                            "left_out", "mode", "why_full", "joined", "grown",
+                                            "formed")}
         d["seconds"] = round(self.seconds, 2)
         d["largest"] = sorted(self.sizes, reverse=True)[:10]
         return d
@@ -100,8 +119,16 @@ def select_faces(catalog: Catalog, space: str, settings: Settings, *,
 
 def cluster_unassigned(catalog: Catalog, space: str, settings: Settings | None = None, *,
                        run_id: int | None = None, method: str | None = None,
-                       month: str | None = None, **overrides: Any) -> ClusterReport:
+                       month: str | None = None, full: bool | None = None,
+                       **overrides: Any) -> ClusterReport:
     """Cluster the unassigned faces of ``space`` and store each face's cluster id.
+
+    By default only the faces no clustering has seen yet are placed (:func:`cluster_new`):
+    each joins an existing cluster within reach or forms a new one with the unclustered
+    faces around it, and every other cluster keeps its id. ``full=True`` clusters every
+    unassigned face from scratch; that also happens, with the reason in the report's
+    ``why_full``, for a space's first clustering, when the parameters differ from those its
+    clusters were found with, when most faces are new, and for a ``month``.
 
     The parameters are those in force for ``space``: ``settings`` (default
     ``Settings.from_env()``) resolved by :meth:`facelab.settings.Settings.resolve` (explicit
@@ -110,7 +137,11 @@ def cluster_unassigned(catalog: Catalog, space: str, settings: Settings | None =
     """
     settings = settings if settings is not None else Settings.from_env()
     method, params = _params(space, settings, method, overrides)
-    report = ClusterReport(space, run_id, method, params)
+    why = _why_full(catalog, space, settings, method, params, full=full, month=month)
+    if not why:
+        return cluster_new(catalog, space, settings, run_id=run_id, method=method,
+                           params=params)
+    report = ClusterReport(space, run_id, method, params, why_full=why)
     t0 = time.perf_counter()
     face_ids, assets = select_faces(catalog, space, settings, month=month)
     report.faces = len(face_ids)
@@ -124,10 +155,187 @@ def cluster_unassigned(catalog: Catalog, space: str, settings: Settings | None =
         _, vecs = catalog.vectors(space, face_ids[order])
         sorted_labels = FaceClusterer(method=method, **params).fit(
             vecs, groups=assets[order]).labels_
+        del vecs
         labels[order] = sorted_labels
-    _store(catalog, space, face_ids, labels, method, params, run_id, report)
+    _store(catalog, space, face_ids, labels, method, _record(params, settings, space), run_id,
+           report)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _why_full(catalog: Catalog, space: str, settings: Settings, method: str,
+              params: dict[str, Any], *, full: bool | None, month: str | None) -> str:
+    """Why this clustering must cluster everything ("" when placing the new faces will do)."""
+    if full:
+        return "asked for (--full)"
+    if month:
+        return "a month is clustered on its own"
+    last = stored.last_clustering(catalog, space)
+    if last is None:
+        return "first clustering of this space"
+    algorithm, stored_params = last
+    wanted = {k: v for k, v in _record(params, settings, space).items() if v is not None}
+    had = {k: v for k, v in stored_params.items() if v is not None}
+    if algorithm != method or _json_norm(wanted) != _json_norm(had):
+        return ("the clustering parameters (or the quality floor) differ from those the "
+                "clusters were found with")
+    s = settings.resolve(space)
+    new = len(stored.unassigned_faces_new(catalog, space, min_quality=s.cluster_min_quality,
+                                          limit=s.cluster_max_faces)[0])
+    everyone = stored.unassigned_below(catalog, space, min_quality=math.inf)  # all of them
+    if new > INCREMENTAL_MAX_SHARE * max(everyone, 1):
+        return f"most faces are new ({new} of {everyone})"
+    return ""
+
+
+def _record(params: dict[str, Any], settings: Settings, space: str) -> dict[str, Any]:
+    """What is stored with each cluster: its parameters and the quality floor of the faces
+    it was chosen from (a pass with another floor sees other faces: it re-clusters all)."""
+    return {**params, "min_quality": settings.resolve(space).cluster_min_quality}
+
+
+def _json_norm(d: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(d, default=str, sort_keys=True))
+
+
+def cluster_new(catalog: Catalog, space: str, settings: Settings | None = None, *,
+                run_id: int | None = None, method: str | None = None,
+                params: dict[str, Any] | None = None) -> ClusterReport:
+    """Place the unassigned faces no clustering has seen yet; every other face stays.
+
+    Cost proportional to the new faces: each is looked up in the space's vector index
+    (``k * INCREMENTAL_SEARCH`` neighbours), and only the clusters those neighbours are in
+    are read. A new face joins the nearest of them that average linkage would merge it with
+    (:func:`facelab.core.incremental.attach`); the faces that join none are clustered with
+    the unclustered (noise) faces within reach, with the space's method and parameters,
+    and the clusters found there are new. A cluster that gained faces gets a new
+    content-addressed id (its old one is retired; a skipped cluster stays skipped); every
+    cluster that did not change keeps its id.
+    """
+    settings = settings if settings is not None else Settings.from_env()
+    if params is None:
+        method, params = _params(space, settings, method, {})
+    method = method or settings.resolve(space).cluster_method
+    report = ClusterReport(space, run_id, method, params, mode="incremental")
+    t0 = time.perf_counter()
+    s = settings.resolve(space)
+    report.min_quality = s.cluster_min_quality
+    face_ids, assets = stored.unassigned_faces_new(catalog, space,
+                                                   min_quality=s.cluster_min_quality,
+                                                   limit=s.cluster_max_faces)
+    report.faces = len(face_ids)
+    if report.faces == 0:
+        report.seconds = time.perf_counter() - t0
+        return report
+    order = np.argsort(face_ids)
+    face_ids, assets = face_ids[order], assets[order]
+    _, vecs = catalog.vectors(space, face_ids)
+    reach = max(float(params.get("distance_threshold") or 0.5),
+                float(params.get("pair_threshold") or 0.0))
+    vindex, _ = VectorIndex.open(catalog, space)
+    k = int(params.get("k", 30))
+    nbr, sims = vindex.search(vecs, k * INCREMENTAL_SEARCH + 1)
+    near = (nbr >= 0) & (1.0 - sims <= reach) & (nbr != face_ids[:, None])
+    where = stored.neighbour_clusters(catalog, space, nbr[near])
+    pos = {int(f): i for i, f in enumerate(where.face_ids.tolist())}
+    cids = sorted({c for c in where.cluster_ids.tolist() if c is not None})
+    cindex = {c: i for i, c in enumerate(cids)}
+    candidates: list[list[int]] = []
+    noise_near: set[int] = set()
+    new_set = set(face_ids.tolist())
+    for row in range(len(face_ids)):
+        found = []
+        for f in nbr[row][near[row]].tolist():
+            p = pos.get(int(f))
+            if p is None:
+                continue  # assigned, not a face, or gone
+            c = where.cluster_ids[p]
+            if c is not None:
+                found.append(cindex[c])
+            elif where.seen[p] and f not in new_set:
+                noise_near.add(int(f))
+        candidates.append(found)
+    members, member_assets, member_cids, status = stored.open_cluster_members(catalog, cids)
+    old = ~np.isin(members, face_ids)  # a new face still in an open cluster is placed again
+    members, member_assets, member_cids = members[old], member_assets[old], member_cids[old]
+    morder = np.argsort(members)
+    _, mvecs = catalog.vectors(space, members[morder])
+    labels = np.array([cindex[c] for c in member_cids[morder].tolist()], np.int64)
+    sums = ClusterSums(mvecs, labels, member_assets[morder], n_clusters=len(cids))
+    del mvecs
+    joined = attach(vecs, candidates, sums, photos=assets,
+                    threshold=float(params.get("distance_threshold") or 0.5),
+                    pair_threshold=params.get("pair_threshold"),
+                    size_exponent=params.get("size_exponent"),
+                    max_separation=params.get("max_separation"),
+                    separation_noise=float(params.get("separation_noise") or 0.0))
+    # the rest: clustered afresh with the unclustered faces within reach
+    rest = np.flatnonzero(joined < 0)
+    noise_ids = np.array(sorted(noise_near), np.int64)
+    fresh_ids = np.concatenate([face_ids[rest], noise_ids])
+    fresh_labels = np.full(fresh_ids.size, -1, np.int64)
+    if fresh_ids.size >= 2:
+        nb_info = stored.neighbour_clusters(catalog, space, noise_ids)
+        fresh_assets = np.concatenate([assets[rest], nb_info.asset_ids])
+        forder = np.argsort(fresh_ids)
+        _, fvecs = catalog.vectors(space, fresh_ids[forder])
+        fresh_labels[forder] = FaceClusterer(method=method, **params).fit(
+            fvecs, groups=fresh_assets[forder]).labels_
+    _store_new(catalog, space, report, face_ids=face_ids, joined=joined, cids=cids,
+               members=members[morder], member_labels=labels, status=status,
+               fresh_ids=fresh_ids, fresh_labels=fresh_labels, method=method,
+               params=_record(params, settings, space), run_id=run_id)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _store_new(catalog: Catalog, space: str, report: ClusterReport, *, face_ids: np.ndarray,
+               joined: np.ndarray, cids: list[str], members: np.ndarray,
+               member_labels: np.ndarray, status: dict[str, str], fresh_ids: np.ndarray,
+               fresh_labels: np.ndarray, method: str, params: dict[str, Any],
+               run_id: int | None) -> None:
+    """Write an incremental pass: grown clusters under their new ids, the clusters formed,
+    and every new face marked as seen."""
+    write_ids: list[np.ndarray] = []
+    write_cids: list[str] = []
+    sizes: dict[str, int] = {}
+    skipped: list[str] = []
+    for c in np.unique(joined[joined >= 0]).tolist():
+        ids = np.concatenate([members[member_labels == c], face_ids[joined == c]])
+        cid = cluster_id(ids)
+        write_ids.append(ids)
+        write_cids += [cid] * ids.size
+        sizes[cid] = int(ids.size)
+        if status.get(cids[c]) == stored.SKIPPED:
+            skipped.append(cid)
+    report.grown = len(sizes)
+    for lab in np.unique(fresh_labels[fresh_labels >= 0]).tolist():
+        ids = fresh_ids[fresh_labels == lab]
+        cid = cluster_id(ids)
+        write_ids.append(ids)
+        write_cids += [cid] * ids.size
+        sizes[cid] = int(ids.size)
+    report.formed = len(sizes) - report.grown
+    report.joined = int((joined >= 0).sum())
+    in_fresh = np.isin(face_ids, fresh_ids[fresh_labels >= 0])
+    report.noise = int(((joined < 0) & ~in_fresh).sum())
+    report.clustered_faces = report.faces - report.noise
+    report.clusters = len(sizes)
+    report.sizes = sorted(sizes.values(), reverse=True)
+    with catalog.write() as con:
+        existing = stored.cluster_status(con, list(sizes))
+        report.kept_ids = sum(1 for c in sizes if existing.get(c) == "active")
+        report.new_ids = len(sizes) - report.kept_ids
+        if write_ids:
+            stored.set_face_clusters(con, np.concatenate(write_ids), write_cids)
+        stored.insert_clusters(con, space, {c: n for c, n in sizes.items()
+                                            if c not in existing},
+                               algorithm=method, params=params, run_id=run_id)
+        for cid in skipped:
+            stored.set_cluster_status(con, cid, stored.SKIPPED, was="active")
+        stored.revive(con, [c for c, st in existing.items() if st == "retired"])
+        stored.mark_clustered(con, face_ids)
+        report.retired = stored.retire_empty(con, space)
 
 
 def _store(catalog: Catalog, space: str, face_ids: np.ndarray, labels: np.ndarray,
@@ -150,6 +358,7 @@ def _store(catalog: Catalog, space: str, face_ids: np.ndarray, labels: np.ndarra
         report.kept_ids = sum(1 for c in new_clusters if existing.get(c) == "active")
         report.new_ids = len(new_clusters) - report.kept_ids
         stored.set_face_clusters(con, face_ids, list(ids))
+        stored.mark_clustered(con, face_ids)
         stored.insert_clusters(con, space, {c: n for c, n in new_clusters.items()
                                             if c not in existing},
                                algorithm=method, params=params, run_id=run_id)
@@ -243,7 +452,10 @@ def split(catalog: Catalog, cid: str, settings: Settings | None = None, *,
     t0 = time.perf_counter()
     _, vecs = catalog.vectors(space, face_ids)
     labels = np.asarray(split_cluster(vecs, groups=assets, method=method, **params))
-    _store(catalog, space, face_ids, labels, method, params, run_id, report)
+    # recorded as a split: an incremental pass does not take its tighter parameters for
+    # the space's (stored.last_clustering)
+    _store(catalog, space, face_ids, labels, method, {**params, "split_of": cid}, run_id,
+           report)
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -42,7 +42,7 @@ DENSE_SIZES = (5_000, 10_000, 20_000)
 FINDMORE_EXPANSION = (64, 128, 256, 512)
 
 
-def _synth_faces(space: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def synth_faces(space: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Exactly ``n`` synthetic faces of ``space`` with their identities (long-tailed people)."""
     faces = make_space(space, max(1, n // 4), seed=seed, max_faces=1000)
     while faces.n < n:  # Zipf counts fell short: draw more people
@@ -69,9 +69,9 @@ def cluster_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """
     kind, n, space, seed = spec["kind"], int(spec["n"]), spec["space"], int(spec["seed"])
     if kind in ("facelab", "facelab-hdbscan"):  # compile / load the numba kernels first
-        warm_x, _ = _synth_faces(space, 600, seed + 1)
+        warm_x, _ = synth_faces(space, 600, seed + 1)
         FaceClusterer(**{**_cluster_params(space), **spec.get("params", {})}).fit(warm_x)
-    x, labels = _synth_faces(space, n, seed)
+    x, labels = synth_faces(space, n, seed)
     out: dict[str, Any] = {"kind": kind, "n": n, "rss_data_mib": round(_maxrss_mib(), 1)}
     t0 = time.perf_counter()
     if kind in ("facelab", "facelab-hdbscan"):
@@ -313,7 +313,7 @@ def bench_index(*, sizes: list[int] | None = None, builds: int = 3, lfw: Path | 
     sizes = sizes or ([2_000] if quick else [20_000])
     data: list[tuple[str, np.ndarray]] = []
     for n in sizes:
-        x, _ = _synth_faces("insightface/buffalo_l", n, seed=3)
+        x, _ = synth_faces("insightface/buffalo_l", n, seed=3)
         data.append((f"synthetic ArcFace {n:,}", x))
     lfw = lfw if lfw is not None else default_dir()
     if lfw is not None:

@@ -178,7 +178,7 @@ def _default_clusters(catalog: Catalog, space: str, settings: Settings | None,
         with tempfile.TemporaryDirectory(prefix="facelab-growing-up-") as tmp:
             copy = copy_workspace(catalog, Path(tmp) / "ws")
             with copy.session():
-                cluster_unassigned(copy, space, settings or Settings.from_env())
+                cluster_unassigned(copy, space, settings or Settings.from_env(), full=True)
                 ids, cids = unassigned_clusters(copy, space)
     return {int(f): c for f, c in zip(ids.tolist(), cids, strict=True) if c is not None}
 

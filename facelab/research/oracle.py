@@ -400,7 +400,8 @@ class Oracle:
         """Cluster the unassigned faces (``min_quality`` replaces cluster_min_quality)."""
         settings = (self.settings if min_quality is None else
                     self.settings.replace(cluster_min_quality=min_quality))
-        clusters.cluster_unassigned(self.catalog, self.space, settings, **overrides)
+        # a full re-clustering each time, as the strategies were researched with
+        clusters.cluster_unassigned(self.catalog, self.space, settings, full=True, **overrides)
         self.passes["cluster"] += 1
 
     def auto(self) -> None:

@@ -25,14 +25,19 @@ from facelab.store.faces import NOT_A_FACE
 __all__ = [
     "SKIPPED",
     "ClusterMembers",
+    "NeighbourClusters",
     "active_cluster_count",
     "cluster_faces",
     "cluster_space",
     "cluster_status",
     "insert_clusters",
+    "last_clustering",
     "list_clusters",
+    "mark_clustered",
     "mark_labeled",
     "move_clusters",
+    "neighbour_clusters",
+    "open_cluster_members",
     "reopen_clusters",
     "retire_empty",
     "retire_run_clusters",
@@ -42,6 +47,7 @@ __all__ = [
     "set_face_clusters",
     "unassigned_clusters",
     "unassigned_faces",
+    "unassigned_faces_new",
     "unassigned_members",
 ]
 
@@ -74,6 +80,82 @@ def unassigned_faces(catalog: Catalog, space: str, *, min_quality: float, limit:
     params.append(limit)
     rows = catalog.query(sql, params)
     return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64))
+
+
+def unassigned_faces_new(catalog: Catalog, space: str, *, min_quality: float, limit: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`unassigned_faces`, only the faces no clustering has seen yet
+    (``faces.clustered`` false): what an incremental clustering places."""
+    where, params = _unassigned(space, ">=", min_quality, None)
+    rows = catalog.query("SELECT f.face_id, f.asset_id FROM faces f JOIN assets a USING "
+                         f"(asset_id) WHERE {where} AND NOT f.clustered "
+                         "ORDER BY f.quality DESC, f.face_id LIMIT ?", [*params, limit])
+    return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64))
+
+
+def mark_clustered(con: duckdb.DuckDBPyConnection, face_ids: np.ndarray) -> None:
+    """Record that a clustering pass has seen ``face_ids`` (in a cluster or noise)."""
+    with temp_table(con, "_fl_seen", face_id=pa.array(face_ids, pa.int64())):
+        con.execute("UPDATE faces SET clustered = true WHERE face_id IN "
+                    "(SELECT face_id FROM _fl_seen)")
+
+
+def last_clustering(catalog: Catalog, space: str) -> tuple[str, dict[str, Any]] | None:
+    """``(algorithm, params)`` of the newest cluster of ``space`` not made by a split (None:
+    never clustered): an incremental pass must use what the clusters it extends were found
+    with."""
+    rows = catalog.query("SELECT algorithm, params FROM clusters WHERE space=? AND "
+                         "json_extract(params, '$.split_of') IS NULL ORDER BY "
+                         "created_at DESC, cluster_id LIMIT 1", [space])
+    if not rows:
+        return None
+    return str(rows[0][0]), json.loads(rows[0][1]) if rows[0][1] else {}
+
+
+@dataclass(frozen=True)
+class NeighbourClusters:
+    """For faces (``face_ids``, request order): the open cluster each is in (None: none)
+    and whether a clustering has seen it (noise when seen and in no cluster)."""
+
+    face_ids: np.ndarray     # int64
+    cluster_ids: np.ndarray  # object: str or None
+    asset_ids: np.ndarray    # int64
+    seen: np.ndarray         # bool
+
+
+def neighbour_clusters(catalog: Catalog, space: str, face_ids: np.ndarray
+                       ) -> NeighbourClusters:
+    """Where the unassigned ones of ``face_ids`` are (active or skipped clusters of
+    ``space``); assigned faces and faces "not a face" are left out of the answer."""
+    with catalog.read() as con, temp_table(con, "_fl_nb", face_id=pa.array(
+            np.unique(face_ids), pa.int64())):
+        rows = con.execute(
+            "SELECT f.face_id, CASE WHEN c.status IN ('active', ?) AND c.space=? THEN "
+            "f.cluster_id END, f.asset_id, f.clustered FROM _fl_nb n JOIN faces f USING "
+            "(face_id) LEFT JOIN clusters c ON c.cluster_id = f.cluster_id WHERE "
+            f"f.person_id IS NULL AND f.assigned_by IS DISTINCT FROM '{NOT_A_FACE}' "
+            "ORDER BY f.face_id", [SKIPPED, space]).fetchall()
+    return NeighbourClusters(np.array([r[0] for r in rows], np.int64),
+                             np.array([r[1] for r in rows], dtype=object),
+                             np.array([r[2] for r in rows], np.int64),
+                             np.array([bool(r[3]) for r in rows], bool))
+
+
+def open_cluster_members(catalog: Catalog, cluster_ids: Sequence[str]
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
+    """The unassigned members of ``cluster_ids``: ``(face_ids, asset_ids, cluster_ids)`` by
+    cluster then face id, and each cluster's status."""
+    with catalog.read() as con, temp_table(con, "_fl_cl", cluster_id=pa.array(
+            list(cluster_ids), pa.string())):
+        rows = con.execute(
+            "SELECT f.face_id, f.asset_id, f.cluster_id FROM faces f WHERE f.cluster_id IN "
+            "(SELECT cluster_id FROM _fl_cl) AND f.person_id IS NULL ORDER BY "
+            "f.cluster_id, f.face_id").fetchall()
+        status = {r[0]: r[1] for r in con.execute(
+            "SELECT cluster_id, status FROM clusters WHERE cluster_id IN "
+            "(SELECT cluster_id FROM _fl_cl)").fetchall()}
+    return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64),
+            np.array([r[2] for r in rows], dtype=object), status)
 
 
 def unassigned_below(catalog: Catalog, space: str, *, min_quality: float,
@@ -178,8 +260,9 @@ def list_clusters(catalog: Catalog, space: str | None = None, *, status: str = "
 
 def retire_run_clusters(con: duckdb.DuckDBPyConnection, run_id: int) -> int:
     """Retire the active clusters ``run_id`` made, their faces leaving them; how many."""
-    con.execute("UPDATE faces SET cluster_id=NULL WHERE cluster_id IN (SELECT cluster_id "
-                "FROM clusters WHERE run_id=? AND status='active')", [run_id])
+    con.execute("UPDATE faces SET cluster_id=NULL, clustered=false WHERE cluster_id IN "
+                "(SELECT cluster_id FROM clusters WHERE run_id=? AND status='active')",
+                [run_id])
     return len(con.execute("UPDATE clusters SET status='retired' WHERE run_id=? AND "
                            "status='active' RETURNING cluster_id", [run_id]).fetchall())
 

@@ -278,9 +278,13 @@ def write_face_changes(con: duckdb.DuckDBPyConnection, changes: FaceChanges, *, 
             "CAST($action AS VARCHAR), CAST($group AS BIGINT) "
             "FROM _fl_chg c JOIN faces f USING (face_id) ORDER BY c.pos",
             {"src": source, "run": run_id, "action": action, "group": group_id})
+        # a face left without a person or an open cluster is new to clustering again
         con.execute("UPDATE faces SET person_id = c.new_person_id, assigned_by = "
                     "c.new_assigned_by, cluster_id = c.new_cluster_id, revision = "
-                    "faces.revision + 1 FROM _fl_chg c WHERE faces.face_id = c.face_id")
+                    "faces.revision + 1, clustered = faces.clustered AND (c.new_person_id "
+                    "IS NOT NULL OR EXISTS (SELECT 1 FROM clusters k WHERE k.cluster_id = "
+                    "c.new_cluster_id AND k.status IN ('active', 'skipped'))) "
+                    "FROM _fl_chg c WHERE faces.face_id = c.face_id")
         con.execute("INSERT INTO rejections (face_id, person_id, source) SELECT face_id, "
                     "rej_add, $s FROM _fl_chg WHERE rej_add IS NOT NULL ON CONFLICT DO NOTHING",
                     {"s": rejection_source})

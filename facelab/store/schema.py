@@ -272,6 +272,15 @@ CREATE TABLE vector_rewrites (
     generation BIGINT NOT NULL
 );
 """),
+    (5, "incremental clustering: which faces a clustering has seen", """
+-- true once a clustering pass has considered the face (it joined a cluster or stayed noise);
+-- `facelab cluster` then only places the faces not seen yet (new photos, an import, a name
+-- taken away). Faces already in a cluster were seen; noise faces are looked at once more.
+DROP INDEX faces_asset;
+ALTER TABLE faces ADD COLUMN clustered BOOLEAN NOT NULL DEFAULT false;
+UPDATE faces SET clustered = cluster_id IS NOT NULL;
+CREATE INDEX faces_asset ON faces(asset_id);
+"""),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -298,10 +298,11 @@ class LabelingApp(Panel):
         return self._run("find-more", work, undoable=True)
 
     def cluster_again(self) -> int:
-        """Cluster the unassigned faces again (ids of unchanged clusters are kept); returns
-        the run."""
+        """Cluster all the unassigned faces again, from scratch (ids of unchanged clusters
+        are kept; new photos are placed by every run without asking); returns the run."""
         def work(run_id: int) -> str:
-            r = cluster_unassigned(self.catalog, self.space, self.settings, run_id=run_id)
+            r = cluster_unassigned(self.catalog, self.space, self.settings, run_id=run_id,
+                                   full=True)
             return (f"{plural(r.clusters, 'cluster')} of {plural(r.clustered_faces, 'face')}"
                     f", {r.noise} without a cluster")
         return self._run("cluster", work, undoable=False)

@@ -1,0 +1,181 @@
+"""Incremental clustering: new faces join their people's clusters, the rest keep their ids."""
+
+import numpy as np
+import pytest
+
+from facelab.core.incremental import ClusterSums, attach
+from facelab.people import labeling, naming
+from facelab.people.clusters import cluster_unassigned, clusters, skip_cluster
+from facelab.people.history import undo_group
+from facelab.research.synth import make_space
+from facelab.settings import Settings
+from facelab.store.catalog import Catalog
+
+from .suggest_helpers import add_photos
+
+SPACE = "insightface/buffalo_l"
+LINK = {"threshold": 0.6, "pair_threshold": 0.45, "size_exponent": 0.7,
+        "max_separation": 0.7, "separation_noise": 1.0}
+
+
+def _membership(cat):
+    return dict(cat.query("SELECT face_id, cluster_id FROM faces WHERE cluster_id IS NOT NULL"))
+
+
+@pytest.fixture
+def grown(workspace):
+    """8 people clustered from 30 faces each; then 5 more faces of each arrive, and 6 faces
+    of two strangers (3 each)."""
+    cat = Catalog(workspace)
+    faces = make_space(SPACE, 10, faces_per_person=36, seed=3)
+    rank = np.zeros(faces.n, np.int64)  # each face's place among its person's faces
+    for person in range(10):
+        rank[faces.labels == person] = np.arange((faces.labels == person).sum())
+    first = (rank < 30) & (faces.labels < 8)
+    later = (rank >= 30) & (faces.labels < 8)
+    strangers = (faces.labels >= 8) & (rank < 3)
+    ids = add_photos(cat, SPACE, faces.embeddings[first], np.arange(first.sum()))
+    report = cluster_unassigned(cat, SPACE, Settings())
+    new_ids = add_photos(cat, SPACE, faces.embeddings[later | strangers],
+                         1000 + np.arange((later | strangers).sum()))
+    return cat, faces, ids, faces.labels[first], new_ids, faces.labels[later | strangers], report
+
+
+def test_first_clustering_is_full_then_new_faces_join_their_people(grown):
+    cat, _, ids, truth, new_ids, new_truth, first = grown
+    assert first.mode == "full" and first.why_full == "first clustering of this space"
+    assert first.clusters == 8
+    before = _membership(cat)
+    r = cluster_unassigned(cat, SPACE, Settings())
+    assert r.mode == "incremental" and r.faces == len(new_ids)
+    assert r.joined == (new_truth < 8).sum() and r.grown == 8  # each person's took theirs
+    after = _membership(cat)
+    for person in range(8):  # one cluster per person, holding the old and the new faces
+        got = {after.get(int(f)) for f in np.concatenate([ids[truth == person],
+                                                          new_ids[new_truth == person]])}
+        assert len(got) == 1 and None not in got
+    for stranger in (8, 9):  # three faces of a new person form a cluster of their own
+        got = {after.get(int(f)) for f in new_ids[new_truth == stranger]}
+        assert len(got) == 1 and None not in got
+        assert not got & set(before.values())
+    assert r.formed == 2 and r.noise == 0
+    # the grown clusters got new ids, the old ones are retired
+    assert {c["cluster_id"] for c in clusters(cat, SPACE)} == set(after.values())
+    old = set(before.values())
+    assert all(cat.scalar("SELECT status FROM clusters WHERE cluster_id=?", [c]) == "retired"
+               for c in old)
+
+
+def test_incremental_matches_a_full_clustering(grown):
+    cat, *_ = grown
+    cluster_unassigned(cat, SPACE, Settings())
+    inc = _membership(cat)
+    r = cluster_unassigned(cat, SPACE, Settings(), full=True)
+    assert r.mode == "full" and r.why_full == "asked for (--full)"
+    assert _membership(cat) == inc  # same members, so the same content-addressed ids
+    assert r.kept_ids == r.clusters == 10
+
+
+def test_unchanged_clusters_keep_their_ids_and_nothing_new_changes_nothing(grown):
+    cat, faces, ids, truth, *_ = grown
+    cluster_unassigned(cat, SPACE, Settings())
+    before = _membership(cat)
+    r = cluster_unassigned(cat, SPACE, Settings())
+    assert (r.mode, r.faces, r.clusters, r.retired) == ("incremental", 0, 0, 0)
+    assert _membership(cat) == before
+    # one more face of person 0 only: person 0's cluster changes id, the others keep theirs
+    extra = add_photos(cat, SPACE, faces.embeddings[faces.labels == 0][-1:] * 0.999, [5000])
+    r = cluster_unassigned(cat, SPACE, Settings())
+    assert (r.joined, r.grown, r.retired) == (1, 1, 1)
+    after = _membership(cat)
+    zero = ids[truth == 0]
+    assert after[int(extra[0])] == after[int(zero[0])] != before[int(zero[0])]
+    others = [int(f) for f in ids[truth != 0]]
+    assert all(after[f] == before[f] for f in others)
+
+
+def test_a_new_face_never_joins_a_cluster_holding_a_face_of_its_photo(workspace):
+    cat = Catalog(workspace)
+    faces = make_space(SPACE, 2, faces_per_person=12, seed=5)
+    late = int(np.flatnonzero(faces.labels == 1)[-1])  # person 1's last face comes later
+    early = np.arange(faces.n) != late
+    ids = add_photos(cat, SPACE, faces.embeddings[early], np.arange(early.sum()))
+    cluster_unassigned(cat, SPACE, Settings())
+    m = _membership(cat)
+    host = int(ids[faces.labels[early] == 1][0])  # ... in the photo of one of person 1's
+    with cat.write() as con:
+        con.execute("INSERT INTO faces (asset_id, space, x, y, w, h, det_score, quality, "
+                    "embedding) SELECT asset_id, space, x + 60, y, w, h, det_score, quality, "
+                    "? FROM faces WHERE face_id=?", [faces.embeddings[late].tolist(), host])
+        cat.bump_generation(con, SPACE)
+    r = cluster_unassigned(cat, SPACE, Settings())
+    assert r.faces == 1 and r.joined == 0 and r.noise == 1
+    assert _membership(cat) == m
+    # in a photo of its own it joins person 1 at once
+    add_photos(cat, SPACE, faces.embeddings[late:late + 1] * 1.001, [99])
+    assert cluster_unassigned(cat, SPACE, Settings()).joined == 1
+
+
+def test_human_decisions_hold_labeled_faces_stay_and_a_skipped_cluster_stays_skipped(grown):
+    cat, _, ids, truth, new_ids, new_truth, _ = grown
+    m = _membership(cat)
+    named = m[int(ids[truth == 0][0])]
+    labeling.label_cluster(cat, named, "Ada")
+    skipped = m[int(ids[truth == 1][0])]
+    skip_cluster(cat, skipped)
+    r = cluster_unassigned(cat, SPACE, Settings())
+    assert r.mode == "incremental"
+    people = dict(cat.query("SELECT face_id, person_id FROM faces WHERE person_id IS NOT "
+                            "NULL"))
+    assert {int(f) for f in ids[truth == 0]} <= set(people)  # Ada's faces untouched
+    after = _membership(cat)
+    one = after[int(new_ids[new_truth == 1][0])]
+    assert one == after[int(ids[truth == 1][0])] != skipped
+    assert cat.scalar("SELECT status FROM clusters WHERE cluster_id=?", [one]) == "skipped"
+    assert one not in {c["cluster_id"] for c in clusters(cat, SPACE)}
+
+
+def test_a_face_whose_name_is_taken_away_is_placed_again(grown):
+    cat, _, ids, truth, *_ = grown
+    cluster_unassigned(cat, SPACE, Settings())
+    cid = _membership(cat)[int(ids[truth == 2][0])]
+    labeling.label_cluster(cat, cid, "Bo")
+    face = int(ids[truth == 2][0])
+    naming.unassign_faces(cat, [face])
+    assert not cat.scalar("SELECT clustered FROM faces WHERE face_id=?", [face])
+    r = cluster_unassigned(cat, SPACE, Settings())
+    assert r.mode == "incremental" and r.faces == 1
+    assert cat.scalar("SELECT clustered FROM faces WHERE face_id=?", [face])
+
+
+def test_undoing_a_name_returns_the_face_to_its_open_cluster_without_replacing(grown):
+    cat, _, ids, truth, *_ = grown
+    cluster_unassigned(cat, SPACE, Settings())
+    face = int(ids[truth == 3][0])
+    cid = _membership(cat)[face]
+    naming.assign_faces(cat, [face], naming.create_person(cat, "Cy"), source="user")
+    undo_group(cat, int(cat.scalar("SELECT max(group_id) FROM events")))
+    assert _membership(cat)[face] == cid
+    assert cluster_unassigned(cat, SPACE, Settings()).faces == 0
+
+
+def test_parameters_that_differ_force_a_full_clustering(grown):
+    cat, *_ = grown
+    r = cluster_unassigned(cat, SPACE, Settings(), min_cluster_size=3)
+    assert r.mode == "full" and "parameters" in r.why_full and "differ" in r.why_full
+
+
+def test_attach_places_nearest_pairs_first_and_grows_sums():
+    rng = np.random.default_rng(0)
+    a, b = np.eye(8, dtype=np.float32)[0], np.eye(8, dtype=np.float32)[1]
+    members = np.stack([a + 0.3 * rng.normal(size=8) * 0.1 for _ in range(4)]
+                       + [b + 0.3 * rng.normal(size=8) * 0.1 for _ in range(4)])
+    sums = ClusterSums(members, np.repeat([0, 1], 4), np.arange(8))
+    q = np.stack([a, b, a + b, -a])
+    out = attach(q, [[0, 1]] * 4, sums, photos=np.array([10, 11, 12, 13]), **LINK)
+    assert out.tolist()[:2] == [0, 1]
+    assert out[3] == -1  # the opposite face joins nothing
+    assert sums.sizes.tolist()[:2] == [5 + (out[2] == 0), 5 + (out[2] == 1)]
+    # a face whose photo is already in the cluster stays out
+    sums2 = ClusterSums(members, np.repeat([0, 1], 4), np.arange(8))
+    assert attach(q[:1], [[0]], sums2, photos=np.array([0]), **LINK).tolist() == [-1]
