@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +245,34 @@ class Catalog:
         return table.column("face_id").to_numpy().astype(np.int64, copy=False)
 
 
+#: Rows per batch when vectors are streamed out of DuckDB (32 MiB of 512-d float32).
+_VECTOR_BATCH = 16_384
+
+
+def _stream_vectors(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any],
+                    dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(face_id, vector)`` rows of ``query`` by face id, with one copy of the vectors in
+    memory: the ids are read first, then the vectors stream in batches straight into their
+    rows. Sorting the rows in DuckDB and converting the whole Arrow result would hold the
+    vectors three times over (4 GB each at a million 512-d faces)."""
+    ids = np.sort(con.sql(f"SELECT face_id FROM ({query})", params=params).fetchnumpy()[
+        "face_id"].astype(np.int64, copy=False))
+    out = np.empty((ids.size, dim), np.float32)
+    seen = 0
+    reader = con.sql(query, params=params).fetch_record_batch(_VECTOR_BATCH)
+    for batch in reader:
+        got = batch.column(0).to_numpy().astype(np.int64, copy=False)
+        flat = np.asarray(batch.column(1).flatten(), dtype=np.float32)
+        if flat.size != got.size * dim:
+            raise DimensionMismatch(f"vectors of faces {got[:3].tolist()}... are not all "
+                                    f"{dim}-d")
+        out[np.searchsorted(ids, got)] = flat.reshape(got.size, dim)
+        seen += got.size
+    if seen != ids.size:
+        raise CatalogError("face vectors changed while they were read; retry")
+    return ids, out
+
+
 def table_vectors(table: pa.Table, id_col: str, vec_col: str, dim: int
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Split an Arrow table of (id, list<float>) into NumPy ids and an (n, dim) matrix."""
@@ -284,6 +312,33 @@ def temp_table(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | None
         con.unregister(name)
 
 
+@contextmanager
+def limited_memory(con: duckdb.DuckDBPyConnection, limit: str = "256MB") -> Iterator[None]:
+    """DuckDB's ``memory_limit`` set to ``limit`` for the ``with`` block, then restored.
+
+    For bulk work on a file of any size (``facelab import`` / ``export``): DuckDB otherwise
+    keeps what a transaction appends, and every block a scan read, in memory up to 80 % of
+    the machine's; under the limit it writes them out (to the database file, or its
+    ``.tmp`` folder before the commit) instead. The setting is the database's, so enter it
+    around ``write()`` for the commit to run under it too.
+    """
+    old = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    try:
+        con.execute(f"SET memory_limit='{limit}'")
+    except duckdb.Error:  # more than that is held (pinned) already: work as before
+        yield
+        return
+    try:
+        yield
+    finally:  # the default exactly; else the value shown, which is cut to its last digit
+        con.execute("RESET memory_limit")
+        if con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] != old:
+            number, _, unit = old.partition(" ")
+            digits = len(number.partition(".")[2])
+            with suppress(ValueError, duckdb.Error):  # a text not read back: the default stays
+                con.execute(f"SET memory_limit='{float(number) + 0.5 * 10 ** -digits}{unit}'")
+
+
 def space_dim(con: duckdb.DuckDBPyConnection, space: str) -> int | None:
     """The vector dimension of ``space``; None when the space does not exist."""
     rows = con.execute("SELECT dim FROM spaces WHERE space=?", [space]).fetchall()
@@ -307,15 +362,13 @@ def face_vectors(con: duckdb.DuckDBPyConnection, space: str,
     if dim is None:
         ids, vecs = np.empty(0, np.int64), np.empty((0, 0), np.float32)
     elif face_ids is None:
-        table = con.sql("SELECT face_id, vector FROM face_vectors WHERE space=$s "
-                        "ORDER BY face_id", params={"s": space}).to_arrow_table()
-        ids, vecs = table_vectors(table, "face_id", "vector", dim)
+        ids, vecs = _stream_vectors(con, "SELECT face_id, vector FROM face_vectors WHERE "
+                                    "space=$s", {"s": space}, dim)
     else:
         with temp_table(con, "_fl_wanted", face_id=np.asarray(face_ids, np.int64)):
-            table = con.sql("SELECT v.face_id, v.vector FROM face_vectors v JOIN _fl_wanted "
-                            "USING (face_id) WHERE v.space=$s ORDER BY v.face_id",
-                            params={"s": space}).to_arrow_table()
-        ids, vecs = table_vectors(table, "face_id", "vector", dim)
+            ids, vecs = _stream_vectors(con, "SELECT v.face_id, v.vector FROM face_vectors v "
+                                        "JOIN _fl_wanted USING (face_id) WHERE v.space=$s",
+                                        {"s": space}, dim)
     if require_all and face_ids is not None and not np.array_equal(ids, face_ids):
         raise CatalogError("face vectors changed while they were read; retry")
     return ids, vecs
