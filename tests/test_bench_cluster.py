@@ -45,3 +45,29 @@ def test_bench_index_compares_three_ways_to_build(tmp_path):
     if ("lfw-dev dlib", "facelab") in rows:  # and on real faces it leaves none
         assert rows["lfw-dev dlib", "facelab"]["unreachable_max"] == 0
     assert (tmp_path / "index-latest.json").exists() and (tmp_path / "index-latest.png").exists()
+
+
+def test_bench_scale_runs_a_library_through_the_cli_and_places_new_faces(tmp_path):
+    from facelab.research.bench_scale import NEW_FACES, bench_scale
+
+    out = tmp_path / "bench"
+    result = bench_scale(sizes=(3_000,), knn_size=3_000, methods=("ivf",),
+                         out=out, scratch=tmp_path)
+    assert result["summary"]["errors"] == []
+    knn = {k["method"]: k for k in result["knn"]}
+    assert knn["ivf"]["recall_close"] > 0.95 and knn["ivf"]["bcubed_f"] > 0.95
+    assert result["summary"]["knn_time_over_ivf"]["ivf"] == 1.0
+    (run,) = result["runs"]
+    steps = run["steps"]
+    assert [s for s in steps] == ["import", "cluster_cold", "import_new",
+                                  "cluster_incremental_exact", "index_build", "import_new2",
+                                  "cluster_incremental", "cluster_full"]
+    assert all(s.get("exit", 0) == 0 and s["rss_peak_mib"] > 0 for s in steps.values())
+    assert steps["index_build"]["size"] == 3_000 + NEW_FACES
+    placed = run["placement"]
+    assert placed["new_faces_with_a_cluster_of_their_person"] > NEW_FACES
+    assert placed["placed_in_their_persons_cluster"] > 0.98
+    assert placed["ari_incremental_vs_full"] > 0.95
+    assert run["incremental_over_cold"] > 0 and run["incremental_exact_over_cold"] > 0
+    assert (out / "scale-latest.png").stat().st_size > 10_000
+    assert json.loads((out / "scale-latest.json").read_text())["runs"][0]["n"] == 3_000

@@ -10,6 +10,7 @@ from facelab.people.history import undo_group
 from facelab.research.synth import make_space
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
+from facelab.store.vectors import VectorIndex
 
 from .suggest_helpers import add_photos
 
@@ -64,6 +65,25 @@ def test_first_clustering_is_full_then_new_faces_join_their_people(grown):
     old = set(before.values())
     assert all(cat.scalar("SELECT status FROM clusters WHERE cluster_id=?", [c]) == "retired"
                for c in old)
+
+
+def test_the_saved_index_finds_the_same_neighbours_as_the_exact_search(workspace):
+    placed = {}
+    for how in ("exact", "index"):
+        cat = Catalog(workspace / how)
+        faces = make_space(SPACE, 6, faces_per_person=20, seed=8)
+        late = np.arange(faces.n) % 5 == 0
+        add_photos(cat, SPACE, faces.embeddings[~late], np.arange((~late).sum()))
+        cluster_unassigned(cat, SPACE, Settings())
+        if how == "index":
+            VectorIndex.open(cat, SPACE)  # built and saved, as every run does
+        new = add_photos(cat, SPACE, faces.embeddings[late], 500 + np.arange(late.sum()))
+        r = cluster_unassigned(cat, SPACE, Settings())
+        assert (r.mode, r.search) == ("incremental", how)
+        m = _membership(cat)
+        placed[how] = [m.get(int(f)) for f in new]
+        assert r.joined == late.sum()
+    assert placed["exact"] == placed["index"]
 
 
 def test_incremental_matches_a_full_clustering(grown):

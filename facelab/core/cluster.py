@@ -86,7 +86,11 @@ def _centroid_distance(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
                            shape=(ids.size, x.shape[0]))
     cent = np.asarray(onehot @ x)
     cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
-    out[inside] = 1.0 - np.einsum("ij,ij->i", x[inside], cent[inv])
+    rows = np.flatnonzero(inside)
+    step = 65_536  # rows at a time: never a second copy of every vector
+    for lo in range(0, rows.size, step):
+        r = rows[lo:lo + step]
+        out[r] = 1.0 - np.einsum("ij,ij->i", x[r], cent[inv[lo:lo + step]])
     return out
 
 

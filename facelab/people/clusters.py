@@ -36,18 +36,23 @@ from facelab.core.incremental import ClusterSums, attach
 from facelab.core.linalg import unit
 from facelab.errors import FacelabError
 from facelab.people.assign import assign
+from facelab.people.search import exact_top_k
 from facelab.settings import Settings
 from facelab.store import clusters as stored
 from facelab.store import events
 from facelab.store import persons as person_store
 from facelab.store.catalog import Catalog
 from facelab.store.persons import FaceChanges
-from facelab.store.vectors import VectorIndex
+from facelab.store.vectors import saved_view
 
 #: An incremental pass places the new faces when they are at most this share of the faces to
 #: cluster; above it (a first import into a small library) clustering everything costs about
 #: the same and sees all the structure at once.
 INCREMENTAL_MAX_SHARE = 0.5
+#: An incremental pass searches the saved vector index when it covers at least this share of
+#: the space's faces, else the unassigned faces exactly, this many at a time.
+INDEX_MIN_SHARE = 0.5
+EXACT_CHUNK = 50_000
 #: Neighbours an incremental pass asks the vector index for, per new face, as a multiple of
 #: the graph's k: assigned faces among them are dropped, the rest say which clusters and
 #: which unclustered faces are within reach.
@@ -79,13 +84,14 @@ class ClusterReport:
     joined: int = 0           # incremental: new faces that joined an existing cluster
     grown: int = 0            # incremental: existing clusters that gained faces (new ids)
     formed: int = 0           # incremental: clusters formed among new and noise faces
+    search: str = ""          # incremental: how neighbours were found (index | exact)
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("space", "run_id", "method", "params", "faces",
                                             "clusters", "clustered_faces", "noise", "kept_ids",
                                             "new_ids", "retired", "min_quality",
                                             "left_out", "mode", "why_full", "joined", "grown",
-                                            "formed")}
+                                            "formed", "search")}
         d["seconds"] = round(self.seconds, 2)
         d["largest"] = sorted(self.sizes, reverse=True)[:10]
         return d
@@ -232,9 +238,9 @@ def cluster_new(catalog: Catalog, space: str, settings: Settings | None = None, 
     _, vecs = catalog.vectors(space, face_ids)
     reach = max(float(params.get("distance_threshold") or 0.5),
                 float(params.get("pair_threshold") or 0.0))
-    vindex, _ = VectorIndex.open(catalog, space)
     k = int(params.get("k", 30))
-    nbr, sims = vindex.search(vecs, k * INCREMENTAL_SEARCH + 1)
+    nbr, sims, report.search = _neighbours(catalog, space, face_ids, vecs,
+                                           k * INCREMENTAL_SEARCH)
     near = (nbr >= 0) & (1.0 - sims <= reach) & (nbr != face_ids[:, None])
     where = stored.neighbour_clusters(catalog, space, nbr[near])
     pos = {int(f): i for i, f in enumerate(where.face_ids.tolist())}
@@ -287,6 +293,51 @@ def cluster_new(catalog: Catalog, space: str, settings: Settings | None = None, 
                params=_record(params, settings, space), run_id=run_id)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _neighbours(catalog: Catalog, space: str, face_ids: np.ndarray, vecs: np.ndarray,
+                k: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """The ``k`` nearest faces of each new face among the faces already there, and its
+    nearest among the new faces themselves (exactly): ``(ids, similarities, how)``.
+
+    The faces already there are searched in the space's saved vector index, memory-mapped
+    as it is (``how`` "index"): new faces are found among themselves, so it needs no
+    catch-up. Without a saved index covering at least :data:`INDEX_MIN_SHARE` of the space
+    (a library imported and clustered, never indexed), the unassigned faces are searched
+    exactly, in chunks (``how`` "exact"): seconds at 300 000 faces, where building the
+    index would take minutes.
+    """
+    own_ids, own_sims = exact_top_k(vecs, face_ids, vecs, min(k + 1, len(face_ids)))
+    view = saved_view(catalog, space)
+    if view is not None and len(view) >= INDEX_MIN_SHARE * len(catalog.face_ids(space)):
+        found = view.search(vecs, k, log=False)
+        keys = np.asarray(found.keys, np.int64).reshape(len(vecs), -1)
+        dist = np.asarray(found.distances, np.float32).reshape(len(vecs), -1)
+        valid = np.arange(keys.shape[1]) < np.asarray(found.counts).reshape(-1, 1)
+        ids = np.where(valid, keys, -1)
+        sims = np.where(valid, 1.0 - dist, -np.inf).astype(np.float32)
+        how = "index"
+    else:
+        others, _ = stored.unassigned_faces(catalog, space, min_quality=-math.inf,
+                                            limit=2**62)
+        others = np.setdiff1d(others, face_ids)
+        ids = np.full((len(vecs), 0), -1, np.int64)
+        sims = np.full((len(vecs), 0), -np.inf, np.float32)
+        for lo in range(0, others.size, EXACT_CHUNK):
+            chunk, cvecs = catalog.vectors(space, others[lo:lo + EXACT_CHUNK])
+            got_ids, got_sims = exact_top_k(vecs, chunk, cvecs, k)
+            ids, sims = _best(np.hstack([ids, got_ids]), np.hstack([sims, got_sims]), k)
+        how = "exact"
+    ids, sims = np.hstack([ids, own_ids]), np.hstack([sims, own_sims])
+    return ids, sims, how
+
+
+def _best(ids: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most similar entries of each row."""
+    if ids.shape[1] <= k:
+        return ids, sims
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(ids, top, 1), np.take_along_axis(sims, top, 1)
 
 
 def _store_new(catalog: Catalog, space: str, report: ClusterReport, *, face_ids: np.ndarray,
@@ -357,8 +408,7 @@ def _store(catalog: Catalog, space: str, face_ids: np.ndarray, labels: np.ndarra
         existing = stored.cluster_status(con, list(new_clusters))
         report.kept_ids = sum(1 for c in new_clusters if existing.get(c) == "active")
         report.new_ids = len(new_clusters) - report.kept_ids
-        stored.set_face_clusters(con, face_ids, list(ids))
-        stored.mark_clustered(con, face_ids)
+        stored.set_face_clusters(con, face_ids, list(ids), seen=True)
         stored.insert_clusters(con, space, {c: n for c, n in new_clusters.items()
                                             if c not in existing},
                                algorithm=method, params=params, run_id=run_id)

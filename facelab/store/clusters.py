@@ -207,11 +207,13 @@ def cluster_status(con: duckdb.DuckDBPyConnection, cluster_ids: Sequence[str]
 
 
 def set_face_clusters(con: duckdb.DuckDBPyConnection, face_ids: np.ndarray,
-                      cluster_ids: Sequence[str | None]) -> None:
-    """Set the cluster id of each of ``face_ids`` (None: noise, no cluster)."""
+                      cluster_ids: Sequence[str | None], *, seen: bool = False) -> None:
+    """Set the cluster id of each of ``face_ids`` (None: noise, no cluster); ``seen`` also
+    records that a clustering has seen them (:func:`mark_clustered`), in the same pass."""
     with temp_table(con, "assignments", face_id=pa.array(face_ids, pa.int64()),
                     cluster_id=pa.array(list(cluster_ids), pa.string())):
-        con.execute("UPDATE faces SET cluster_id = a.cluster_id FROM assignments a "
+        con.execute("UPDATE faces SET cluster_id = a.cluster_id"
+                    + (", clustered = true" if seen else "") + " FROM assignments a "
                     "WHERE faces.face_id = a.face_id")
 
 
