@@ -163,6 +163,25 @@ def loaded_images(items: list[tuple[int, str]], settings: Settings, threads: int
             yield asset_id, path, result, waited
 
 
+def start_detect(catalog: Catalog, model: FaceModel, *, run_id: int | None, limit: int | None,
+                 redetect: bool) -> tuple[list[tuple[int, str]], DetectReport]:
+    """The photos a detection pass takes, ``(asset_id, path)`` each, and its report, begun:
+    the model's space exists, photos detected with other settings or weights are counted
+    (``stale``; ``redetect`` takes them instead), the run's detect phase is running. Shared
+    by the local pass and Ray's (:mod:`facelab.library.ray_engine`)."""
+    space = model.space
+    with catalog.write() as con:
+        catalog.ensure_space(con, space, model.dim, kind="detector", model=model.version)
+    items = pending_assets(catalog, space, limit, version=model.version if redetect else None)
+    report = DetectReport(space, pending=len(items))
+    if not redetect:
+        report.stale = sum(n for v, n in detection_versions(catalog, space).items()
+                           if v != model.version)
+    if run_id is not None:
+        set_phase(catalog, run_id, "detect", "running", total=len(items))
+    return items, report
+
+
 def detect(catalog: Catalog, model: FaceModel, *, settings: Settings | None = None,
            run_id: int | None = None, limit: int | None = None, progress: bool = True,
            loader_threads: int | None = None, redetect: bool = False) -> DetectReport:
@@ -176,15 +195,8 @@ def detect(catalog: Catalog, model: FaceModel, *, settings: Settings | None = No
     settings = settings or Settings.from_env()
     threads = settings.loader_threads if loader_threads is None else loader_threads
     space = model.space
-    with catalog.write() as con:
-        catalog.ensure_space(con, space, model.dim, kind="detector", model=model.version)
-    items = pending_assets(catalog, space, limit, version=model.version if redetect else None)
-    report = DetectReport(space, pending=len(items))
-    if not redetect:
-        report.stale = sum(n for v, n in detection_versions(catalog, space).items()
-                           if v != model.version)
-    if run_id is not None:
-        set_phase(catalog, run_id, "detect", "running", total=len(items))
+    items, report = start_detect(catalog, model, run_id=run_id, limit=limit,
+                                 redetect=redetect)
     bar = tqdm(total=len(items), desc=f"detect [{space}]", unit="img", disable=not progress,
                dynamic_ncols=True, smoothing=0.1)
     t_start = time.perf_counter()

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from facelab.errors import ConfigError, ModelError
-from facelab.library.detect import DetectReport, detect_batch, loaded_images
+from facelab.library.detect import DetectReport, detect_batch, loaded_images, start_detect
 from facelab.library.models import load_single_model
 from facelab.library.models.base import FaceModel
 from facelab.library.shards import (
@@ -59,7 +59,7 @@ from facelab.library.shards import (
 )
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
-from facelab.store.library import detection_versions, pending_assets
+from facelab.store.library import pending_assets
 from facelab.store.runs import set_phase
 
 INSTALL = "pip install 'facelab[ray]'"
@@ -181,16 +181,9 @@ def ray_detect(catalog: Catalog, model: FaceModel, *, settings: Settings,
     """
     ray = require_ray()
     space = model.space
-    with catalog.write() as con:
-        catalog.ensure_space(con, space, model.dim, kind="detector", model=model.version)
+    items, report = start_detect(catalog, model, run_id=run_id, limit=limit,
+                                 redetect=redetect)
     version = model.version if redetect else None
-    items = pending_assets(catalog, space, limit, version=version)
-    report = DetectReport(space, pending=len(items))
-    if not redetect:
-        report.stale = sum(n for v, n in detection_versions(catalog, space).items()
-                           if v != model.version)
-    if run_id is not None:
-        set_phase(catalog, run_id, "detect", "running", total=len(items))
     iou = settings.redetect_iou if redetect else None
     bar = tqdm(total=len(items), desc=f"detect [{space}] ray", unit="img",
                disable=not progress, dynamic_ncols=True, smoothing=0.1)

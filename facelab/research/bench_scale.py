@@ -44,7 +44,7 @@ from facelab.store.catalog import Catalog
 from facelab.store.clusters import unassigned_clusters
 from facelab.store.faces import space_faces
 
-__all__ = ["bench_scale", "knn_worker"]
+__all__ = ["bench_scale", "knn_worker", "peak_rss_mib"]
 
 #: Sizes of the end-to-end runs (the issue's targets: 300 000 faces in 30 s and 2 GiB, a
 #: million in 2 minutes and 4 GiB) and of the kNN comparison.
@@ -57,6 +57,22 @@ RECALL_QUERIES = 2_000
 
 
 def _maxrss_mib() -> float:
+    """This process's peak resident memory since it started its program: ``VmHWM``, not
+    ``ru_maxrss``, which a child started by fork + exec inherits from its parent (the bench
+    holding a million faces would show as every child's peak)."""
+    return peak_rss_mib()
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process image in MiB (Linux ``VmHWM``; elsewhere the
+    resource module's maximum)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -72,16 +88,21 @@ def knn_worker(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     nbrs, dists = knn_graph(x, int(params.get("k", 30)), exact=False, method=method)
     seconds = time.perf_counter() - t0
+    rss = _maxrss_mib()
     rng = np.random.default_rng(1)
     qs = rng.choice(n, size=min(RECALL_QUERIES, n), replace=False)
-    sims = x[qs] @ x.T
-    sims[np.arange(qs.size), qs] = -np.inf
     k = nbrs.shape[1]
-    exact = np.argsort(-sims, axis=1)[:, :k]
-    close = np.take_along_axis(sims, exact, 1) >= 1.0 - float(params["distance_threshold"])
+    exact = np.empty((qs.size, k), np.int64)
+    close = np.empty((qs.size, k), bool)
+    for lo in range(0, qs.size, 200):  # exact neighbours of the sampled faces, in chunks
+        sims = x[qs[lo:lo + 200]] @ x.T
+        sims[np.arange(sims.shape[0]), qs[lo:lo + 200]] = -np.inf
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        exact[lo:lo + 200] = top
+        close[lo:lo + 200] = (np.take_along_axis(sims, top, 1)
+                              >= 1.0 - float(params["distance_threshold"]))
     del sims
     hit = np.array([np.isin(e, nbrs[q]) for q, e in zip(qs, exact, strict=True)])
-    rss = _maxrss_mib()
     del nbrs, dists
     model = FaceClusterer(**{**params, "knn_method": method, "exact": False}).fit(x)
     report = clustering_report(truth, model.labels_)
@@ -111,24 +132,24 @@ def _in_process(code: str, args: list[str], timeout_s: float) -> dict[str, Any]:
 
 
 _CLI = """
-import json, resource, sys, time
+import json, sys, time
 from facelab.cli import main
+from facelab.research.bench_scale import peak_rss_mib
 t0 = time.perf_counter()
 code = main(sys.argv[1:])
 print("@@" + json.dumps({"exit": code, "seconds": round(time.perf_counter() - t0, 2),
-      "rss_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+      "rss_peak_mib": round(peak_rss_mib(), 1)}))
 """
 
 _INDEX = """
-import json, resource, sys, time
+import json, sys, time
+from facelab.research.bench_scale import peak_rss_mib
 from facelab.store.catalog import Catalog
-from facelab.store.clusters import unassigned_clusters
-from facelab.store.faces import space_faces
 from facelab.store.vectors import VectorIndex
 t0 = time.perf_counter()
 _, report = VectorIndex.open(Catalog(sys.argv[1]), sys.argv[2])
 print("@@" + json.dumps({"seconds": round(time.perf_counter() - t0, 2), "size": report.size,
-      "rss_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+      "rss_peak_mib": round(peak_rss_mib(), 1)}))
 """
 
 _KNN = """
