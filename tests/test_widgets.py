@@ -9,11 +9,9 @@ known to the pixel.
 from __future__ import annotations
 
 import io
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,6 +36,7 @@ from facelab.widgets import (
 from facelab.widgets.thumbs import FaceBox, crop_square, decode_side
 
 from .conftest import LFW, lfw_or_skip
+from .people_helpers import workspace_copy
 
 SPACE = "dlib/synth"
 
@@ -113,15 +112,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def catalog(template: Path, tmp_path: Path) -> Iterator[Catalog]:
     """A fresh copy of the clustered synthetic workspace."""
-    folder = tmp_path / "ws"
-    folder.mkdir()
-    shutil.copy2(template / "facelab.duckdb", folder / "facelab.duckdb")
-    cat = Catalog(folder)
-    # hold the database open so facelab's short connections attach in ~1 ms (see
-    # test_suggest.py); nothing else touches this file
-    keep = duckdb.connect(str(cat.path))
-    yield cat
-    keep.close()
+    yield from workspace_copy(template, tmp_path)
 
 
 def person_of(catalog: Catalog, face_ids: list[int]) -> dict[int, int | None]:

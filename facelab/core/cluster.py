@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -46,6 +48,7 @@ __all__ = [
     "FaceClusterer",
     "cluster_faces",
     "cluster_id",
+    "label_members",
     "split_cluster",
 ]
 
@@ -373,6 +376,22 @@ def split_cluster(X: np.ndarray, *, groups: np.ndarray | None = None,
     if tighten < 1.0:
         params["min_cluster_size"] = max(2, int(params["min_cluster_size"]) // 2)
     return FaceClusterer(**params).fit(X, groups=groups).labels_
+
+
+def label_members(labels: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(label, positions)`` of every label >= 0, ascending, in one sort: O(n log n).
+
+    A mask per label (``labels == lab`` in a loop) costs O(n x clusters): at 300 000 faces
+    in 22 000 clusters that is 6.6 billion comparisons, longer than the clustering."""
+    labels = np.asarray(labels)
+    pos = np.flatnonzero(labels >= 0)
+    if pos.size == 0:
+        return
+    pos = pos[np.argsort(labels[pos], kind="stable")]
+    lab = labels[pos]
+    cuts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1], True])
+    for lo, hi in pairwise(cuts.tolist()):
+        yield int(lab[lo]), pos[lo:hi]
 
 
 def cluster_id(member_face_ids: np.ndarray) -> str:

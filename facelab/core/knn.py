@@ -16,20 +16,39 @@ cores. Its cost is the number of comparisons times the dimension, and it spends 
    to the face's heap of its ``k`` best, so comparisons are never sorted or stored (sorting
    them, as this module once did, cost three times the products).
 
-Searching in a reduced space (PCA to 128 or 256 dimensions, more candidates re-measured
-exactly) was tried and dropped: on 100 000 synthetic ArcFace faces it lost recall (0.92-0.94
-of the close neighbours against 0.98) and, with the re-measuring, saved no time.
-``facelab bench cluster`` measures it against usearch and FAISS at equal recall.
+Both steps run on all of numba's threads, each thread with single-threaded BLAS and its own
+share of the faces (:func:`_in_threads`): one multi-threaded product at a time followed by a
+compiled scan left the cores waiting on each other. At 300 000 faces the search takes 20 s
+where it took 34 s; it is now bound by the products themselves.
+
+Tried and dropped, because they lost quality or saved nothing (``docs/scale.md``):
+
+- searching in a reduced space (PCA to 128 or 256 dimensions, more candidates re-measured
+  exactly): 0.92-0.94 of the close neighbours against 0.98, no time saved;
+- a coarse layer over the cells (the nearest cells looked for in the nearest groups of
+  cells): a synthetic face's 2nd to 8th nearest cells lie all over the groups, so it was
+  slower than comparing every cell (3.3 s against 2.8 s at 300 000 faces); training the
+  cells within groups lost recall (0.93 of the close neighbours);
+- splitting crowded cells (a person with a thousand photos fills one, and such a cell is
+  met by more queries too): 2 192 comparisons per face instead of 3 875 would be the ideal,
+  but BCubed F fell from 0.985 to 0.982 at 300 000 faces;
+- fewer probes (6: F 0.980), a smaller sample (32 per cell: F 0.983).
+
+``facelab bench cluster`` measures the inverted file against usearch and FAISS at equal
+recall.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numba
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from facelab.core.checks import as_matrix, check_choice, check_int
 from facelab.errors import ConfigError
@@ -45,8 +64,7 @@ EXACT_MAX = 10_000
 _BLOCK_FLOATS = 1 << 22
 #: Inverted-file search (``method="ivf"``): cells = this x sqrt(n); each face is compared with
 #: the members of its IVF_PROBES nearest cells; centres from IVF_ITERATIONS k-means rounds on
-#: IVF_SAMPLE_PER_CELL faces per cell; comparisons in IVF_REDUCED_DIM dimensions (vectors of
-#: at most 1.5 times that are searched as they are).
+#: IVF_SAMPLE_PER_CELL faces per cell.
 IVF_CELLS_PER_SQRT = 2.0
 IVF_PROBES = 8
 IVF_ITERATIONS = 6
@@ -60,13 +78,21 @@ KNN_METHODS = ("ivf", "usearch", "faiss")
 
 def as_unit_rows(vectors: Any, name: str = "X") -> np.ndarray:
     """``vectors`` as float32 unit rows (cosine = dot product); all-zero rows are refused."""
-    x = as_matrix(vectors, name)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if (norms <= 0).any():
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] < 1:
+        as_matrix(x, name)  # raises, naming the shape
+    # squared norms a block at a time: no n x d temporary, and a NaN or an infinity
+    # anywhere shows in its row's norm (checking every entry first cost as much again)
+    sq = np.concatenate([np.einsum("ij,ij->i", x[lo:lo + 65_536], x[lo:lo + 65_536])
+                         for lo in range(0, x.shape[0], 65_536)] or [np.empty(0, np.float32)])
+    if not np.isfinite(sq).all():
+        x = as_matrix(x, name)  # raises on NaN or infinity; else float32 overflowed
+        sq = np.square(np.linalg.norm(x.astype(np.float64), axis=1))
+    if (sq <= 0).any():
         raise ConfigError(f"{name} holds all-zero rows, which have no direction")
-    if np.abs(norms - 1.0).max(initial=0.0) < 1e-5:
+    if np.abs(sq - 1.0).max(initial=0.0) < 2e-5:
         return x  # already unit rows: no copy (1 M x 512 faces are 2 GB)
-    return x / norms
+    return (x / np.sqrt(sq)[:, None]).astype(np.float32, copy=False)
 
 
 def knn_graph(vectors: np.ndarray, k: int, *, exact: bool | None = None,
@@ -215,35 +241,101 @@ def _heap_replace(vals: np.ndarray, idx: np.ndarray, s: float, j: int
     idx[pos] = j
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _scan(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, best_s: np.ndarray,
           best_i: np.ndarray) -> None:  # pragma: no cover - compiled
     """Offer ``sims[r, c]`` (query ``rows[r]``, candidate ``cols[c]``) to each query's heap
-    of its best similarities; a query is never its own neighbour. Rows are distinct."""
-    for r in numba.prange(sims.shape[0]):
+    of its best similarities; a query is never its own neighbour. Rows are distinct.
+
+    Serial on purpose: run after a BLAS product, numba's own threads fought OpenBLAS's
+    still-spinning ones (300 000 faces: 7.7 s in parallel, 4.4 s serial); the search runs
+    whole threads side by side instead (:func:`_offer_lists`)."""
+    for r in range(sims.shape[0]):
         q = rows[r]
         bs = best_s[q]
         bi = best_i[q]
+        worst = bs[0]
         for c in range(sims.shape[1]):
             s = sims[r, c]
-            if s > bs[0] and cols[c] != q:
+            if s > worst and cols[c] != q:
                 _heap_replace(bs, bi, s, cols[c])
+                worst = bs[0]
+
+
+def _offer_lists(x: np.ndarray, near: np.ndarray, y: np.ndarray, member_order: np.ndarray,
+                 member_start: np.ndarray, best_s: np.ndarray, best_i: np.ndarray,
+                 offset: int = 0) -> None:
+    """Compare each face with the members of the lists it names in ``near`` and offer every
+    similarity to its heap (``best_s``/``best_i``, one row per face).
+
+    List ``l`` holds rows ``member_order[member_start[l]:member_start[l + 1]]`` of ``y``;
+    ``near[i]`` names face ``i``'s lists (-1: none). The work is grouped by list, so each
+    list's members are gathered once and met by all its faces in one matrix product.
+    Candidates are offered as ``row + offset`` (an offset of ``len(x)`` keeps a candidate
+    from being mistaken for the face itself when ``y`` is not ``x``).
+
+    The faces are shared out among numba's threads by ``face % threads``, each thread
+    with single-threaded BLAS: no two threads touch one heap, and nothing waits (one
+    multi-threaded product at a time, then a serial scan: 13.9 s at 300 000 faces; two
+    threads: 11.5 s)."""
+    width = near.shape[1]
+    n_lists = member_start.size - 1
+    flat = near.reshape(-1)
+    query_order = np.argsort(flat, kind="stable")
+    query_start = np.searchsorted(flat[query_order], np.arange(n_lists + 1))
+    query_order //= width
+    del flat
+
+    def share(part: int, parts: int) -> None:
+        for cell in range(n_lists):
+            members = member_order[member_start[cell]:member_start[cell + 1]]
+            queries = query_order[query_start[cell]:query_start[cell + 1]]
+            if parts > 1:
+                queries = queries[queries % parts == part]
+            if members.size == 0 or queries.size == 0:
+                continue
+            ym = y[members].T.copy()
+            cols = members + offset if offset else members
+            step = max(1, _BLOCK_FLOATS // members.size)
+            for lo in range(0, queries.size, step):
+                q = queries[lo:lo + step]
+                _scan(x[q] @ ym, q, cols, best_s, best_i)
+
+    _in_threads(share, x.shape[0])
+
+
+def _in_threads(work: Callable[[int, int], None], n: int) -> None:
+    """``work(part, parts)`` for each part, on numba's threads (one below 1 000 faces),
+    each with single-threaded BLAS; parts must touch disjoint faces."""
+    parts = max(1, min(numba.get_num_threads(), n // 1000))
+    if parts == 1:
+        work(0, 1)
+        return
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(parts) as pool:
+        for job in [pool.submit(work, part, parts) for part in range(parts)]:
+            job.result()
 
 
 def _nearest_cells(x: np.ndarray, centers: np.ndarray, probes: int) -> np.ndarray:
-    """Each face's ``probes`` nearest cells, nearest first: (n, probes) int64."""
+    """Each face's ``probes`` nearest cells, nearest first: (n, probes) int64; blocks of
+    faces against every centre, on all threads."""
     n, n_cells = x.shape[0], centers.shape[0]
     near_s = np.full((n, probes), -np.inf, np.float32)
     near = np.full((n, probes), -1, np.int64)
-    cols = np.arange(n_cells, dtype=np.int64)
+    cols = np.arange(n_cells, dtype=np.int64) + n  # + n: no cell is taken for the face
     block = max(1, _BLOCK_FLOATS // n_cells)
-    for lo in range(0, n, block):
-        hi = min(lo + block, n)
-        # rows are offset by n_cells so that no cell is mistaken for the face itself
-        _scan(x[lo:hi] @ centers.T, np.arange(lo, hi, dtype=np.int64), cols + n,
-              near_s, near)
+    starts = range(0, n, block)
+
+    def share(part: int, parts: int) -> None:
+        for lo in starts[part::parts]:
+            hi = min(lo + block, n)
+            _scan(x[lo:hi] @ centers.T, np.arange(lo, hi, dtype=np.int64), cols, near_s,
+                  near)
+
+    _in_threads(share, n)
+    near[near >= 0] -= n
     order = np.argsort(-near_s, axis=1, kind="stable")
-    return np.take_along_axis(near, order, 1) - n
+    return np.take_along_axis(near, order, 1)
 
 
 def _knn_ivf(x: np.ndarray, k: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -252,27 +344,15 @@ def _knn_ivf(x: np.ndarray, k: int, *, seed: int) -> tuple[np.ndarray, np.ndarra
     rng = np.random.default_rng(seed)
     n_cells = int(min(max(round(IVF_CELLS_PER_SQRT * math.sqrt(n)), 1), n))
     probes = min(IVF_PROBES, n_cells)
-    centers = _spherical_kmeans(x, n_cells, rng)
-    near = _nearest_cells(x, centers, probes)
+    near = _nearest_cells(x, _spherical_kmeans(x, n_cells, rng), probes)
     home = near[:, 0]
     member_order = np.argsort(home, kind="stable")
     member_start = np.searchsorted(home[member_order], np.arange(n_cells + 1))
-    flat_cell = near.reshape(-1)
-    query_order = np.argsort(flat_cell, kind="stable")
-    query_start = np.searchsorted(flat_cell[query_order], np.arange(n_cells + 1))
-    del near, flat_cell, home
+    del home
     best_s = np.full((n, k), -np.inf, np.float32)
     best_i = np.full((n, k), -1, np.int64)
-    for cell in range(n_cells):
-        members = member_order[member_start[cell]:member_start[cell + 1]]
-        queries = query_order[query_start[cell]:query_start[cell + 1]] // probes
-        if members.size == 0 or queries.size == 0:
-            continue
-        xm = x[members].T.copy()
-        step = max(1, _BLOCK_FLOATS // members.size)
-        for lo in range(0, queries.size, step):
-            q = queries[lo:lo + step]
-            _scan(x[q] @ xm, q, members, best_s, best_i)
+    _offer_lists(x, near, x, member_order, member_start, best_s, best_i)
+    del near, member_order
     order = np.argsort(-best_s, axis=1, kind="stable")
     best_i = np.take_along_axis(best_i, order, 1)
     dist = np.maximum(1.0 - np.take_along_axis(best_s, order, 1), 0.0)
@@ -285,23 +365,25 @@ def _spherical_kmeans(x: np.ndarray, n_cells: int, rng: np.random.Generator) -> 
     """Unit centres of ``n_cells`` cells, trained on a sample of
     :data:`IVF_SAMPLE_PER_CELL` faces per cell."""
     n = x.shape[0]
-    sample = x[np.sort(rng.choice(n, size=min(n, IVF_SAMPLE_PER_CELL * n_cells),
-                                  replace=False))]
-    centers = sample[rng.choice(sample.shape[0], size=n_cells, replace=False)].copy()
+    if n > IVF_SAMPLE_PER_CELL * n_cells:
+        x = x[np.sort(rng.choice(n, size=IVF_SAMPLE_PER_CELL * n_cells, replace=False))]
+    centers = x[rng.choice(x.shape[0], size=n_cells, replace=False)].copy()
     block = max(1, _BLOCK_FLOATS // n_cells)
     for _ in range(IVF_ITERATIONS):
-        assign = np.concatenate([np.argmax(sample[lo:lo + block] @ centers.T, axis=1)
-                                 for lo in range(0, sample.shape[0], block)])
+        assign = np.concatenate([np.argmax(x[lo:lo + block] @ centers.T, axis=1)
+                                 for lo in range(0, x.shape[0], block)])
         onehot = sp.csr_matrix((np.ones(assign.size, np.float32),
                                 (assign, np.arange(assign.size))),
-                               shape=(n_cells, sample.shape[0]))
-        sums = np.asarray(onehot @ sample)
+                               shape=(n_cells, x.shape[0]))
+        sums = np.asarray(onehot @ x)
         norms = np.linalg.norm(sums, axis=1)
         empty = norms == 0  # a cell nobody chose restarts at a random face
-        sums[empty] = sample[rng.choice(sample.shape[0], size=int(empty.sum()))]
+        sums[empty] = x[rng.choice(x.shape[0], size=int(empty.sum()))]
         norms[empty] = 1.0
         centers = (sums / norms[:, None]).astype(np.float32)
     return centers
+
+
 def knn_csr(neighbors: np.ndarray, distances: np.ndarray) -> sp.csr_matrix:
     """Symmetric sparse distance graph of a kNN result.
 

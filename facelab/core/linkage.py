@@ -29,6 +29,8 @@ Cannot-link
 from __future__ import annotations
 
 import heapq
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 
 import numba
 import numpy as np
@@ -42,6 +44,12 @@ from facelab.core.checks import check_choice
 __all__ = ["LINKAGES", "graph_linkage", "merge_allowed"]
 
 LINKAGES = ("average", "single")
+#: From this many faces on, average linkage runs its graph's components on all of numba's
+#: threads (a small graph is done before the threads start).
+PARALLEL_MIN = 20_000
+#: Parts per thread the components are cut into (by edge count), so that the threads
+#: finish together although components differ in size.
+PARTS_PER_THREAD = 4
 
 # numba kernels live at module level so that ``cache=True`` can store their machine code on
 # disk (closures are recompiled in every process: ~15 s).
@@ -85,20 +93,22 @@ def _groups_conflict(gsets, ga: int, gc: int) -> bool:  # pragma: no cover - com
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def _dot(x: np.ndarray, sums: np.ndarray, row: np.ndarray, a: int, c: int
          ) -> float:  # pragma: no cover - compiled
-    """Dot product of the vector sums of clusters ``a`` and ``c`` (a lone face's sum is its
-    row of ``x``; a larger cluster's is its row ``row[.]`` of ``sums``)."""
+    """Dot product of the vector sums of clusters ``a`` and ``c``: a larger cluster's sum is
+    its row ``row[.]`` of ``sums``; a lone face's is its own vector, row ``-row[.] - 1`` of
+    ``x`` (so that a part of the graph can be clustered against the whole ``x``)."""
     acc = np.float32(0.0)
     if row[a] < 0 and row[c] < 0:
+        xa, xc = -row[a] - 1, -row[c] - 1
         for t in range(x.shape[1]):
-            acc += x[a, t] * x[c, t]
+            acc += x[xa, t] * x[xc, t]
     elif row[a] < 0:
-        r = row[c]
+        r, xa = row[c], -row[a] - 1
         for t in range(x.shape[1]):
-            acc += x[a, t] * sums[r, t]
+            acc += x[xa, t] * sums[r, t]
     elif row[c] < 0:
-        r = row[a]
+        r, xc = row[a], -row[c] - 1
         for t in range(x.shape[1]):
-            acc += sums[r, t] * x[c, t]
+            acc += sums[r, t] * x[xc, t]
     else:
         ra, rc = row[a], row[c]
         for t in range(x.shape[1]):
@@ -159,7 +169,7 @@ def _grown(a: np.ndarray, used: int, capacity: int) -> np.ndarray:  # pragma: no
 
 
 @numba.njit(cache=True, nogil=True)
-def _average_linkage(indptr, indices, data, x, t_hi, t_pair, gamma, tau, noise,
+def _average_linkage(indptr, indices, data, x, xrow, t_hi, t_pair, gamma, tau, noise,
                      groups):  # pragma: no cover - compiled
     """Heap-ordered average linkage over graph edges; see :func:`graph_linkage`.
 
@@ -174,7 +184,7 @@ def _average_linkage(indptr, indices, data, x, t_hi, t_pair, gamma, tau, noise,
 
     Each cluster owns a slice of ``pool`` listing its neighbouring clusters (rebuilt,
     deduplicated, when it merges or looks again); typed dicts hold the photos of clusters
-    that have any, for cannot-link.
+    that have any, for cannot-link. Face ``i`` of the graph is row ``xrow[i]`` of ``x``.
     """
     n = indptr.size - 1
     dim = x.shape[1]
@@ -182,7 +192,7 @@ def _average_linkage(indptr, indices, data, x, t_hi, t_pair, gamma, tau, noise,
     free = np.empty(sums.shape[0], np.int64)  # rows of ``sums`` to reuse
     n_free = 0
     used = 0
-    row = np.full(n, -1, np.int64)
+    row = -1 - xrow  # a lone face: where its vector is in x (see _dot)
     size = np.ones(n, np.int64)
     norm2 = np.ones(n, np.float64)  # |sum of the cluster's unit vectors|^2
     version = np.zeros(n, np.int64)
@@ -244,11 +254,12 @@ def _average_linkage(indptr, indices, data, x, t_hi, t_pair, gamma, tau, noise,
         alive[sml] = False
         version[big] += 1
         if row[big] < 0:  # big was a lone face: its sum gets a row (sml's, when it has one)
+            xb = -row[big] - 1
             if row[sml] >= 0:
                 row[big], row[sml] = row[sml], -1
                 rb = row[big]
                 for t in range(dim):
-                    sums[rb, t] += x[big, t]
+                    sums[rb, t] += x[xb, t]
             else:
                 if n_free > 0:
                     n_free -= 1
@@ -264,8 +275,9 @@ def _average_linkage(indptr, indices, data, x, t_hi, t_pair, gamma, tau, noise,
                     rb = used
                     used += 1
                 row[big] = rb
+                xs = -row[sml] - 1
                 for t in range(dim):
-                    sums[rb, t] = x[big, t] + x[sml, t]
+                    sums[rb, t] = x[xb, t] + x[xs, t]
         else:
             rb = row[big]
             if row[sml] >= 0:
@@ -276,8 +288,9 @@ def _average_linkage(indptr, indices, data, x, t_hi, t_pair, gamma, tau, noise,
                 n_free += 1
                 row[sml] = -1
             else:
+                xs = -row[sml] - 1
                 for t in range(dim):
-                    sums[rb, t] += x[sml, t]
+                    sums[rb, t] += x[xs, t]
         acc = 0.0
         for t in range(dim):
             acc += np.float64(sums[rb, t]) * np.float64(sums[rb, t])
@@ -405,10 +418,53 @@ def graph_linkage(x: np.ndarray, graph: sp.csr_matrix, threshold: float, *,
     del kept_before
     indices, data = graph.indices[keep], graph.data[keep].astype(np.float32)
     del keep
-    return _average_linkage(indptr, indices, data, np.ascontiguousarray(x, dtype=np.float32),
-                            float(threshold), float(t_pair),
-                            -1.0 if size_exponent is None else float(size_exponent),
-                            float(tau), float(separation_noise), g)
+    args = (float(threshold), float(t_pair),
+            -1.0 if size_exponent is None else float(size_exponent), float(tau),
+            float(separation_noise))
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    kept = sp.csr_matrix((data, indices, indptr), shape=(n, n))
+    del indices, data, indptr
+    return _in_parts(kept, x, g, args, threads=numba.get_num_threads())
+
+
+def _in_parts(kept: sp.csr_matrix, x: np.ndarray, groups: np.ndarray, args: tuple,
+              threads: int) -> np.ndarray:
+    """Average linkage of ``kept`` run on its connected components, in ``threads`` threads.
+
+    No merge crosses a component (merges follow edges), so the components are clustered
+    independently: they are laid out one after another, cut into parts of about equal
+    edge counts at component boundaries, and each part runs in the compiled kernel, which
+    holds no GIL, on its own thread. The partition is the one a single run would give."""
+    n = kept.shape[0]
+    if threads <= 1 or n < PARALLEL_MIN:
+        return _average_linkage(kept.indptr, kept.indices, kept.data, x,
+                                np.arange(n, dtype=np.int64), *args, groups)
+    _, comp = connected_components(kept, directed=False)
+    order = np.argsort(comp, kind="stable").astype(np.int64)  # components laid out in turn
+    comp_sorted = comp[order]
+    del comp
+    laid = kept[order][:, order].tocsr()
+    laid.sort_indices()
+    # cut points: component starts closest to equal shares of the edges (several per
+    # thread, so that one big component does not leave a thread idle)
+    starts = np.flatnonzero(np.r_[True, comp_sorted[1:] != comp_sorted[:-1]])
+    del comp_sorted
+    want = laid.nnz * np.arange(1, PARTS_PER_THREAD * threads) / (PARTS_PER_THREAD * threads)
+    cuts = np.unique(np.r_[0, starts[np.clip(np.searchsorted(laid.indptr[starts], want),
+                                             0, starts.size - 1)], n])
+    out = np.empty(n, np.int64)
+
+    def run(lo: int, hi: int) -> None:
+        indptr = laid.indptr[lo:hi + 1] - laid.indptr[lo]
+        part = slice(laid.indptr[lo], laid.indptr[hi])
+        local = _average_linkage(indptr, laid.indices[part] - lo, laid.data[part], x,
+                                 order[lo:hi], *args, groups[order[lo:hi]])
+        out[order[lo:hi]] = order[lo + local]  # a member's index in the whole graph
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for job in [pool.submit(run, lo, hi) for lo, hi in pairwise(cuts.tolist())]:
+            job.result()
+    return out
 
 
 def merge_allowed(d: float, size_a: int, size_c: int, norm2_a: float, norm2_c: float, *,

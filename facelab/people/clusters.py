@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from facelab.core.cluster import FaceClusterer, cluster_id, split_cluster
+from facelab.core.cluster import FaceClusterer, cluster_id, label_members, split_cluster
 from facelab.core.incremental import ClusterSums, attach
 from facelab.core.linalg import unit
 from facelab.errors import FacelabError
@@ -143,10 +143,10 @@ def cluster_unassigned(catalog: Catalog, space: str, settings: Settings | None =
     """
     settings = settings if settings is not None else Settings.from_env()
     method, params = _params(space, settings, method, overrides)
-    why = _why_full(catalog, space, settings, method, params, full=full, month=month)
+    why, new = _why_full(catalog, space, settings, method, params, full=full, month=month)
     if not why:
         return cluster_new(catalog, space, settings, run_id=run_id, method=method,
-                           params=params)
+                           params=params, new=new)
     report = ClusterReport(space, run_id, method, params, why_full=why)
     t0 = time.perf_counter()
     face_ids, assets = select_faces(catalog, space, settings, month=month)
@@ -170,28 +170,30 @@ def cluster_unassigned(catalog: Catalog, space: str, settings: Settings | None =
 
 
 def _why_full(catalog: Catalog, space: str, settings: Settings, method: str,
-              params: dict[str, Any], *, full: bool | None, month: str | None) -> str:
-    """Why this clustering must cluster everything ("" when placing the new faces will do)."""
+              params: dict[str, Any], *, full: bool | None, month: str | None
+              ) -> tuple[str, tuple[np.ndarray, np.ndarray] | None]:
+    """Why this clustering must cluster everything ("" when placing the new faces will do),
+    and the new faces (``(face_ids, asset_ids)``) when they were read to decide."""
     if full:
-        return "asked for (--full)"
+        return "asked for (--full)", None
     if month:
-        return "a month is clustered on its own"
+        return "a month is clustered on its own", None
     last = stored.last_clustering(catalog, space)
     if last is None:
-        return "first clustering of this space"
+        return "first clustering of this space", None
     algorithm, stored_params = last
     wanted = {k: v for k, v in _record(params, settings, space).items() if v is not None}
     had = {k: v for k, v in stored_params.items() if v is not None}
     if algorithm != method or _json_norm(wanted) != _json_norm(had):
         return ("the clustering parameters (or the quality floor) differ from those the "
-                "clusters were found with")
+                "clusters were found with"), None
     s = settings.resolve(space)
-    new = len(stored.unassigned_faces_new(catalog, space, min_quality=s.cluster_min_quality,
-                                          limit=s.cluster_max_faces)[0])
+    new = stored.unassigned_faces_new(catalog, space, min_quality=s.cluster_min_quality,
+                                      limit=s.cluster_max_faces)
     everyone = stored.unassigned_below(catalog, space, min_quality=math.inf)  # all of them
-    if new > INCREMENTAL_MAX_SHARE * max(everyone, 1):
-        return f"most faces are new ({new} of {everyone})"
-    return ""
+    if len(new[0]) > INCREMENTAL_MAX_SHARE * max(everyone, 1):
+        return f"most faces are new ({len(new[0])} of {everyone})", None
+    return "", new
 
 
 def _record(params: dict[str, Any], settings: Settings, space: str) -> dict[str, Any]:
@@ -206,7 +208,8 @@ def _json_norm(d: dict[str, Any]) -> dict[str, Any]:
 
 def cluster_new(catalog: Catalog, space: str, settings: Settings | None = None, *,
                 run_id: int | None = None, method: str | None = None,
-                params: dict[str, Any] | None = None) -> ClusterReport:
+                params: dict[str, Any] | None = None,
+                new: tuple[np.ndarray, np.ndarray] | None = None) -> ClusterReport:
     """Place the unassigned faces no clustering has seen yet; every other face stays.
 
     Cost proportional to the new faces: each is looked up in the space's vector index
@@ -217,6 +220,7 @@ def cluster_new(catalog: Catalog, space: str, settings: Settings | None = None, 
     and the clusters found there are new. A cluster that gained faces gets a new
     content-addressed id (its old one is retired; a skipped cluster stays skipped); every
     cluster that did not change keeps its id.
+    ``new`` is the new faces, ``(face_ids, asset_ids)``, when the caller has read them.
     """
     settings = settings if settings is not None else Settings.from_env()
     if params is None:
@@ -226,9 +230,8 @@ def cluster_new(catalog: Catalog, space: str, settings: Settings | None = None, 
     t0 = time.perf_counter()
     s = settings.resolve(space)
     report.min_quality = s.cluster_min_quality
-    face_ids, assets = stored.unassigned_faces_new(catalog, space,
-                                                   min_quality=s.cluster_min_quality,
-                                                   limit=s.cluster_max_faces)
+    face_ids, assets = new if new is not None else stored.unassigned_faces_new(
+        catalog, space, min_quality=s.cluster_min_quality, limit=s.cluster_max_faces)
     report.faces = len(face_ids)
     if report.faces == 0:
         report.seconds = time.perf_counter() - t0
@@ -309,7 +312,7 @@ def _neighbours(catalog: Catalog, space: str, face_ids: np.ndarray, vecs: np.nda
     """
     own_ids, own_sims = exact_top_k(vecs, face_ids, vecs, min(k + 1, len(face_ids)))
     view = saved_view(catalog, space)
-    if view is not None and len(view) >= INDEX_MIN_SHARE * len(catalog.face_ids(space)):
+    if view is not None and len(view) >= INDEX_MIN_SHARE * catalog.n_vectors(space):
         found = view.search(vecs, k, log=False)
         keys = np.asarray(found.keys, np.int64).reshape(len(vecs), -1)
         dist = np.asarray(found.distances, np.float32).reshape(len(vecs), -1)
@@ -351,8 +354,9 @@ def _store_new(catalog: Catalog, space: str, report: ClusterReport, *, face_ids:
     write_cids: list[str] = []
     sizes: dict[str, int] = {}
     skipped: list[str] = []
-    for c in np.unique(joined[joined >= 0]).tolist():
-        ids = np.concatenate([members[member_labels == c], face_ids[joined == c]])
+    old_members = dict(label_members(member_labels))
+    for c, pos in label_members(joined):
+        ids = np.concatenate([members[old_members.get(c, pos[:0])], face_ids[pos]])
         cid = cluster_id(ids)
         write_ids.append(ids)
         write_cids += [cid] * ids.size
@@ -360,8 +364,8 @@ def _store_new(catalog: Catalog, space: str, report: ClusterReport, *, face_ids:
         if status.get(cids[c]) == stored.SKIPPED:
             skipped.append(cid)
     report.grown = len(sizes)
-    for lab in np.unique(fresh_labels[fresh_labels >= 0]).tolist():
-        ids = fresh_ids[fresh_labels == lab]
+    for _, pos in label_members(fresh_labels):
+        ids = fresh_ids[pos]
         cid = cluster_id(ids)
         write_ids.append(ids)
         write_cids += [cid] * ids.size
@@ -395,10 +399,10 @@ def _store(catalog: Catalog, space: str, face_ids: np.ndarray, labels: np.ndarra
     """Write cluster ids for ``face_ids`` (noise: NULL) and retire clusters left empty."""
     ids = np.full(len(face_ids), None, dtype=object)
     new_clusters: dict[str, int] = {}
-    for lab in np.unique(labels[labels >= 0]):
-        members = face_ids[labels == lab]
+    for _, pos in label_members(labels):
+        members = face_ids[pos]
         cid = cluster_id(members)
-        ids[labels == lab] = cid
+        ids[pos] = cid
         new_clusters[cid] = len(members)
     report.clusters = len(new_clusters)
     report.clustered_faces = int(np.sum(labels >= 0))

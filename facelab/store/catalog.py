@@ -238,6 +238,10 @@ class Catalog:
         with self.read() as con:
             return face_vectors(con, space, face_ids)
 
+    def n_vectors(self, space: str) -> int:
+        """How many faces have a vector in ``space`` (a count, nothing read)."""
+        return int(self.scalar("SELECT count(*) FROM face_vectors WHERE space=?", [space]))
+
     def face_ids(self, space: str) -> np.ndarray:
         with self.read() as con:
             table = con.sql("SELECT face_id FROM face_vectors WHERE space=$s ORDER BY face_id",
