@@ -10,4 +10,6 @@ if ! bash scripts/browser_setup.sh; then
   echo "test.sh: no browser; tests/test_browser.py will be skipped" >&2
 fi
 .venv/bin/ruff check facelab tests notebooks
-.venv/bin/python -m pytest -q "$@"
+# two workers (CI has 2 cores), each test file whole on one worker (its module fixtures: one
+# Ray, one workspace); FACELAB_TEST_WORKERS=0 runs everything in this process
+.venv/bin/python -m pytest -q -n "${FACELAB_TEST_WORKERS:-2}" --dist loadfile "$@"

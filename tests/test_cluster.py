@@ -3,11 +3,14 @@
 import hashlib
 import tracemalloc
 
+import numba
 import numpy as np
 import pytest
 
+from facelab.core import linkage
 from facelab.core.cluster import FaceClusterer, cluster_faces, cluster_id, split_cluster
-from facelab.core.knn import EXACT_MAX, knn_csr, knn_graph
+from facelab.core.knn import EXACT_MAX, knn_csr, knn_graph, top_k_among
+from facelab.core.linkage import graph_linkage
 from facelab.core.metrics import bcubed_prf
 from facelab.errors import ConfigError
 from facelab.research.synth import make_identities, make_space
@@ -94,6 +97,56 @@ def test_approximate_knn_finds_the_neighbours_that_matter(method):
     close = exact_d < 0.6  # same-person neighbours live here in this space
     found = np.array([np.isin(exact[i], nbrs[i]) for i in range(len(x))])
     assert found[close].mean() > 0.97
+
+
+def test_the_threaded_ivf_search_finds_what_one_thread_finds(monkeypatch):
+    # the search shares faces out among threads (each with its own heaps): the answer
+    # must not depend on how many there are
+    x = make_space(ARC, 800, faces_per_person="zipf", max_faces=40, seed=3).embeddings
+    numba.set_num_threads(1)
+    try:
+        one = knn_graph(x, 10, exact=False)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    if numba.get_num_threads() < 2:
+        pytest.skip("one core: nothing to compare")
+    many = knn_graph(x, 10, exact=False)
+    assert (np.sort(one[0], axis=1) == np.sort(many[0], axis=1)).mean() > 0.999  # ties
+    np.testing.assert_allclose(one[1], many[1], atol=1e-6)
+
+
+def test_top_k_among_is_exact_and_never_confuses_a_row_with_its_query():
+    rng = np.random.default_rng(4)
+    v = rng.standard_normal((6000, 16)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    q = v[:2000].copy()  # each query is also a (unit) row: it must find itself
+    rows, sims = top_k_among(q, v, 5)
+    full = q @ v.T
+    expected = np.argsort(-full, axis=1)[:, :5]
+    assert (np.sort(rows, axis=1) == np.sort(expected, axis=1)).all()
+    np.testing.assert_allclose(np.sort(sims, axis=1),
+                               np.sort(np.take_along_axis(full, expected, 1), axis=1),
+                               rtol=1e-5)
+    assert (rows == np.arange(2000)[:, None]).any(axis=1).all()
+    assert top_k_among(q[:3], v[:2], 5)[0].shape == (3, 2)  # k clamped to the rows there
+
+
+def test_average_linkage_on_components_in_threads_is_one_run(monkeypatch):
+    faces = make_space(ARC, 3000, faces_per_person="zipf", max_faces=60, seed=6)
+    x = faces.embeddings / np.linalg.norm(faces.embeddings, axis=1, keepdims=True)
+    graph = knn_csr(*knn_graph(x, 15))
+    photos = np.arange(len(x)) // 3
+    kw = {"pair_threshold": 0.45, "size_exponent": 0.7, "max_separation": 0.7,
+          "separation_noise": 1.0, "groups": photos}
+    numba.set_num_threads(1)
+    try:
+        one = graph_linkage(x, graph, 0.6, **kw)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    monkeypatch.setattr(linkage, "PARALLEL_MIN", 100)
+    parts = graph_linkage(x, graph, 0.6, **kw)
+    np.testing.assert_array_equal(parts, one)  # same clusters, same representative ids
+    assert len(np.unique(one)) < len(x) - 500  # and it did merge
 
 
 def test_knn_csr_is_symmetric_without_diagonal_and_keeps_duplicates():

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from facelab.core.knn import as_unit_rows
 from facelab.core.linkage import merge_allowed
@@ -53,8 +54,11 @@ class ClusterSums:
         m = int(n_clusters if n_clusters is not None else (labels.max() + 1 if labels.size
                                                             else 0))
         dim = x.shape[1] if x.ndim == 2 else 0
-        self.sums = np.zeros((m, dim), np.float64)
-        np.add.at(self.sums, labels, x)
+        # one sparse product (np.add.at took 2.9 s for the clusters 1 000 new faces touch
+        # in a library of 300 000)
+        onehot = sp.csr_matrix((np.ones(labels.size, np.float64),
+                                (labels, np.arange(labels.size))), shape=(m, labels.size))
+        self.sums = np.asarray(onehot @ x.astype(np.float64, copy=False)).reshape(m, dim)
         self.sizes = np.bincount(labels, minlength=m).astype(np.int64)
         self.photos: list[set[int]] = [set() for _ in range(m)]
         if groups is not None:
