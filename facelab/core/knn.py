@@ -69,6 +69,9 @@ IVF_CELLS_PER_SQRT = 2.0
 IVF_PROBES = 8
 IVF_ITERATIONS = 6
 IVF_SAMPLE_PER_CELL = 64
+#: The first IVF_ROUGH_ITERATIONS rounds run on every IVF_ROUGH_STRIDE-th sampled face.
+IVF_ROUGH_ITERATIONS = 3
+IVF_ROUGH_STRIDE = 4
 #: Cosine distances are clamped to at least this: explicit zeros in a sparse matrix are
 #: dropped by some scipy operations, which would silently disconnect duplicate faces.
 _MIN_DIST = 1e-6
@@ -404,16 +407,19 @@ def _spherical_kmeans(x: np.ndarray, n_cells: int, rng: np.random.Generator) -> 
         x = x[np.sort(rng.choice(n, size=IVF_SAMPLE_PER_CELL * n_cells, replace=False))]
     centers = x[rng.choice(x.shape[0], size=n_cells, replace=False)].copy()
     block = max(1, _BLOCK_FLOATS // n_cells)
-    for _ in range(IVF_ITERATIONS):
-        assign = np.concatenate([np.argmax(x[lo:lo + block] @ centers.T, axis=1)
-                                 for lo in range(0, x.shape[0], block)])
+    # the first rounds, which only rough the centres out, on a quarter of the sample
+    rough = x[:: IVF_ROUGH_STRIDE] if x.shape[0] >= IVF_ROUGH_STRIDE * 4 * n_cells else x
+    for it in range(IVF_ITERATIONS):
+        part = rough if it < IVF_ROUGH_ITERATIONS else x
+        assign = np.concatenate([np.argmax(part[lo:lo + block] @ centers.T, axis=1)
+                                 for lo in range(0, part.shape[0], block)])
         onehot = sp.csr_matrix((np.ones(assign.size, np.float32),
                                 (assign, np.arange(assign.size))),
-                               shape=(n_cells, x.shape[0]))
-        sums = np.asarray(onehot @ x)
+                               shape=(n_cells, part.shape[0]))
+        sums = np.asarray(onehot @ part)
         norms = np.linalg.norm(sums, axis=1)
         empty = norms == 0  # a cell nobody chose restarts at a random face
-        sums[empty] = x[rng.choice(x.shape[0], size=int(empty.sum()))]
+        sums[empty] = part[rng.choice(part.shape[0], size=int(empty.sum()))]
         norms[empty] = 1.0
         centers = (sums / norms[:, None]).astype(np.float32)
     return centers
