@@ -144,6 +144,7 @@ def test_average_linkage_on_components_in_threads_is_one_run(monkeypatch):
     finally:
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     monkeypatch.setattr(linkage, "PARALLEL_MIN", 100)
+    monkeypatch.setattr(linkage, "PART_EDGES", 2_000)  # many parts, several per thread
     parts = graph_linkage(x, graph, 0.6, **kw)
     np.testing.assert_array_equal(parts, one)  # same clusters, same representative ids
     assert len(np.unique(one)) < len(x) - 500  # and it did merge

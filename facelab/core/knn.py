@@ -32,6 +32,8 @@ Tried and dropped, because they lost quality or saved nothing (``docs/scale.md``
 - splitting crowded cells (a person with a thousand photos fills one, and such a cell is
   met by more queries too): 2 192 comparisons per face instead of 3 875 would be the ideal,
   but BCubed F fell from 0.985 to 0.982 at 300 000 faces;
+- capping a cell's members (the rest listed in their second-nearest cell): no faster,
+  since the queries still crowd there, and F 0.984 at a cap of twice the mean;
 - fewer probes (6: F 0.980), a smaller sample (32 per cell: F 0.983).
 
 ``facelab bench cluster`` measures the inverted file against usearch and FAISS at equal
