@@ -50,9 +50,9 @@ from facelab.store.vectors import saved_view
 #: the same and sees all the structure at once.
 INCREMENTAL_MAX_SHARE = 0.5
 #: An incremental pass searches the saved vector index when it covers at least this share of
-#: the space's faces, else the unassigned faces exactly, this many at a time.
+#: the space's faces, else the unassigned faces exactly, a batch of the space's vectors at a
+#: time (:meth:`facelab.store.catalog.Catalog.iter_vectors`).
 INDEX_MIN_SHARE = 0.5
-EXACT_CHUNK = 50_000
 #: Neighbours an incremental pass asks the vector index for, per new face, as a multiple of
 #: the graph's k: assigned faces among them are dropped, the rest say which clusters and
 #: which unclustered faces are within reach.
@@ -307,8 +307,8 @@ def _neighbours(catalog: Catalog, space: str, face_ids: np.ndarray, vecs: np.nda
     as it is (``how`` "index"): new faces are found among themselves, so it needs no
     catch-up. Without a saved index covering at least :data:`INDEX_MIN_SHARE` of the space
     (a library imported and clustered, never indexed), the unassigned faces are searched
-    exactly, in chunks (``how`` "exact"): seconds at 300 000 faces, where building the
-    index would take minutes.
+    exactly, in one scan of the space's vectors (``how`` "exact"): seconds at 300 000 faces,
+    where building the index would take minutes.
     """
     own_ids, own_sims = exact_top_k(vecs, face_ids, vecs, min(k + 1, len(face_ids)))
     view = saved_view(catalog, space)
@@ -323,12 +323,15 @@ def _neighbours(catalog: Catalog, space: str, face_ids: np.ndarray, vecs: np.nda
     else:
         others, _ = stored.unassigned_faces(catalog, space, min_quality=-math.inf,
                                             limit=2**62)
-        others = np.setdiff1d(others, face_ids)
+        others = np.setdiff1d(others, face_ids)  # sorted
         ids = np.full((len(vecs), 0), -1, np.int64)
         sims = np.full((len(vecs), 0), -np.inf, np.float32)
-        for lo in range(0, others.size, EXACT_CHUNK):
-            chunk, cvecs = catalog.vectors(space, others[lo:lo + EXACT_CHUNK])
-            got_ids, got_sims = exact_top_k(vecs, chunk, cvecs, k)
+        for chunk, cvecs in catalog.iter_vectors(space):  # one scan, a batch at a time
+            pos = np.minimum(np.searchsorted(others, chunk), max(others.size - 1, 0))
+            keep = (others[pos] == chunk) if others.size else np.zeros(chunk.size, bool)
+            if not keep.any():
+                continue
+            got_ids, got_sims = exact_top_k(vecs, chunk[keep], cvecs[keep], k)
             ids, sims = _best(np.hstack([ids, got_ids]), np.hstack([sims, got_sims]), k)
         how = "exact"
     ids, sims = np.hstack([ids, own_ids]), np.hstack([sims, own_sims])

@@ -238,6 +238,28 @@ class Catalog:
         with self.read() as con:
             return face_vectors(con, space, face_ids)
 
+    def iter_vectors(self, space: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every vector of ``space``, a batch at a time, in no particular order: ``(face_ids,
+        vectors)`` per batch. One scan under DuckDB's memory limit and one batch in memory,
+        for a search over all faces (reading 300 000 vectors in chunks of given ids, each
+        chunk a join, took three times as long as one scan)."""
+        with self.read() as con:
+            dim = space_dim(con, space)
+            if dim is None:
+                return
+            with limited_memory(con):
+                rel = con.sql(f"SELECT face_id, vector FROM {_source(con, space)} "
+                              "WHERE space=$s", params={"s": space})
+                reader = (rel.to_arrow_reader if hasattr(rel, "to_arrow_reader")
+                          else rel.fetch_record_batch)(4 * _VECTOR_BATCH)
+                for batch in reader:
+                    ids = batch.column(0).to_numpy().astype(np.int64, copy=False)
+                    flat = np.asarray(batch.column(1).flatten(), dtype=np.float32)
+                    if flat.size != ids.size * dim:
+                        raise DimensionMismatch(f"vectors of faces {ids[:3].tolist()}... are "
+                                                f"not all {dim}-d")
+                    yield ids, flat.reshape(ids.size, dim)
+
     def n_vectors(self, space: str) -> int:
         """How many faces have a vector in ``space`` (a count, nothing read)."""
         return int(self.scalar("SELECT count(*) FROM face_vectors WHERE space=?", [space]))
