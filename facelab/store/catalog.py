@@ -248,17 +248,8 @@ class Catalog:
             if dim is None:
                 return
             with limited_memory(con):
-                rel = con.sql(f"SELECT face_id, vector FROM {_source(con, space)} "
-                              "WHERE space=$s", params={"s": space})
-                reader = (rel.to_arrow_reader if hasattr(rel, "to_arrow_reader")
-                          else rel.fetch_record_batch)(4 * _VECTOR_BATCH)
-                for batch in reader:
-                    ids = batch.column(0).to_numpy().astype(np.int64, copy=False)
-                    flat = np.asarray(batch.column(1).flatten(), dtype=np.float32)
-                    if flat.size != ids.size * dim:
-                        raise DimensionMismatch(f"vectors of faces {ids[:3].tolist()}... are "
-                                                f"not all {dim}-d")
-                    yield ids, flat.reshape(ids.size, dim)
+                yield from _batches(con, f"SELECT face_id, vector FROM {_source(con, space)} "
+                                    "WHERE space=$s", {"s": space}, dim, 4 * _VECTOR_BATCH)
 
     def n_vectors(self, space: str) -> int:
         """How many faces have a vector in ``space`` (a count, nothing read)."""
@@ -298,22 +289,28 @@ def _stream_vectors(con: duckdb.DuckDBPyConnection, query: str, params: dict[str
 
 def _stream_into(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any],
                  ids: np.ndarray, out: np.ndarray) -> None:
-    dim = out.shape[1]
     seen = 0
+    for got, vecs in _batches(con, query, params, out.shape[1], _VECTOR_BATCH):
+        out[np.searchsorted(ids, got)] = vecs
+        seen += got.size
+    if seen != ids.size:
+        raise CatalogError("face vectors changed while they were read; retry")
+
+
+def _batches(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any], dim: int,
+             rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(face_ids, vectors)`` of ``query``'s (id, vector) rows, ``rows`` at a time."""
     rel = con.sql(query, params=params)
     # DuckDB 2 renamed fetch_record_batch (deprecated there) to_arrow_reader
     reader = (rel.to_arrow_reader if hasattr(rel, "to_arrow_reader")
-              else rel.fetch_record_batch)(_VECTOR_BATCH)
+              else rel.fetch_record_batch)(rows)
     for batch in reader:
         got = batch.column(0).to_numpy().astype(np.int64, copy=False)
         flat = np.asarray(batch.column(1).flatten(), dtype=np.float32)
         if flat.size != got.size * dim:
             raise DimensionMismatch(f"vectors of faces {got[:3].tolist()}... are not all "
                                     f"{dim}-d")
-        out[np.searchsorted(ids, got)] = flat.reshape(got.size, dim)
-        seen += got.size
-    if seen != ids.size:
-        raise CatalogError("face vectors changed while they were read; retry")
+        yield got, flat.reshape(got.size, dim)
 
 
 def _source(con: duckdb.DuckDBPyConnection, space: str) -> str:
