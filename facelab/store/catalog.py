@@ -268,16 +268,25 @@ _VECTOR_BATCH = 16_384
 #: :func:`limited_memory`: 300 000 vectors read unlimited left 1.6 GB of DuckDB's cache in
 #: the process on top of the 0.6 GB array.
 _VECTOR_BIG = 64 << 20
+#: Vectors of at least this share of a space's faces are read by one scan of the space.
+_SCAN_SHARE = 0.5
 
 
 def _stream_vectors(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any],
-                    dim: int) -> tuple[np.ndarray, np.ndarray]:
+                    dim: int, wanted: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """``(face_id, vector)`` rows of ``query`` by face id, with one copy of the vectors in
     memory: the ids are read first, then the vectors stream in batches straight into their
     rows. Sorting the rows in DuckDB and converting the whole Arrow result would hold the
-    vectors three times over (4 GB each at a million 512-d faces)."""
+    vectors three times over (4 GB each at a million 512-d faces). ``wanted``: only the rows
+    of these face ids are kept (the others are read and dropped)."""
     ids = np.sort(con.sql(f"SELECT face_id FROM ({query})", params=params).fetchnumpy()[
         "face_id"].astype(np.int64, copy=False))
+    if wanted is not None and wanted.size:
+        wanted = np.sort(wanted)
+        ids = ids[wanted[np.minimum(np.searchsorted(wanted, ids), wanted.size - 1)] == ids]
+    elif wanted is not None:
+        ids = ids[:0]
     out = np.empty((ids.size, dim), np.float32)
     if ids.size * dim * 4 > _VECTOR_BIG:  # DuckDB would keep every block it read cached
         with limited_memory(con):
@@ -291,10 +300,21 @@ def _stream_into(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, A
                  ids: np.ndarray, out: np.ndarray) -> None:
     seen = 0
     for got, vecs in _batches(con, query, params, out.shape[1], _VECTOR_BATCH):
-        out[np.searchsorted(ids, got)] = vecs
-        seen += got.size
+        pos = np.searchsorted(ids, got)
+        keep = pos < ids.size
+        keep[keep] &= ids[pos[keep]] == got[keep]  # rows not asked for are dropped
+        if keep.all():
+            out[pos] = vecs
+        else:
+            out[pos[keep]] = vecs[keep]
+        seen += int(keep.sum())
     if seen != ids.size:
         raise CatalogError("face vectors changed while they were read; retry")
+
+
+def _count(con: duckdb.DuckDBPyConnection, space: str) -> int:
+    return int(con.execute(f"SELECT count(*) FROM {_source(con, space)} WHERE space=?",
+                           [space]).fetchall()[0][0])
 
 
 def _batches(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any], dim: int,
@@ -420,6 +440,12 @@ def face_vectors(con: duckdb.DuckDBPyConnection, space: str,
     elif face_ids is None:
         ids, vecs = _stream_vectors(con, f"SELECT face_id, vector FROM {_source(con, space)} "
                                     "WHERE space=$s", {"s": space}, dim)
+    elif len(face_ids) >= _SCAN_SHARE * _count(con, space):
+        # most of the space: one scan, dropping the rest, is faster than a join (300 000
+        # of 300 000: 1.0 s against 2.5 s)
+        ids, vecs = _stream_vectors(con, f"SELECT face_id, vector FROM {_source(con, space)} "
+                                    "WHERE space=$s", {"s": space}, dim,
+                                    wanted=np.asarray(face_ids, np.int64))
     else:
         with temp_table(con, "_fl_wanted", face_id=np.asarray(face_ids, np.int64)):
             ids, vecs = _stream_vectors(con, "SELECT v.face_id, v.vector FROM "
