@@ -268,16 +268,13 @@ def _scan(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, best_s: np.ndarr
 
 
 def _offer_lists(x: np.ndarray, near: np.ndarray, y: np.ndarray, member_order: np.ndarray,
-                 member_start: np.ndarray, best_s: np.ndarray, best_i: np.ndarray,
-                 offset: int = 0) -> None:
+                 member_start: np.ndarray, best_s: np.ndarray, best_i: np.ndarray) -> None:
     """Compare each face with the members of the lists it names in ``near`` and offer every
     similarity to its heap (``best_s``/``best_i``, one row per face).
 
     List ``l`` holds rows ``member_order[member_start[l]:member_start[l + 1]]`` of ``y``;
     ``near[i]`` names face ``i``'s lists (-1: none). The work is grouped by list, so each
     list's members are gathered once and met by all its faces in one matrix product.
-    Candidates are offered as ``row + offset`` (an offset of ``len(x)`` keeps a candidate
-    from being mistaken for the face itself when ``y`` is not ``x``).
 
     The faces are shared out among numba's threads by ``face % threads``, each thread
     with single-threaded BLAS: no two threads touch one heap, and nothing waits (one
@@ -300,20 +297,23 @@ def _offer_lists(x: np.ndarray, near: np.ndarray, y: np.ndarray, member_order: n
             if members.size == 0 or queries.size == 0:
                 continue
             ym = y[members].T.copy()
-            cols = members + offset if offset else members
             step = max(1, _BLOCK_FLOATS // members.size)
             for lo in range(0, queries.size, step):
                 q = queries[lo:lo + step]
-                _scan(x[q] @ ym, q, cols, best_s, best_i)
+                _scan(x[q] @ ym, q, members, best_s, best_i)
 
-    _in_threads(share, x.shape[0])
+    _in_threads(share, _parts(x.shape[0]))
 
 
-def _in_threads(work: Callable[[int, int], None], n: int) -> None:
-    """``work(part, parts)`` for each part, on numba's threads (one below 1 000 faces,
-    ``n``), each with single-threaded BLAS; parts must touch disjoint faces."""
-    parts = max(1, min(numba.get_num_threads(), n // 1000))
-    if parts == 1:
+def _parts(n: int) -> int:
+    """Threads worth starting for ``n`` faces: numba's, one below 1 000 faces."""
+    return max(1, min(numba.get_num_threads(), n // 1000))
+
+
+def _in_threads(work: Callable[[int, int], None], parts: int) -> None:
+    """``work(part, parts)`` for each of ``parts`` parts, on as many threads, each with
+    single-threaded BLAS; parts must touch disjoint faces."""
+    if parts <= 1:
         work(0, 1)
         return
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(parts) as pool:
@@ -338,7 +338,7 @@ def top_k_among(queries: np.ndarray, vectors: np.ndarray, k: int
     best_i = np.full((m, k), -1, np.int64)
     if m == 0 or k == 0:
         return best_i, best_s
-    parts = max(1, min(numba.get_num_threads(), m)) if m * n >= 10**7 else 1
+    parts = min(numba.get_num_threads(), m) if m * n >= 10**7 else 1
     bounds = np.linspace(0, m, parts + 1).astype(np.int64)
 
     def share(part: int, _: int) -> None:
@@ -351,7 +351,7 @@ def top_k_among(queries: np.ndarray, vectors: np.ndarray, k: int
             _scan(q[lo_q:hi_q] @ v[lo:hi].T, rows, np.arange(lo, hi, dtype=np.int64) + m,
                   best_s, best_i)
 
-    _in_threads(share, 1000 * parts)
+    _in_threads(share, parts)
     best_i[best_i >= 0] -= m
     return best_i, best_s
 
@@ -372,7 +372,7 @@ def _nearest_cells(x: np.ndarray, centers: np.ndarray, probes: int) -> np.ndarra
             _scan(x[lo:hi] @ centers.T, np.arange(lo, hi, dtype=np.int64), cols, near_s,
                   near)
 
-    _in_threads(share, n)
+    _in_threads(share, _parts(n))
     near[near >= 0] -= n
     order = np.argsort(-near_s, axis=1, kind="stable")
     return np.take_along_axis(near, order, 1)

@@ -323,12 +323,11 @@ def _neighbours(catalog: Catalog, space: str, face_ids: np.ndarray, vecs: np.nda
     else:
         others, _ = stored.unassigned_faces(catalog, space, min_quality=-math.inf,
                                             limit=2**62)
-        others = np.setdiff1d(others, face_ids)  # sorted
+        others = np.setdiff1d(others, face_ids)
         ids = np.full((len(vecs), 0), -1, np.int64)
         sims = np.full((len(vecs), 0), -np.inf, np.float32)
         for chunk, cvecs in catalog.iter_vectors(space):  # one scan, a batch at a time
-            pos = np.minimum(np.searchsorted(others, chunk), max(others.size - 1, 0))
-            keep = (others[pos] == chunk) if others.size else np.zeros(chunk.size, bool)
+            keep = np.isin(chunk, others)
             if not keep.any():
                 continue
             got_ids, got_sims = exact_top_k(vecs, chunk[keep], cvecs[keep], k)

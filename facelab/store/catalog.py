@@ -253,7 +253,8 @@ class Catalog:
 
     def n_vectors(self, space: str) -> int:
         """How many faces have a vector in ``space`` (a count, nothing read)."""
-        return int(self.scalar("SELECT count(*) FROM face_vectors WHERE space=?", [space]))
+        with self.read() as con:
+            return _count(con, space)
 
     def face_ids(self, space: str) -> np.ndarray:
         with self.read() as con:
@@ -282,11 +283,8 @@ def _stream_vectors(con: duckdb.DuckDBPyConnection, query: str, params: dict[str
     of these face ids are kept (the others are read and dropped)."""
     ids = np.sort(con.sql(f"SELECT face_id FROM ({query})", params=params).fetchnumpy()[
         "face_id"].astype(np.int64, copy=False))
-    if wanted is not None and wanted.size:
-        wanted = np.sort(wanted)
-        ids = ids[wanted[np.minimum(np.searchsorted(wanted, ids), wanted.size - 1)] == ids]
-    elif wanted is not None:
-        ids = ids[:0]
+    if wanted is not None:
+        ids = ids[np.isin(ids, wanted)]
     out = np.empty((ids.size, dim), np.float32)
     if ids.size * dim * 4 > _VECTOR_BIG:  # DuckDB would keep every block it read cached
         with limited_memory(con):
