@@ -5,10 +5,11 @@ import pytest
 
 from facelab.core.incremental import ClusterSums, attach
 from facelab.people import labeling, naming
-from facelab.people.clusters import cluster_unassigned, clusters, skip_cluster
+from facelab.people.clusters import cluster_unassigned, clusters, merge_clusters, skip_cluster
 from facelab.people.history import undo_group
 from facelab.research.synth import make_space
 from facelab.settings import Settings
+from facelab.store import cluster_cache
 from facelab.store.catalog import Catalog
 from facelab.store.vectors import VectorIndex
 
@@ -199,3 +200,92 @@ def test_attach_places_nearest_pairs_first_and_grows_sums():
     # a face whose photo is already in the cluster stays out
     sums2 = ClusterSums(members, np.repeat([0, 1], 4), np.arange(8))
     assert attach(q[:1], [[0]], sums2, photos=np.array([0]), **LINK).tolist() == [-1]
+
+
+# ----------------------------------------------------------------- the kept cluster sums
+def _true_sums(cat):
+    """Each open cluster's (size, sum of unit vectors), from its members' vectors."""
+    rows = cat.query("SELECT f.cluster_id, f.face_id FROM faces f JOIN clusters c USING "
+                     "(cluster_id) WHERE c.status IN ('active', 'skipped') AND f.person_id "
+                     "IS NULL ORDER BY f.face_id")
+    out = {}
+    _, vecs = cat.vectors(SPACE, np.array([r[1] for r in rows], np.int64))
+    for (cid, _), v in zip(rows, vecs / np.linalg.norm(vecs, axis=1, keepdims=True),
+                           strict=True):
+        n, s = out.get(cid, (0, 0.0))
+        out[cid] = (n + 1, s + v.astype(np.float64))
+    return out
+
+
+def _assert_sums_true(cat, got):
+    truth = _true_sums(cat)
+    assert sorted(got.cluster_ids) == sorted(truth)
+    for i, cid in enumerate(got.cluster_ids):
+        assert got.sizes[i] == truth[cid][0]
+        np.testing.assert_allclose(got.sums[i], truth[cid][1], atol=1e-4)
+
+
+def test_the_kept_sums_are_those_of_the_members_and_need_no_member_read(grown):
+    cat, *_ = grown
+    first = cluster_cache.load_kept(cat, SPACE)
+    assert first.summed == 0 and len(first.cluster_ids) == 8  # kept by the full clustering
+    _assert_sums_true(cat, first)
+    r = cluster_unassigned(cat, SPACE, Settings())  # grows 8 clusters, forms 2
+    assert r.grown == 8 and r.formed == 2
+    after = cluster_cache.load_kept(cat, SPACE)
+    assert after.summed == 0 and len(after.cluster_ids) == 10
+    _assert_sums_true(cat, after)
+
+
+def test_a_new_face_forms_a_cluster_with_the_kept_noise_faces_near_it(workspace):
+    cat = Catalog(workspace)
+    faces = make_space(SPACE, 6, faces_per_person=20, seed=5)
+    lone = np.flatnonzero(faces.labels == 5)
+    first = np.ones(faces.n, bool)
+    first[lone[1:]] = False  # one face of person 5 at first: noise
+    add_photos(cat, SPACE, faces.embeddings[first], np.arange(first.sum()))
+    cluster_unassigned(cat, SPACE, Settings())
+    kept = cluster_cache.load_kept(cat, SPACE)
+    assert kept.noise_read == 0 and kept.noise_ids.size >= 1
+    noise = set(kept.noise_ids.tolist())
+    assert noise == {f for (f,) in cat.query(
+        "SELECT face_id FROM faces WHERE cluster_id IS NULL AND clustered")}
+    new = add_photos(cat, SPACE, faces.embeddings[lone[1:3]], 500 + np.arange(2))
+    r = cluster_unassigned(cat, SPACE, Settings())
+    assert r.mode == "incremental" and r.formed == 1
+    after = _membership(cat)
+    cid = after[int(new[0])]
+    old = [f for f, c in after.items() if c == cid and f not in set(new.tolist())]
+    assert len(old) == 1 and old[0] in noise  # the noise face of that person joined them
+    assert cluster_cache.load_kept(cat, SPACE).noise_read == 0
+
+
+def test_a_cluster_a_person_changed_is_summed_again_and_only_it(grown):
+    cat, _, ids, truth, *_ = grown
+    cluster_unassigned(cat, SPACE, Settings())
+    m = _membership(cat)
+    named = [int(f) for f in ids[truth == 4][:3]]
+    naming.assign_faces(cat, named, naming.create_person(cat, "Di"), source="user")
+    other = m[int(ids[truth == 5][0])]
+    source = m[int(ids[truth == 6][0])]
+    merge_clusters(cat, other, source)
+    got = cluster_cache.load_kept(cat, SPACE)
+    assert got.summed == 2  # the cluster that lost three faces, the one that took another's
+    _assert_sums_true(cat, got)
+
+
+def test_sums_are_set_aside_when_vectors_are_rewritten_or_the_file_is_torn(grown):
+    cat, *_ = grown
+    path = cluster_cache.kept_path(cat.workspace, SPACE)
+    with cat.write() as con:
+        cat.mark_rewritten(con, SPACE)
+    got = cluster_cache.load_kept(cat, SPACE)
+    assert got.summed == len(got.cluster_ids) == 8
+    torn = path / "sums.npy"
+    torn.write_bytes(torn.read_bytes()[:1000])  # a torn write
+    got = cluster_cache.load_kept(cat, SPACE)
+    assert got.summed == 8
+    _assert_sums_true(cat, got)
+    r = cluster_unassigned(cat, SPACE, Settings())  # places the new faces all the same
+    assert r.mode == "incremental" and r.grown == 8
+    assert cluster_cache.load_kept(cat, SPACE).summed == 0  # and keeps them again

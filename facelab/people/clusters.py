@@ -32,14 +32,14 @@ from typing import Any
 import numpy as np
 
 from facelab.core.cluster import FaceClusterer, cluster_id, label_members, split_cluster
-from facelab.core.incremental import ClusterSums, attach
+from facelab.core.incremental import ClusterSums, attach, label_sums
+from facelab.core.knn import as_unit_rows, top_k_among
 from facelab.core.linalg import unit
 from facelab.errors import FacelabError
 from facelab.people.assign import assign
-from facelab.people.search import exact_top_k
 from facelab.settings import Settings
+from facelab.store import cluster_cache, events
 from facelab.store import clusters as stored
-from facelab.store import events
 from facelab.store import persons as person_store
 from facelab.store.catalog import Catalog
 from facelab.store.persons import FaceChanges
@@ -49,14 +49,17 @@ from facelab.store.vectors import saved_view
 #: cluster; above it (a first import into a small library) clustering everything costs about
 #: the same and sees all the structure at once.
 INCREMENTAL_MAX_SHARE = 0.5
-#: An incremental pass searches the saved vector index when it covers at least this share of
-#: the space's faces, else the unassigned faces exactly, a batch of the space's vectors at a
-#: time (:meth:`facelab.store.catalog.Catalog.iter_vectors`).
+#: An incremental pass looks for the noise faces near a new face in the saved vector index
+#: when it covers at least this share of the space's faces, else exactly among the noise
+#: faces.
 INDEX_MIN_SHARE = 0.5
-#: Neighbours an incremental pass asks the vector index for, per new face, as a multiple of
-#: the graph's k: assigned faces among them are dropped, the rest say which clusters and
-#: which unclustered faces are within reach.
+#: Neighbours an incremental pass asks for, per new face, among the noise faces, as a
+#: multiple of the graph's k (through the index: among all faces, the noise ones kept).
 INCREMENTAL_SEARCH = 2
+#: Clusters a new face is measured against: the nearest by mean, within reach. Average
+#: linkage joins it to the nearest one it may; the others stand in when that one is ruled
+#: out (a face of the same photo) or grows out of reach during the pass.
+INCREMENTAL_CLUSTERS = 16
 
 
 @dataclass
@@ -161,10 +164,18 @@ def cluster_unassigned(catalog: Catalog, space: str, settings: Settings | None =
         _, vecs = catalog.vectors(space, face_ids[order])
         sorted_labels = FaceClusterer(method=method, **params).fit(
             vecs, groups=assets[order]).labels_
+        n_made = int(sorted_labels.max(initial=-1)) + 1
+        sums = label_sums(vecs, sorted_labels, n_made)
+        sizes = np.bincount(sorted_labels[sorted_labels >= 0], minlength=n_made)
+        noise = (face_ids[order][sorted_labels < 0], as_unit_rows(vecs[sorted_labels < 0])
+                 if (sorted_labels < 0).any() else vecs[:0])
         del vecs
         labels[order] = sorted_labels
-    _store(catalog, space, face_ids, labels, method, _record(params, settings, space), run_id,
-           report)
+    made = _store(catalog, space, face_ids, labels, method, _record(params, settings, space),
+                  run_id, report)
+    if len(face_ids) >= 2:  # kept for the incremental passes to come
+        _save_kept(catalog, space, None, {cid: (sums[lab], int(sizes[lab]))
+                                          for cid, lab in made.items()}, noise)
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -212,16 +223,25 @@ def cluster_new(catalog: Catalog, space: str, settings: Settings | None = None, 
                 new: tuple[np.ndarray, np.ndarray] | None = None) -> ClusterReport:
     """Place the unassigned faces no clustering has seen yet; every other face stays.
 
-    Cost proportional to the new faces: each is looked up in the space's vector index
-    (``k * INCREMENTAL_SEARCH`` neighbours), and only the clusters those neighbours are in
-    are read. A new face joins the nearest of them that average linkage would merge it with
+    Cost proportional to the new faces: each is measured against every open cluster's mean
+    (the clusters' vector sums are kept, :mod:`facelab.store.cluster_cache`, so no member is
+    read) and searched among the unclustered (noise) faces. A new face joins the nearest
+    cluster that average linkage would merge it with
     (:func:`facelab.core.incremental.attach`); the faces that join none are clustered with
-    the unclustered (noise) faces within reach, with the space's method and parameters,
-    and the clusters found there are new. A cluster that gained faces gets a new
-    content-addressed id (its old one is retired; a skipped cluster stays skipped); every
-    cluster that did not change keeps its id.
-    ``new`` is the new faces, ``(face_ids, asset_ids)``, when the caller has read them.
+    the noise faces within reach, with the space's method and parameters, and the clusters
+    found there are new. A cluster that gained faces gets a new content-addressed id (its
+    old one is retired; a skipped cluster stays skipped); every cluster that did not change
+    keeps its id. ``new`` is the new faces, ``(face_ids, asset_ids)``, when the caller has
+    read them.
     """
+    with catalog.session():  # one connection for its reads and writes: seconds, not 25 opens
+        return _cluster_new(catalog, space, settings, run_id=run_id, method=method,
+                            params=params, new=new)
+
+
+def _cluster_new(catalog: Catalog, space: str, settings: Settings | None, *,
+                 run_id: int | None, method: str | None, params: dict[str, Any] | None,
+                 new: tuple[np.ndarray, np.ndarray] | None) -> ClusterReport:
     settings = settings if settings is not None else Settings.from_env()
     if params is None:
         method, params = _params(space, settings, method, {})
@@ -239,122 +259,164 @@ def cluster_new(catalog: Catalog, space: str, settings: Settings | None = None, 
     order = np.argsort(face_ids)
     face_ids, assets = face_ids[order], assets[order]
     _, vecs = catalog.vectors(space, face_ids)
-    reach = max(float(params.get("distance_threshold") or 0.5),
-                float(params.get("pair_threshold") or 0.0))
-    k = int(params.get("k", 30))
-    nbr, sims, report.search = _neighbours(catalog, space, face_ids, vecs,
-                                           k * INCREMENTAL_SEARCH)
-    near = (nbr >= 0) & (1.0 - sims <= reach) & (nbr != face_ids[:, None])
-    where = stored.neighbour_clusters(catalog, space, nbr[near])
-    pos = {int(f): i for i, f in enumerate(where.face_ids.tolist())}
-    cids = sorted({c for c in where.cluster_ids.tolist() if c is not None})
-    cindex = {c: i for i, c in enumerate(cids)}
-    candidates: list[list[int]] = []
-    noise_near: set[int] = set()
-    new_set = set(face_ids.tolist())
-    for row in range(len(face_ids)):
-        found = []
-        for f in nbr[row][near[row]].tolist():
-            p = pos.get(int(f))
-            if p is None:
-                continue  # assigned, not a face, or gone
-            c = where.cluster_ids[p]
-            if c is not None:
-                found.append(cindex[c])
-            elif where.seen[p] and f not in new_set:
-                noise_near.add(int(f))
-        candidates.append(found)
+    vecs = as_unit_rows(vecs, "vectors")
+    threshold = float(params.get("distance_threshold") or 0.5)
+    reach = max(threshold, float(params.get("pair_threshold") or 0.0))
+    kept = cluster_cache.load_kept(catalog, space, leave_out=face_ids)
+    near = _near_clusters(vecs, kept, reach)
+    cand = np.unique(np.concatenate([np.zeros(0, np.int64), *near]))
+    cids = [kept.cluster_ids[i] for i in cand.tolist()]
     members, member_assets, member_cids, status = stored.open_cluster_members(catalog, cids)
     old = ~np.isin(members, face_ids)  # a new face still in an open cluster is placed again
     members, member_assets, member_cids = members[old], member_assets[old], member_cids[old]
-    morder = np.argsort(members)
-    _, mvecs = catalog.vectors(space, members[morder])
-    labels = np.array([cindex[c] for c in member_cids[morder].tolist()], np.int64)
-    sums = ClusterSums(mvecs, labels, member_assets[morder], n_clusters=len(cids))
-    del mvecs
-    joined = attach(vecs, candidates, sums, photos=assets,
-                    threshold=float(params.get("distance_threshold") or 0.5),
-                    pair_threshold=params.get("pair_threshold"),
+    cindex = {c: i for i, c in enumerate(cids)}
+    labels = np.array([cindex[c] for c in member_cids.tolist()], np.int64)
+    photos: list[set[int]] = [set() for _ in cids]
+    for lab, a in zip(labels.tolist(), member_assets.tolist(), strict=True):
+        photos[lab].add(int(a))
+    sums = ClusterSums.from_sums(kept.sums[cand], kept.sizes[cand], photos)
+    where = np.searchsorted(cand, np.arange(len(kept.cluster_ids)))  # kept row -> cand row
+    joined = attach(vecs, [where[c].tolist() for c in near], sums, photos=assets,
+                    threshold=threshold, pair_threshold=params.get("pair_threshold"),
                     size_exponent=params.get("size_exponent"),
                     max_separation=params.get("max_separation"),
                     separation_noise=float(params.get("separation_noise") or 0.0))
     # the rest: clustered afresh with the unclustered faces within reach
     rest = np.flatnonzero(joined < 0)
-    noise_ids = np.array(sorted(noise_near), np.int64)
+    near_noise, report.search = _near_noise(catalog, space, kept, vecs[rest], reach,
+                                            int(params.get("k", 30)) * INCREMENTAL_SEARCH)
+    noise_ids = kept.noise_ids[near_noise]
     fresh_ids = np.concatenate([face_ids[rest], noise_ids])
     fresh_labels = np.full(fresh_ids.size, -1, np.int64)
+    forder = np.argsort(fresh_ids)
+    fvecs = np.concatenate([vecs[rest], kept.noise_vectors[near_noise]])[forder]
     if fresh_ids.size >= 2:
         nb_info = stored.neighbour_clusters(catalog, space, noise_ids)
         fresh_assets = np.concatenate([assets[rest], nb_info.asset_ids])
-        forder = np.argsort(fresh_ids)
-        _, fvecs = catalog.vectors(space, fresh_ids[forder])
         fresh_labels[forder] = FaceClusterer(method=method, **params).fit(
             fvecs, groups=fresh_assets[forder]).labels_
-    _store_new(catalog, space, report, face_ids=face_ids, joined=joined, cids=cids,
-               members=members[morder], member_labels=labels, status=status,
-               fresh_ids=fresh_ids, fresh_labels=fresh_labels, method=method,
-               params=_record(params, settings, space), run_id=run_id)
+    grown, formed = _store_new(
+        catalog, space, report, face_ids=face_ids, joined=joined, cids=cids,
+        members=members, member_labels=labels, status=status, fresh_ids=fresh_ids,
+        fresh_labels=fresh_labels, method=method, params=_record(params, settings, space),
+        run_id=run_id)
+    # the sums of the clusters now open: grown ones gained their faces, formed ones are new
+    fresh = label_sums(fvecs, fresh_labels[forder], int(fresh_labels.max(initial=-1)) + 1)
+    computed = {cid: (sums.sums[c].astype(np.float32), int(sums.sizes[c]))
+                for cid, c in grown.items()}
+    fresh_sizes = np.bincount(fresh_labels[fresh_labels >= 0], minlength=len(fresh))
+    computed.update({cid: (fresh[lab], int(fresh_sizes[lab])) for cid, lab in formed.items()})
+    _save_kept(catalog, space, kept, computed, (face_ids, vecs))
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _neighbours(catalog: Catalog, space: str, face_ids: np.ndarray, vecs: np.ndarray,
-                k: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """The ``k`` nearest faces of each new face among the faces already there, and its
-    nearest among the new faces themselves (exactly): ``(ids, similarities, how)``.
+def _near_clusters(vecs: np.ndarray, kept: cluster_cache.Kept, reach: float
+                   ) -> list[np.ndarray]:
+    """For each new face (unit rows), the open clusters (rows of ``kept``) whose mean is
+    within ``reach``: the all-pairs mean distance average linkage merges by, against every
+    cluster at once."""
+    if not kept.cluster_ids:
+        return [np.zeros(0, np.int64) for _ in range(len(vecs))]
+    means = kept.sums / np.maximum(kept.sizes, 1)[:, None].astype(np.float32)
+    rows, sims = top_k_among(vecs, means, INCREMENTAL_CLUSTERS)
+    ok = (rows >= 0) & (1.0 - sims <= reach)
+    return [rows[i][ok[i]] for i in range(len(vecs))]
 
-    The faces already there are searched in the space's saved vector index, memory-mapped
-    as it is (``how`` "index"): new faces are found among themselves, so it needs no
-    catch-up. Without a saved index covering at least :data:`INDEX_MIN_SHARE` of the space
-    (a library imported and clustered, never indexed), the unassigned faces are searched
-    exactly, in one scan of the space's vectors (``how`` "exact"): seconds at 300 000 faces,
-    where building the index would take minutes.
-    """
-    own_ids, own_sims = exact_top_k(vecs, face_ids, vecs, min(k + 1, len(face_ids)))
+
+def _near_noise(catalog: Catalog, space: str, kept: cluster_cache.Kept, vecs: np.ndarray,
+                reach: float, k: int) -> tuple[np.ndarray, str]:
+    """Which noise faces (rows of ``kept.noise_ids``) are within ``reach`` of any of
+    ``vecs``, among the ``k`` nearest of each, and how they were found.
+
+    Through the space's saved vector index, memory-mapped as it is (``how`` "index"), when
+    it covers at least :data:`INDEX_MIN_SHARE` of the space; otherwise exactly, among the
+    kept noise vectors (``how`` "exact")."""
     view = saved_view(catalog, space)
-    if view is not None and len(view) >= INDEX_MIN_SHARE * catalog.n_vectors(space):
+    indexed = view is not None and len(view) >= INDEX_MIN_SHARE * catalog.n_vectors(space)
+    how = "index" if indexed else "exact"
+    if len(vecs) == 0 or kept.noise_ids.size == 0:
+        return np.zeros(0, np.int64), how
+    if view is not None and indexed:
         found = view.search(vecs, k, log=False)
         keys = np.asarray(found.keys, np.int64).reshape(len(vecs), -1)
         dist = np.asarray(found.distances, np.float32).reshape(len(vecs), -1)
         valid = np.arange(keys.shape[1]) < np.asarray(found.counts).reshape(-1, 1)
-        ids = np.where(valid, keys, -1)
-        sims = np.where(valid, 1.0 - dist, -np.inf).astype(np.float32)
-        how = "index"
-    else:
-        others, _ = stored.unassigned_faces(catalog, space, min_quality=-math.inf,
-                                            limit=2**62)
-        others = np.setdiff1d(others, face_ids)
-        ids = np.full((len(vecs), 0), -1, np.int64)
-        sims = np.full((len(vecs), 0), -np.inf, np.float32)
-        for chunk, cvecs in catalog.iter_vectors(space):  # one scan, a batch at a time
-            keep = np.isin(chunk, others)
-            if not keep.any():
-                continue
-            got_ids, got_sims = exact_top_k(vecs, chunk[keep], cvecs[keep], k)
-            ids, sims = _best(np.hstack([ids, got_ids]), np.hstack([sims, got_sims]), k)
-        how = "exact"
-    ids, sims = np.hstack([ids, own_ids]), np.hstack([sims, own_sims])
-    return ids, sims, how
+        near = np.unique(keys[valid & (dist <= reach)])
+        pos = np.searchsorted(kept.noise_ids, near)
+        ok = pos < kept.noise_ids.size
+        ok[ok] &= kept.noise_ids[pos[ok]] == near[ok]
+        return pos[ok], how
+    rows, sims = top_k_among(vecs, kept.noise_vectors, k)
+    return np.unique(rows[(rows >= 0) & (1.0 - sims <= reach)]), how
 
 
-def _best(ids: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` most similar entries of each row."""
-    if ids.shape[1] <= k:
-        return ids, sims
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    return np.take_along_axis(ids, top, 1), np.take_along_axis(sims, top, 1)
+def _save_kept(catalog: Catalog, space: str, kept: cluster_cache.Kept | None,
+               computed: dict[str, tuple[np.ndarray, int]],
+               placed: tuple[np.ndarray, np.ndarray]) -> None:
+    """Keep what the next incremental pass needs: the sums of the clusters open now (those
+    this pass left alone as they were in ``kept``, those it grew or formed as ``computed``,
+    ``{cluster_id: (sum, size)}``) and the vectors of the noise faces (kept ones, or the
+    faces it ``placed``, ``(face_ids, unit vectors)``)."""
+    with catalog.read() as con:
+        keys = cluster_cache.member_keys(con, space)
+        noise = stored.noise_faces(catalog, space)
+    dim = catalog.space_dim(space) or 0
+    sums = np.zeros((keys.cluster_ids.size, dim), np.float32)
+    ok = np.zeros(keys.cluster_ids.size, bool)
+    if kept is not None and kept.cluster_ids:
+        rows, found = keys.find(np.asarray(kept.cluster_ids, dtype=str))
+        same = found & kept.trusted & (keys.keys[rows] == kept.keys) & \
+            (keys.sizes[rows] == kept.sizes)
+        sums[rows[same]] = kept.sums[same]
+        ok[rows[same]] = True
+    if computed:
+        rows, found = keys.find(np.array(list(computed), dtype=str))
+        for row, hit, (vec, n) in zip(rows.tolist(), found.tolist(), computed.values(),
+                                      strict=True):
+            if hit and keys.sizes[row] == n:
+                sums[row], ok[row] = vec, True
+    cluster_cache.save_kept(catalog, space, cluster_cache.Kept(
+        keys.cluster_ids.tolist(), keys.sizes, keys.keys, sums, ok,  # the rest summed anew
+        *_noise_vectors(noise, kept, placed, dim)))
+
+
+def _noise_vectors(noise: np.ndarray, kept: cluster_cache.Kept | None,
+                   placed: tuple[np.ndarray, np.ndarray], dim: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``noise`` (face ids, ascending) with their unit vectors, from those ``kept`` and
+    those ``placed``; faces found in neither are left out (read when next needed)."""
+    if kept is not None and np.array_equal(noise, kept.noise_ids):
+        return noise, kept.noise_vectors  # unchanged: not copied
+    out = np.zeros((noise.size, dim), np.float32)
+    have = np.zeros(noise.size, bool)
+    order = np.argsort(placed[0])
+    sources = [(placed[0][order], placed[1][order])]
+    if kept is not None:
+        sources.append((kept.noise_ids, kept.noise_vectors))
+    for ids, vecs in sources:
+        pos = np.searchsorted(ids, noise)
+        hit = pos < ids.size
+        hit[hit] &= ids[pos[hit]] == noise[hit]
+        hit &= ~have
+        out[hit] = vecs[pos[hit]]
+        have |= hit
+    return noise[have], out[have]
 
 
 def _store_new(catalog: Catalog, space: str, report: ClusterReport, *, face_ids: np.ndarray,
                joined: np.ndarray, cids: list[str], members: np.ndarray,
                member_labels: np.ndarray, status: dict[str, str], fresh_ids: np.ndarray,
                fresh_labels: np.ndarray, method: str, params: dict[str, Any],
-               run_id: int | None) -> None:
+               run_id: int | None) -> tuple[dict[str, int], dict[str, int]]:
     """Write an incremental pass: grown clusters under their new ids, the clusters formed,
-    and every new face marked as seen."""
+    and every new face marked as seen. Returns ``({new id: grown cluster's index in
+    cids}, {new id: fresh label})``."""
     write_ids: list[np.ndarray] = []
     write_cids: list[str] = []
     sizes: dict[str, int] = {}
+    grown: dict[str, int] = {}
+    formed: dict[str, int] = {}
     skipped: list[str] = []
     old_members = dict(label_members(member_labels))
     for c, pos in label_members(joined):
@@ -363,12 +425,14 @@ def _store_new(catalog: Catalog, space: str, report: ClusterReport, *, face_ids:
         write_ids.append(ids)
         write_cids += [cid] * ids.size
         sizes[cid] = int(ids.size)
+        grown[cid] = c
         if status.get(cids[c]) == stored.SKIPPED:
             skipped.append(cid)
     report.grown = len(sizes)
-    for _, pos in label_members(fresh_labels):
+    for lab, pos in label_members(fresh_labels):
         ids = fresh_ids[pos]
         cid = cluster_id(ids)
+        formed[cid] = lab
         write_ids.append(ids)
         write_cids += [cid] * ids.size
         sizes[cid] = int(ids.size)
@@ -393,19 +457,23 @@ def _store_new(catalog: Catalog, space: str, report: ClusterReport, *, face_ids:
         stored.revive(con, [c for c, st in existing.items() if st == "retired"])
         stored.mark_clustered(con, face_ids)
         report.retired = stored.retire_empty(con, space)
+    return grown, formed
 
 
 def _store(catalog: Catalog, space: str, face_ids: np.ndarray, labels: np.ndarray,
            method: str, params: dict[str, Any], run_id: int | None, report: ClusterReport
-           ) -> list[str]:
-    """Write cluster ids for ``face_ids`` (noise: NULL) and retire clusters left empty."""
+           ) -> dict[str, int]:
+    """Write cluster ids for ``face_ids`` (noise: NULL) and retire clusters left empty;
+    ``{cluster id: label}``."""
     ids = np.full(len(face_ids), None, dtype=object)
     new_clusters: dict[str, int] = {}
-    for _, pos in label_members(labels):
+    made: dict[str, int] = {}
+    for lab, pos in label_members(labels):
         members = face_ids[pos]
         cid = cluster_id(members)
         ids[pos] = cid
         new_clusters[cid] = len(members)
+        made[cid] = lab
     report.clusters = len(new_clusters)
     report.clustered_faces = int(np.sum(labels >= 0))
     report.noise = int(np.sum(labels < 0))
@@ -421,7 +489,7 @@ def _store(catalog: Catalog, space: str, face_ids: np.ndarray, labels: np.ndarra
         stored.revive(con, [c for c, st in existing.items() if st == "retired"])
         # the faces of an active cluster may have been labeled or re-clustered: retire it
         report.retired = stored.retire_empty(con, space)
-    return list(new_clusters)
+    return made
 
 
 def clusters(catalog: Catalog, space: str | None = None, *, status: str = "active"

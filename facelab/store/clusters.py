@@ -37,6 +37,7 @@ __all__ = [
     "mark_labeled",
     "move_clusters",
     "neighbour_clusters",
+    "noise_faces",
     "open_cluster_members",
     "reopen_clusters",
     "retire_empty",
@@ -156,6 +157,18 @@ def open_cluster_members(catalog: Catalog, cluster_ids: Sequence[str]
             "(SELECT cluster_id FROM _fl_cl)").fetchall()}
     return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64),
             np.array([r[2] for r in rows], dtype=object), status)
+
+
+def noise_faces(catalog: Catalog, space: str) -> np.ndarray:
+    """The noise faces of ``space``: unassigned, seen by a clustering, in no open cluster of
+    it (and not "not a face"), by face id; what a new face may form a cluster with."""
+    rows = catalog.query(
+        "SELECT f.face_id FROM faces f LEFT JOIN clusters c ON c.cluster_id = f.cluster_id "
+        "WHERE f.face_id IN (SELECT face_id FROM face_vectors WHERE space=?) AND f.clustered "
+        f"AND f.person_id IS NULL AND f.assigned_by IS DISTINCT FROM '{NOT_A_FACE}' AND NOT "
+        "coalesce(c.status IN ('active', ?) AND c.space = ?, false) ORDER BY f.face_id",
+        [space, SKIPPED, space])
+    return np.array([r[0] for r in rows], np.int64)
 
 
 def unassigned_below(catalog: Catalog, space: str, *, min_quality: float,
