@@ -9,7 +9,7 @@ already holds a face of its photo. Faces are placed nearest pair first, and each
 updates its cluster's sum, size and photos before the next face is measured, so a batch of
 new faces of one person grows that person's cluster the way a full clustering would. What
 joins nothing is clustered afresh with the unclustered faces around it
-(:mod:`facelab.people.clusters` does that, with :class:`facelab.core.cluster.FaceClusterer`).
+(:mod:`facelab.people.incremental` does that, with :class:`facelab.core.cluster.FaceClusterer`).
 
 Pure NumPy: the caller reads the candidate clusters' members and the neighbour lists.
 """

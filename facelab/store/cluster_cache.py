@@ -34,7 +34,6 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 
 from facelab.core.incremental import label_sums
 from facelab.core.knn import as_unit_rows
@@ -177,7 +176,7 @@ def load_kept(catalog: Catalog, space: str, *, leave_out: np.ndarray | None = No
         keys = member_keys(con, space)
         held = np.zeros(0, str)
         if leave_out.size:
-            with temp_table(con, "_fl_out", face_id=pa.array(leave_out, pa.int64())):
+            with temp_table(con, "_fl_out", face_id=leave_out):
                 held = np.array([str(r[0]) for r in con.execute(
                     "SELECT DISTINCT cluster_id FROM faces WHERE cluster_id IS NOT NULL AND "
                     "face_id IN (SELECT face_id FROM _fl_out)").fetchall()], dtype=str)
@@ -234,7 +233,7 @@ def _sum_members(catalog: Catalog, space: str, cids: list[str], out: np.ndarray,
                  sizes: np.ndarray, rows: list[int], leave_out: np.ndarray) -> None:
     """Sum the open members of ``cids`` into ``out[rows]`` (their sizes into ``sizes``)."""
     with catalog.read() as con, temp_table(con, "_fl_stale",
-                                           cluster_id=pa.array(cids, pa.string())):
+                                           cluster_id=np.array(cids, dtype=str)):
         got = con.execute("SELECT face_id, cluster_id FROM faces WHERE person_id IS NULL AND "
                           "cluster_id IN (SELECT cluster_id FROM _fl_stale)").fetchnumpy()
     face_ids = np.asarray(got["face_id"], np.int64)

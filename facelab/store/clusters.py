@@ -96,7 +96,7 @@ def unassigned_faces_new(catalog: Catalog, space: str, *, min_quality: float, li
 
 def mark_clustered(con: duckdb.DuckDBPyConnection, face_ids: np.ndarray) -> None:
     """Record that a clustering pass has seen ``face_ids`` (in a cluster or noise)."""
-    with temp_table(con, "_fl_seen", face_id=pa.array(face_ids, pa.int64())):
+    with temp_table(con, "_fl_seen", face_id=np.asarray(face_ids, np.int64)):
         con.execute("UPDATE faces SET clustered = true WHERE face_id IN "
                     "(SELECT face_id FROM _fl_seen)")
 
@@ -128,8 +128,8 @@ def neighbour_clusters(catalog: Catalog, space: str, face_ids: np.ndarray
                        ) -> NeighbourClusters:
     """Where the unassigned ones of ``face_ids`` are (active or skipped clusters of
     ``space``); assigned faces and faces "not a face" are left out of the answer."""
-    with catalog.read() as con, temp_table(con, "_fl_nb", face_id=pa.array(
-            np.unique(face_ids), pa.int64())):
+    with catalog.read() as con, temp_table(con, "_fl_nb", face_id=np.unique(
+            np.asarray(face_ids, np.int64))):
         rows = con.execute(
             "SELECT f.face_id, CASE WHEN c.status IN ('active', ?) AND c.space=? THEN "
             "f.cluster_id END, f.asset_id, f.clustered FROM _fl_nb n JOIN faces f USING "
@@ -146,8 +146,8 @@ def open_cluster_members(catalog: Catalog, cluster_ids: Sequence[str]
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
     """The unassigned members of ``cluster_ids``: ``(face_ids, asset_ids, cluster_ids)`` by
     cluster then face id, and each cluster's status."""
-    with catalog.read() as con, temp_table(con, "_fl_cl", cluster_id=pa.array(
-            list(cluster_ids), pa.string())):
+    with catalog.read() as con, temp_table(con, "_fl_cl", cluster_id=np.array(
+            list(cluster_ids), dtype=str)):
         rows = con.execute(
             "SELECT f.face_id, f.asset_id, f.cluster_id FROM faces f WHERE f.cluster_id IN "
             "(SELECT cluster_id FROM _fl_cl) AND f.person_id IS NULL ORDER BY "
@@ -223,8 +223,8 @@ def set_face_clusters(con: duckdb.DuckDBPyConnection, face_ids: np.ndarray,
                       cluster_ids: Sequence[str | None], *, seen: bool = False) -> None:
     """Set the cluster id of each of ``face_ids`` (None: noise, no cluster); ``seen`` also
     records that a clustering has seen them (:func:`mark_clustered`), in the same pass."""
-    with temp_table(con, "assignments", face_id=pa.array(face_ids, pa.int64()),
-                    cluster_id=pa.array(list(cluster_ids), pa.string())):
+    with temp_table(con, "assignments", face_id=np.asarray(face_ids, np.int64),
+                    cluster_id=list(cluster_ids)):  # None: no cluster
         con.execute("UPDATE faces SET cluster_id = a.cluster_id"
                     + (", clustered = true" if seen else "") + " FROM assignments a "
                     "WHERE faces.face_id = a.face_id")
