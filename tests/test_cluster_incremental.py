@@ -246,8 +246,8 @@ def test_a_new_face_forms_a_cluster_with_the_kept_noise_faces_near_it(workspace)
     add_photos(cat, SPACE, faces.embeddings[first], np.arange(first.sum()))
     cluster_unassigned(cat, SPACE, Settings())
     kept = cluster_cache.load_kept(cat, SPACE)
-    assert kept.noise_read == 0 and kept.noise_ids.size >= 1
-    noise = set(kept.noise_ids.tolist())
+    assert kept.noise_read == 0 and kept.noise.live.size >= 1
+    noise = set(kept.noise.live.tolist())
     assert noise == {f for (f,) in cat.query(
         "SELECT face_id FROM faces WHERE cluster_id IS NULL AND clustered")}
     new = add_photos(cat, SPACE, faces.embeddings[lone[1:3]], 500 + np.arange(2))
@@ -257,7 +257,32 @@ def test_a_new_face_forms_a_cluster_with_the_kept_noise_faces_near_it(workspace)
     cid = after[int(new[0])]
     old = [f for f, c in after.items() if c == cid and f not in set(new.tolist())]
     assert len(old) == 1 and old[0] in noise  # the noise face of that person joined them
-    assert cluster_cache.load_kept(cat, SPACE).noise_read == 0
+    again = cluster_cache.load_kept(cat, SPACE)
+    assert again.noise_read == 0 and old[0] not in set(again.noise.live.tolist())
+    ids, vecs = cat.vectors(SPACE, again.noise.live)
+    np.testing.assert_allclose(again.noise.vectors(ids),
+                               vecs / np.linalg.norm(vecs, axis=1, keepdims=True), atol=1e-6)
+
+
+def test_a_pass_that_changes_little_noise_links_the_kept_noise_vectors(workspace):
+    cat = Catalog(workspace)
+    faces = make_space(SPACE, 6, faces_per_person=20, seed=5)
+    rank = np.zeros(faces.n, np.int64)
+    for person in range(6):
+        rank[faces.labels == person] = np.arange((faces.labels == person).sum())
+    first = ((faces.labels < 5) & (rank < 18)) | ((faces.labels == 5) & (rank == 0))
+    later = (faces.labels < 5) & (rank >= 18)
+    add_photos(cat, SPACE, faces.embeddings[first], np.arange(first.sum()))
+    cluster_unassigned(cat, SPACE, Settings())
+    main = cluster_cache.kept_path(cat.workspace, SPACE) / "noise_vectors.npy"
+    assert cluster_cache.load_kept(cat, SPACE).noise.main_ids.size >= 1
+    before = main.stat().st_ino
+    add_photos(cat, SPACE, faces.embeddings[later], 500 + np.arange(later.sum()))
+    r = cluster_unassigned(cat, SPACE, Settings())
+    assert r.mode == "incremental" and r.joined == later.sum()
+    assert main.stat().st_ino == before  # linked into the new folder, not written again
+    assert not list(main.parent.parent.glob("*.tmp-*")) and \
+        not list(main.parent.parent.glob("*.old-*"))
 
 
 def test_a_cluster_a_person_changed_is_summed_again_and_only_it(grown):

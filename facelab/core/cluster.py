@@ -78,23 +78,27 @@ def _as_groups(groups: Any, n: int) -> np.ndarray:
 # --------------------------------------------------------------------------- post-processing
 
 
-def _centroid_distance(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Cosine distance of every face to its cluster's normalised mean (NaN for noise)."""
+def _centroid_distance(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine distance of every face to its cluster's normalised mean (NaN for noise), and
+    the sum of each cluster's vectors, ``(max label + 1, d)``."""
     out = np.full(x.shape[0], np.nan, np.float32)
     inside = labels >= 0
+    n_labels = int(labels.max(initial=-1)) + 1
+    sums = np.zeros((n_labels, x.shape[1] if x.ndim == 2 else 0), np.float32)
     if not inside.any():
-        return out
+        return out, sums
     ids, inv = np.unique(labels[inside], return_inverse=True)
     onehot = sp.csr_matrix((np.ones(inv.size, np.float32), (inv, np.flatnonzero(inside))),
                            shape=(ids.size, x.shape[0]))
     cent = np.asarray(onehot @ x)
+    sums[ids] = cent
     cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
     rows = np.flatnonzero(inside)
     step = 65_536  # rows at a time: never a second copy of every vector
     for lo in range(0, rows.size, step):
         r = rows[lo:lo + step]
         out[r] = 1.0 - np.einsum("ij,ij->i", x[r], cent[inv[lo:lo + step]])
-    return out
+    return out, sums
 
 
 def _enforce_cannot_link(x: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -103,7 +107,7 @@ def _enforce_cannot_link(x: np.ndarray, labels: np.ndarray, groups: np.ndarray) 
     sel = np.flatnonzero((labels >= 0) & (groups >= 0))
     if sel.size < 2:
         return labels
-    dist = _centroid_distance(x, labels)[sel]
+    dist = _centroid_distance(x, labels)[0][sel]
     order = np.lexsort((sel, dist, groups[sel], labels[sel]))
     lab_o, grp_o = labels[sel][order], groups[sel][order]
     first = np.r_[True, (lab_o[1:] != lab_o[:-1]) | (grp_o[1:] != grp_o[:-1])]
@@ -190,6 +194,9 @@ class FaceClusterer:
     centroid_distance_ : float32 array (n,)
         Cosine distance of each face to its cluster's mean (NaN for noise): the evidence to
         record with each membership.
+    sums_ : float32 array (n_clusters_, d)
+        The sum of each cluster's unit vectors: what an incremental pass measures new faces
+        against (:mod:`facelab.store.cluster_cache`).
     timings_ : dict
         Seconds spent on the kNN graph and on clustering.
     """
@@ -296,7 +303,7 @@ class FaceClusterer:
         labels = _finalize(labels, self.min_cluster_size)
         self.labels_ = labels
         self.n_clusters_ = int(labels.max()) + 1 if labels.size else 0
-        self.centroid_distance_ = _centroid_distance(x, labels)
+        self.centroid_distance_, self.sums_ = _centroid_distance(x, labels)
         self.timings_ = {"knn_s": t_knn, "cluster_s": t_cluster}
 
     def _hdbscan(self, graph: sp.csr_matrix) -> np.ndarray:

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from facelab.core.cluster import FaceClusterer, cluster_id, label_members, split_cluster
-from facelab.core.incremental import label_sums
 from facelab.core.knn import as_unit_rows
 from facelab.core.linalg import unit
 from facelab.errors import FacelabError
@@ -100,11 +99,9 @@ def cluster_unassigned(catalog: Catalog, space: str, settings: Settings | None =
     if len(face_ids) >= 2:
         order = np.argsort(face_ids)
         _, vecs = catalog.vectors(space, face_ids[order])
-        sorted_labels = FaceClusterer(method=method, **params).fit(
-            vecs, groups=assets[order]).labels_
-        n_made = int(sorted_labels.max(initial=-1)) + 1
-        sums = label_sums(vecs, sorted_labels, n_made)
-        sizes = np.bincount(sorted_labels[sorted_labels >= 0], minlength=n_made)
+        fitted = FaceClusterer(method=method, **params).fit(vecs, groups=assets[order])
+        sorted_labels, sums = fitted.labels_, fitted.sums_
+        sizes = np.bincount(sorted_labels[sorted_labels >= 0], minlength=len(sums))
         noise = (face_ids[order][sorted_labels < 0], as_unit_rows(vecs[sorted_labels < 0])
                  if (sorted_labels < 0).any() else vecs[:0])
         del vecs

@@ -108,13 +108,12 @@ def _cluster_new(catalog: Catalog, space: str, settings: Settings | None, *,
                     separation_noise=float(params.get("separation_noise") or 0.0))
     # the rest: clustered afresh with the unclustered faces within reach
     rest = np.flatnonzero(joined < 0)
-    near_noise, report.search = _near_noise(catalog, space, kept, vecs[rest], reach,
-                                            int(params.get("k", 30)) * INCREMENTAL_SEARCH)
-    noise_ids = kept.noise_ids[near_noise]
+    noise_ids, report.search = _near_noise(catalog, space, kept, vecs[rest], reach,
+                                           int(params.get("k", 30)) * INCREMENTAL_SEARCH)
     fresh_ids = np.concatenate([face_ids[rest], noise_ids])
     fresh_labels = np.full(fresh_ids.size, -1, np.int64)
     forder = np.argsort(fresh_ids)
-    fvecs = np.concatenate([vecs[rest], kept.noise_vectors[near_noise]])[forder]
+    fvecs = np.concatenate([vecs[rest], kept.noise.vectors(noise_ids)])[forder]
     if fresh_ids.size >= 2:
         nb_info = stored.neighbour_clusters(catalog, space, noise_ids)
         fresh_assets = np.concatenate([assets[rest], nb_info.asset_ids])
@@ -151,8 +150,8 @@ def _near_clusters(vecs: np.ndarray, kept: cluster_cache.Kept, reach: float
 
 def _near_noise(catalog: Catalog, space: str, kept: cluster_cache.Kept, vecs: np.ndarray,
                 reach: float, k: int) -> tuple[np.ndarray, str]:
-    """Which noise faces (rows of ``kept.noise_ids``) are within ``reach`` of any of
-    ``vecs``, among the ``k`` nearest of each, and how they were found.
+    """The noise faces within ``reach`` of any of ``vecs``, among the ``k`` nearest of each
+    (ascending ids), and how they were found.
 
     Through the space's saved vector index, memory-mapped as it is (``how`` "index"), when
     it covers at least :data:`INDEX_MIN_SHARE` of the space; otherwise exactly, among the
@@ -160,7 +159,7 @@ def _near_noise(catalog: Catalog, space: str, kept: cluster_cache.Kept, vecs: np
     view = saved_view(catalog, space)
     indexed = view is not None and len(view) >= INDEX_MIN_SHARE * catalog.n_vectors(space)
     how = "index" if indexed else "exact"
-    if len(vecs) == 0 or kept.noise_ids.size == 0:
+    if len(vecs) == 0 or kept.noise.live.size == 0:
         return np.zeros(0, np.int64), how
     if view is not None and indexed:
         found = view.search(vecs, k, log=False)
@@ -168,12 +167,8 @@ def _near_noise(catalog: Catalog, space: str, kept: cluster_cache.Kept, vecs: np
         dist = np.asarray(found.distances, np.float32).reshape(len(vecs), -1)
         valid = np.arange(keys.shape[1]) < np.asarray(found.counts).reshape(-1, 1)
         near = np.unique(keys[valid & (dist <= reach)])
-        pos = np.searchsorted(kept.noise_ids, near)
-        ok = pos < kept.noise_ids.size
-        ok[ok] &= kept.noise_ids[pos[ok]] == near[ok]
-        return pos[ok], how
-    rows, sims = top_k_among(vecs, kept.noise_vectors, k)
-    return np.unique(rows[(rows >= 0) & (1.0 - sims <= reach)]), how
+        return near[np.isin(near, kept.noise.live)], how
+    return kept.noise.near(vecs, k, reach), how
 
 
 def keep_clusters(catalog: Catalog, space: str, kept: cluster_cache.Kept | None,
@@ -201,32 +196,14 @@ def keep_clusters(catalog: Catalog, space: str, kept: cluster_cache.Kept | None,
                                       strict=True):
             if hit and keys.sizes[row] == n:
                 sums[row], ok[row] = vec, True
+    if kept is None:
+        empty = np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+        before_noise = cluster_cache.NoiseVectors(empty[0], *empty, *empty)
+    else:
+        before_noise = kept.noise
     cluster_cache.save_kept(catalog, space, cluster_cache.Kept(
         keys.cluster_ids.tolist(), keys.sizes, keys.keys, sums, ok,  # the rest summed anew
-        *_noise_vectors(noise, kept, placed, dim)))
-
-
-def _noise_vectors(noise: np.ndarray, kept: cluster_cache.Kept | None,
-                   placed: tuple[np.ndarray, np.ndarray], dim: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """``noise`` (face ids, ascending) with their unit vectors, from those ``kept`` and
-    those ``placed``; faces found in neither are left out (read when next needed)."""
-    if kept is not None and np.array_equal(noise, kept.noise_ids):
-        return noise, kept.noise_vectors  # unchanged: not copied
-    out = np.zeros((noise.size, dim), np.float32)
-    have = np.zeros(noise.size, bool)
-    order = np.argsort(placed[0])
-    sources = [(placed[0][order], placed[1][order])]
-    if kept is not None:
-        sources.append((kept.noise_ids, kept.noise_vectors))
-    for ids, vecs in sources:
-        pos = np.searchsorted(ids, noise)
-        hit = pos < ids.size
-        hit[hit] &= ids[pos[hit]] == noise[hit]
-        hit &= ~have
-        out[hit] = vecs[pos[hit]]
-        have |= hit
-    return noise[have], out[have]
+        before_noise.after(noise, placed)))
 
 
 def _store_new(catalog: Catalog, space: str, report: ClusterReport, *, face_ids: np.ndarray,

@@ -36,14 +36,15 @@ import duckdb
 import numpy as np
 
 from facelab.core.incremental import label_sums
-from facelab.core.knn import as_unit_rows
+from facelab.core.knn import as_unit_rows, top_k_among
 from facelab.store.catalog import Catalog, temp_table
 from facelab.store.clusters import SKIPPED, noise_faces
 from facelab.store.vectors import index_path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Kept", "MemberKeys", "kept_path", "load_kept", "member_keys", "save_kept"]
+__all__ = ["Kept", "MemberKeys", "NoiseVectors", "kept_path", "load_kept", "member_keys",
+           "save_kept"]
 
 
 def kept_path(workspace: Path, space: str) -> Path:
@@ -53,7 +54,86 @@ def kept_path(workspace: Path, space: str) -> Path:
 
 
 #: The arrays of a kept folder, one ``.npy`` file each, memory-mapped when read.
-_ARRAYS = ("cluster_ids", "sizes", "keys", "sums", "noise_ids", "noise_vectors")
+_ARRAYS = ("cluster_ids", "sizes", "keys", "sums", "noise_ids", "noise_vectors", "extra_ids",
+           "extra_vectors")
+#: The noise vectors kept whole from pass to pass (linked into the new folder, not written
+#: again: 110 MB at 300 000 faces) until this share of them is no longer noise...
+COMPACT_DEAD = 0.5
+#: ... or the vectors kept beside them (noise since) reach this share of them.
+COMPACT_EXTRA = 0.25
+
+
+@dataclass
+class NoiseVectors:
+    """The noise faces of a space (``live``, ascending) and their unit vectors, held in two
+    blocks: ``main`` (kept whole between passes, memory-mapped from ``main_path``; it may
+    still hold faces that are no longer noise) and ``extra`` (the others). A pass that
+    changes a few noise faces writes only ``extra`` again."""
+
+    live: np.ndarray
+    main_ids: np.ndarray
+    main_vectors: np.ndarray
+    extra_ids: np.ndarray
+    extra_vectors: np.ndarray
+    main_path: Path | None = None  # the folder ``main`` is mapped from (None: in memory)
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The unit vectors of ``ids`` (each in one of the blocks), in their order."""
+        ids = np.asarray(ids, np.int64)
+        out = np.zeros((ids.size, self.main_vectors.shape[1]), np.float32)
+        have = np.zeros(ids.size, bool)
+        for block_ids, block_vecs in ((self.main_ids, self.main_vectors),
+                                      (self.extra_ids, self.extra_vectors)):
+            pos, hit = _find(block_ids, ids)
+            hit &= ~have
+            out[hit] = block_vecs[pos[hit]]
+            have |= hit
+        if not have.all():
+            raise KeyError(f"no kept vector for noise faces {ids[~have][:3].tolist()}")
+        return out
+
+    def near(self, queries: np.ndarray, k: int, reach: float) -> np.ndarray:
+        """The noise faces among the ``k`` nearest of any of ``queries`` (unit rows) within
+        cosine distance ``reach``, ascending; exactly, block by block."""
+        found = [np.zeros(0, np.int64)]
+        for block_ids, block_vecs in ((self.main_ids, self.main_vectors),
+                                      (self.extra_ids, self.extra_vectors)):
+            if block_ids.size == 0 or len(queries) == 0:
+                continue
+            rows, sims = top_k_among(queries, block_vecs, k)
+            ids = block_ids[rows[(rows >= 0) & (1.0 - sims <= reach)]]
+            found.append(ids[np.isin(ids, self.live)])
+        return np.unique(np.concatenate(found))
+
+    def after(self, live: np.ndarray, placed: tuple[np.ndarray, np.ndarray]) -> NoiseVectors:
+        """The blocks for the noise faces ``live`` after a pass, whose new faces ``placed``
+        (``(face_ids, unit vectors)``) may be noise now: ``main`` as it is while it holds
+        most of them, else everything in one new block. Faces found nowhere are left out
+        (read when next needed)."""
+        live = np.asarray(live, np.int64)
+        in_main = _find(self.main_ids, live)[1]
+        order = np.argsort(placed[0])
+        p_ids, p_vecs = np.asarray(placed[0], np.int64)[order], placed[1][order]
+        rest = live[~in_main]
+        pos_e, in_extra = _find(self.extra_ids, rest)
+        pos_p, in_placed = _find(p_ids, rest)
+        in_placed &= ~in_extra
+        keep = in_extra | in_placed
+        rest_vecs = np.zeros((rest.size, self.main_vectors.shape[1]), np.float32)
+        rest_vecs[in_extra] = self.extra_vectors[pos_e[in_extra]]
+        rest_vecs[in_placed] = p_vecs[pos_p[in_placed]]
+        rest, rest_vecs = rest[keep], rest_vecs[keep]
+        live = np.union1d(live[in_main], rest)
+        dead = self.main_ids.size - int(in_main.sum())
+        if self.main_ids.size and dead <= COMPACT_DEAD * self.main_ids.size and \
+                rest.size <= COMPACT_EXTRA * self.main_ids.size:
+            return NoiseVectors(live, self.main_ids, self.main_vectors, rest, rest_vecs,
+                                self.main_path)
+        ids = np.concatenate([live[np.isin(live, self.main_ids)], rest])
+        vecs = np.concatenate([self.vectors(ids[:ids.size - rest.size]), rest_vecs])
+        order = np.argsort(ids)
+        return NoiseVectors(live, ids[order], vecs[order], np.zeros(0, np.int64),
+                            np.zeros((0, vecs.shape[1]), np.float32))
 
 
 @dataclass
@@ -67,8 +147,7 @@ class Kept:
     keys: np.ndarray           # uint64 (m,)
     sums: np.ndarray           # float32 (m, d)
     trusted: np.ndarray        # bool (m,): may be saved (False: summed with a face left out)
-    noise_ids: np.ndarray      # int64 (p,), ascending
-    noise_vectors: np.ndarray  # float32 (p, d)
+    noise: NoiseVectors
     summed: int = 0            # sums made again from the members' vectors
     noise_read: int = 0        # noise vectors read from the catalog
 
@@ -125,7 +204,8 @@ def _load(path: Path, generation_floor: int) -> dict[str, np.ndarray]:
         return {}
     m = len(out["cluster_ids"])
     if len(out["sizes"]) != m or len(out["keys"]) != m or len(out["sums"]) != m or \
-            len(out["noise_ids"]) != len(out["noise_vectors"]):
+            len(out["noise_ids"]) != len(out["noise_vectors"]) or \
+            len(out["extra_ids"]) != len(out["extra_vectors"]):
         log.warning("%s holds arrays of different lengths: its clusters are summed again",
                     path)
         return {}
@@ -144,12 +224,21 @@ def save_kept(catalog: Catalog, space: str, kept: Kept) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    noise = kept.noise
     arrays = {"cluster_ids": ids[keep],
               "sizes": np.asarray(kept.sizes, np.int64)[keep],
               "keys": np.asarray(kept.keys, np.uint64)[keep],
               "sums": np.asarray(kept.sums, np.float32)[keep],
-              "noise_ids": np.asarray(kept.noise_ids, np.int64),
-              "noise_vectors": np.asarray(kept.noise_vectors, np.float32)}
+              "extra_ids": np.asarray(noise.extra_ids, np.int64),
+              "extra_vectors": np.asarray(noise.extra_vectors, np.float32)}
+    main = {"noise_ids": noise.main_ids, "noise_vectors": noise.main_vectors}
+    if noise.main_path is not None and all((noise.main_path / f"{k}.npy").exists()
+                                           for k in main):
+        for k in main:  # unchanged: linked into the new folder, not written again
+            os.link(noise.main_path / f"{k}.npy", tmp / f"{k}.npy")
+    else:
+        arrays.update({"noise_ids": np.asarray(noise.main_ids, np.int64),
+                       "noise_vectors": np.asarray(noise.main_vectors, np.float32)})
     for name, arr in arrays.items():
         np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
     (tmp / "meta.json").write_text(json.dumps({"generation": catalog.generation(space)}))
@@ -182,8 +271,8 @@ def load_kept(catalog: Catalog, space: str, *, leave_out: np.ndarray | None = No
                     "face_id IN (SELECT face_id FROM _fl_out)").fetchall()], dtype=str)
     dim = catalog.space_dim(space) or 0
     saved = _load(kept_path(catalog.workspace, space), catalog.rewritten_at(space))
-    if saved and (saved["sums"].shape[1:] != (dim,) or
-                  saved["noise_vectors"].shape[1:] != (dim,)):
+    if saved and any(saved[k].shape[1:] != (dim,) for k in ("sums", "noise_vectors",
+                                                             "extra_vectors")):
         saved = {}  # of another dimension: the space was made again
     m = keys.cluster_ids.size
     trusted = ~np.isin(keys.cluster_ids, held)
@@ -199,34 +288,33 @@ def load_kept(catalog: Catalog, space: str, *, leave_out: np.ndarray | None = No
     if stale.size:
         _sum_members(catalog, space, keys.cluster_ids[stale].tolist(), sums, sizes,
                      stale.tolist(), leave_out)
-    noise_ids, noise_vectors, read = _noise(catalog, space, saved, leave_out, dim)
-    return Kept(keys.cluster_ids.tolist(), sizes, keys.keys, sums, trusted, noise_ids,
-                noise_vectors, summed=int(stale.size), noise_read=read)
+    noise, read = _noise(catalog, space, saved, leave_out, dim)
+    return Kept(keys.cluster_ids.tolist(), sizes, keys.keys, sums, trusted, noise,
+                summed=int(stale.size), noise_read=read)
 
 
 def _noise(catalog: Catalog, space: str, saved: dict[str, np.ndarray], leave_out: np.ndarray,
-           dim: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """The noise faces of ``space`` (but ``leave_out``) with their unit vectors: kept ones
-    from ``saved``, the others read."""
-    ids = np.setdiff1d(noise_faces(catalog, space), leave_out)
-    if saved and np.array_equal(saved["noise_ids"], ids):
-        return ids, saved["noise_vectors"], 0  # as kept: mapped, not copied
-    vecs = np.zeros((ids.size, dim), np.float32)
-    have = np.zeros(ids.size, bool)
-    if saved and saved["noise_ids"].size:
-        pos = np.searchsorted(saved["noise_ids"], ids)
-        ok = pos < saved["noise_ids"].size
-        ok[ok] &= saved["noise_ids"][pos[ok]] == ids[ok]
-        vecs[ok] = saved["noise_vectors"][pos[ok]]
-        have = ok
-    missing = ids[~have]
+           dim: int) -> tuple[NoiseVectors, int]:
+    """The noise faces of ``space`` (but ``leave_out``) with their unit vectors: as kept in
+    ``saved``, and the ones it lacks read from the catalog (how many: the second value)."""
+    live = np.setdiff1d(noise_faces(catalog, space), leave_out)
+    empty_ids, empty_vecs = np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+    if saved:
+        noise = NoiseVectors(live, saved["noise_ids"], saved["noise_vectors"],
+                             np.asarray(saved["extra_ids"]), np.asarray(saved["extra_vectors"]),
+                             kept_path(catalog.workspace, space))
+    else:
+        noise = NoiseVectors(live, empty_ids, empty_vecs, empty_ids, empty_vecs)
+    missing = live[~(_find(noise.main_ids, live)[1] | _find(noise.extra_ids, live)[1])]
     if missing.size:
-        got, gv = catalog.vectors(space, missing)
-        vecs[np.searchsorted(ids, got)] = as_unit_rows(gv, "vectors") if len(gv) else gv
-        if got.size != missing.size:  # a face without a vector in this space: not noise here
-            keep = have | np.isin(ids, got)
-            ids, vecs = ids[keep], vecs[keep]
-    return ids, vecs, int(missing.size)
+        got, vecs = catalog.vectors(space, missing)
+        vecs = as_unit_rows(vecs, "vectors") if len(vecs) else empty_vecs
+        ids = np.concatenate([noise.extra_ids, got])
+        order = np.argsort(ids)
+        noise.extra_ids = ids[order]
+        noise.extra_vectors = np.concatenate([noise.extra_vectors, vecs])[order]
+        noise.live = np.setdiff1d(live, np.setdiff1d(missing, got))  # no vector: not here
+    return noise, int(missing.size)
 
 
 def _sum_members(catalog: Catalog, space: str, cids: list[str], out: np.ndarray,
