@@ -235,6 +235,17 @@ def test_train_reembed_and_reassign_in_a_catalog(tmp_path):
     assert train.reembed(catalog, result.head, "synth", "proj/t1", progress=False)["faces"] \
         == len(ids)
     assert catalog.scalar("SELECT count(*) FROM embeddings WHERE space='proj/t1'") == len(ids)
+    # re-embedding with another head rewrites the vectors in place: the index is rebuilt,
+    # never caught up by its keys (it would keep searching the old vectors)
+    other = train.train(catalog, "synth", name="t2", progress=False,
+                        head=TripletHead(**FAST, epochs=2, seed=7)).head
+    train.reembed(catalog, other, "synth", "proj/t1", progress=False)
+    _, vecs2 = catalog.vectors("proj/t1", got_ids)
+    assert not np.allclose(vecs2, vecs, atol=1e-3)
+    index, report = VectorIndex.open(catalog, "proj/t1")
+    assert report.action in ("fresh", "rebuilt")
+    found, _ = index.search(vecs2[:5], 1, exact=True)
+    np.testing.assert_array_equal(found[:, 0], got_ids[:5])
     # assignment in the new space: the user's labels stay, new ones are mostly right
     before = catalog.query("SELECT face_id, person_id, assigned_by FROM faces WHERE "
                            "person_id IS NOT NULL ORDER BY face_id")

@@ -79,7 +79,9 @@ def reembed(catalog: Catalog, head: TripletHead, source_space: str, space: str, 
             chunk_ids, vecs = catalog.vectors(source_space, ids[lo:lo + REEMBED_CHUNK])
             embeddings.insert_space_vectors(con, space, chunk_ids, head.transform(vecs))
             bar.update(len(chunk_ids))
-        catalog.bump_generation(con, space)
+        # the same faces get new vectors: a saved index (and the kept cluster sums) of this
+        # space must be rebuilt, not caught up by their keys
+        catalog.mark_rewritten(con, space)
     bar.close()
     seconds = time.perf_counter() - t0
     _, report = VectorIndex.open(catalog, space)
