@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from facelab.errors import CatalogBusy, DimensionMismatch
-from facelab.store.catalog import Catalog
+from facelab.store.catalog import Catalog, temp_table
 from facelab.store.schema import SCHEMA_VERSION
 
 from .helpers import add_faces, unit_vectors
@@ -100,7 +100,7 @@ def test_lock_held_too_long_gives_clear_error(workspace):
 
 WRITER = """
 import sys
-from facelab.store.catalog import Catalog
+from facelab.store.catalog import Catalog, temp_table
 cat = Catalog(sys.argv[1])
 for i in range(40):
     with cat.write() as con:
@@ -141,3 +141,35 @@ def test_old_workspace_is_migrated_without_losing_faces(workspace, monkeypatch):
     assert new.schema_version() == full[-1][0]
     assert np.array_equal(new.face_ids("test/16"), ids)
     assert new.scalar("SELECT sum(revision) FROM faces") == 0
+
+
+def test_a_few_vectors_and_small_tables_read_the_same_as_many(workspace):
+    """Small reads skip Arrow (it imports pandas, a third of a second per command): the
+    rows, their order, None and the types must come out as through Arrow."""
+    cat = Catalog(workspace)
+    ids = add_faces(cat, "s", unit_vectors(30, 8, seed=2))
+    got_ids, few = cat.vectors("s", ids[[5, 1, 20]])
+    np.testing.assert_array_equal(got_ids, np.sort(ids[[5, 1, 20]]))
+    _, all_vecs = cat.vectors("s")
+    np.testing.assert_array_equal(few, all_vecs[np.searchsorted(np.sort(ids),
+                                                                got_ids)])
+    with cat.read() as con:
+        for columns in ({"a": np.arange(3), "b": ["x", None, "z"], "c": [True, False, None]},
+                        {"a": np.arange(200_000), "b": ["x"] * 200_000,
+                         "c": [True] * 200_000}):  # copied in / registered
+            with temp_table(con, "_t", **columns):
+                rows = con.execute("SELECT a, b, c, typeof(a), typeof(b) FROM _t ORDER BY a "
+                                   "LIMIT 3").fetchall()
+            assert rows[0][3:] == ("BIGINT", "VARCHAR")
+            assert [r[:3] for r in rows] == [(i, columns["b"][i], columns["c"][i])
+                                             for i in range(3)]
+            assert not con.execute("SELECT count(*) FROM duckdb_tables() WHERE "
+                                   "table_name='_t'").fetchall()[0][0]
+
+
+def test_a_failed_write_with_a_small_table_raises_its_own_error(workspace):
+    cat = Catalog(workspace)
+    with pytest.raises(duckdb.ConstraintException), cat.write() as con, \
+            temp_table(con, "_t", face_id=np.arange(3)):
+        con.execute("INSERT INTO spaces (space, dim) VALUES ('s', 4), ('s', 4)")
+    assert cat.scalar("SELECT count(*) FROM spaces") == 0
