@@ -68,23 +68,26 @@ def test_first_clustering_is_full_then_new_faces_join_their_people(grown):
                for c in old)
 
 
-def test_the_saved_index_finds_the_same_neighbours_as_the_exact_search(workspace):
+def test_a_saved_vector_index_changes_nothing_in_the_placement(workspace):
+    """The noise faces near a new face are found exactly among the kept noise vectors (a
+    memory-mapped HNSW index was slower for that: 0.4 s against 0.1 s at 300 000 faces);
+    a library that has an index places its faces the same."""
     placed = {}
-    for how in ("exact", "index"):
+    for how in ("plain", "indexed"):
         cat = Catalog(workspace / how)
         faces = make_space(SPACE, 6, faces_per_person=20, seed=8)
         late = np.arange(faces.n) % 5 == 0
         add_photos(cat, SPACE, faces.embeddings[~late], np.arange((~late).sum()))
         cluster_unassigned(cat, SPACE, Settings())
-        if how == "index":
+        if how == "indexed":
             VectorIndex.open(cat, SPACE)  # built and saved, as every run does
         new = add_photos(cat, SPACE, faces.embeddings[late], 500 + np.arange(late.sum()))
         r = cluster_unassigned(cat, SPACE, Settings())
-        assert (r.mode, r.search) == ("incremental", how)
+        assert (r.mode, r.search) == ("incremental", "exact")
         m = _membership(cat)
         placed[how] = [m.get(int(f)) for f in new]
         assert r.joined == late.sum()
-    assert placed["exact"] == placed["index"]
+    assert placed["plain"] == placed["indexed"]
 
 
 def test_incremental_matches_a_full_clustering(grown):

@@ -38,7 +38,7 @@ class ClusterReport:
     joined: int = 0           # incremental: new faces that joined an existing cluster
     grown: int = 0            # incremental: existing clusters that gained faces (new ids)
     formed: int = 0           # incremental: clusters formed among new and noise faces
-    search: str = ""          # incremental: how neighbours were found (index | exact)
+    search: str = ""          # incremental: how neighbours were found ("exact")
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("space", "run_id", "method", "params", "faces",

@@ -24,17 +24,11 @@ from facelab.settings import Settings
 from facelab.store import cluster_cache
 from facelab.store import clusters as stored
 from facelab.store.catalog import Catalog
-from facelab.store.vectors import saved_view
 
-__all__ = ["INCREMENTAL_CLUSTERS", "INCREMENTAL_SEARCH", "INDEX_MIN_SHARE", "cluster_new",
-           "keep_clusters"]
+__all__ = ["INCREMENTAL_CLUSTERS", "INCREMENTAL_SEARCH", "cluster_new", "keep_clusters"]
 
-#: An incremental pass looks for the noise faces near a new face in the saved vector index
-#: when it covers at least this share of the space's faces, else exactly among the noise
-#: faces.
-INDEX_MIN_SHARE = 0.5
-#: Neighbours an incremental pass asks for, per new face, among the noise faces, as a
-#: multiple of the graph's k (through the index: among all faces, the noise ones kept).
+#: Neighbours an incremental pass asks for, per new face that joined no cluster, among the
+#: noise faces, as a multiple of the graph's k.
 INCREMENTAL_SEARCH = 2
 #: Clusters a new face is measured against: the nearest by mean, within reach. Average
 #: linkage joins it to the nearest one it may; the others stand in when that one is ruled
@@ -108,8 +102,9 @@ def _cluster_new(catalog: Catalog, space: str, settings: Settings | None, *,
                     separation_noise=float(params.get("separation_noise") or 0.0))
     # the rest: clustered afresh with the unclustered faces within reach
     rest = np.flatnonzero(joined < 0)
-    noise_ids, report.search = _near_noise(catalog, space, kept, vecs[rest], reach,
-                                           int(params.get("k", 30)) * INCREMENTAL_SEARCH)
+    noise_ids = kept.noise.near(vecs[rest], int(params.get("k", 30)) * INCREMENTAL_SEARCH,
+                                reach)
+    report.search = "exact"
     fresh_ids = np.concatenate([face_ids[rest], noise_ids])
     fresh_labels = np.full(fresh_ids.size, -1, np.int64)
     forder = np.argsort(fresh_ids)
@@ -145,30 +140,8 @@ def _near_clusters(vecs: np.ndarray, kept: cluster_cache.Kept, reach: float
     means = kept.sums / np.maximum(kept.sizes, 1)[:, None].astype(np.float32)
     rows, sims = top_k_among(vecs, means, INCREMENTAL_CLUSTERS)
     ok = (rows >= 0) & (1.0 - sims <= reach)
+    ok[ok] &= kept.sizes[rows[ok]] > 0  # every open member is a new face: nothing to join
     return [rows[i][ok[i]] for i in range(len(vecs))]
-
-
-def _near_noise(catalog: Catalog, space: str, kept: cluster_cache.Kept, vecs: np.ndarray,
-                reach: float, k: int) -> tuple[np.ndarray, str]:
-    """The noise faces within ``reach`` of any of ``vecs``, among the ``k`` nearest of each
-    (ascending ids), and how they were found.
-
-    Through the space's saved vector index, memory-mapped as it is (``how`` "index"), when
-    it covers at least :data:`INDEX_MIN_SHARE` of the space; otherwise exactly, among the
-    kept noise vectors (``how`` "exact")."""
-    view = saved_view(catalog, space)
-    indexed = view is not None and len(view) >= INDEX_MIN_SHARE * catalog.n_vectors(space)
-    how = "index" if indexed else "exact"
-    if len(vecs) == 0 or kept.noise.live.size == 0:
-        return np.zeros(0, np.int64), how
-    if view is not None and indexed:
-        found = view.search(vecs, k, log=False)
-        keys = np.asarray(found.keys, np.int64).reshape(len(vecs), -1)
-        dist = np.asarray(found.distances, np.float32).reshape(len(vecs), -1)
-        valid = np.arange(keys.shape[1]) < np.asarray(found.counts).reshape(-1, 1)
-        near = np.unique(keys[valid & (dist <= reach)])
-        return near[np.isin(near, kept.noise.live)], how
-    return kept.noise.near(vecs, k, reach), how
 
 
 def keep_clusters(catalog: Catalog, space: str, kept: cluster_cache.Kept | None,

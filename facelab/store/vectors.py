@@ -307,28 +307,6 @@ def _new_index(dim: int) -> Index:
     return Index(ndim=dim, metric="cos", dtype="f32", expansion_search=EXPANSION_SEARCH)
 
 
-def saved_view(catalog: Catalog, space: str) -> Index | None:
-    """The saved index of ``space`` memory-mapped read-only, as it is: no catch-up, no
-    save. For a pass that handles the faces added since itself (incremental clustering
-    searches new faces among themselves exactly): loading and saving a 300 000-face index
-    costs seconds, mapping it nothing. None when there is no usable saved index (missing,
-    unreadable, another dimension, or vectors rewritten in place since it was saved)."""
-    dim = catalog.space_dim(space)
-    path = index_path(catalog.workspace, space)
-    if dim is None or not path.exists():
-        return None
-    if int(_read_meta(path).get("generation", -1)) < catalog.rewritten_at(space):
-        return None
-    try:
-        index = Index.restore(str(path), view=True)
-    except (ValueError, RuntimeError, OSError):
-        return None
-    if index is None or index.ndim != dim:
-        return None
-    index.expansion_search = EXPANSION_SEARCH
-    return index
-
-
 def _load(path: Path, dim: int) -> Index | None:
     """The saved index, or None when it is missing, unreadable or of another dimension."""
     if not path.exists():
