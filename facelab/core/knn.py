@@ -408,13 +408,11 @@ def _spherical_kmeans(x: np.ndarray, n_cells: int, rng: np.random.Generator) -> 
     if n > IVF_SAMPLE_PER_CELL * n_cells:
         x = x[np.sort(rng.choice(n, size=IVF_SAMPLE_PER_CELL * n_cells, replace=False))]
     centers = x[rng.choice(x.shape[0], size=n_cells, replace=False)].copy()
-    block = max(1, _BLOCK_FLOATS // n_cells)
     # the first rounds, which only rough the centres out, on a quarter of the sample
     rough = x[:: IVF_ROUGH_STRIDE] if x.shape[0] >= IVF_ROUGH_STRIDE * 4 * n_cells else x
     for it in range(IVF_ITERATIONS):
         part = rough if it < IVF_ROUGH_ITERATIONS else x
-        assign = np.concatenate([np.argmax(part[lo:lo + block] @ centers.T, axis=1)
-                                 for lo in range(0, part.shape[0], block)])
+        assign = _nearest_cells(part, centers, 1)[:, 0]  # on all threads
         onehot = sp.csr_matrix((np.ones(assign.size, np.float32),
                                 (assign, np.arange(assign.size))),
                                shape=(n_cells, part.shape[0]))
