@@ -1,8 +1,9 @@
 """New faces joining existing clusters, without clustering the rest again.
 
 A library that gains a thousand photos should not pay for clustering a million faces again.
-:func:`attach` decides, for each new face, whether it joins one of the clusters its nearest
-neighbours are in, by the rule average linkage itself merges by
+:func:`attach` decides, for each new face, whether it joins one of its candidate clusters
+(those whose mean is nearest: :mod:`facelab.people.incremental` finds them), by the rule
+average linkage itself merges by
 (:func:`facelab.core.linkage.merge_allowed`: the all-pairs mean distance between the face and
 the cluster, the size-aware limit and the separation test), and never into a cluster that
 already holds a face of its photo. Faces are placed nearest pair first, and each placement
@@ -11,7 +12,8 @@ new faces of one person grows that person's cluster the way a full clustering wo
 joins nothing is clustered afresh with the unclustered faces around it
 (:mod:`facelab.people.incremental` does that, with :class:`facelab.core.cluster.FaceClusterer`).
 
-Pure NumPy: the caller reads the candidate clusters' members and the neighbour lists.
+Pure NumPy: the caller gives the clusters' sums and sizes (:class:`ClusterSums`, from
+vectors or kept ones) and each face's candidates.
 """
 
 from __future__ import annotations
@@ -115,9 +117,8 @@ def attach(queries: np.ndarray, candidates: Sequence[Sequence[int]], clusters: C
     queries : array (n, d)
         The new faces' vectors.
     candidates : sequence of n sequences of int
-        For each new face, the clusters (indices into ``clusters``) its nearest neighbours
-        are in: the only clusters it is measured against (cost: the new faces' neighbours,
-        not the library).
+        For each new face, its candidate clusters (indices into ``clusters``: those whose
+        mean is nearest), the only clusters it is measured against.
     clusters : ClusterSums
         The candidate clusters; updated in place as faces join.
     photos : int array (n,) or None

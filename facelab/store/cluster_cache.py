@@ -1,5 +1,5 @@
 """What an incremental clustering keeps between passes: each open cluster's vector sum and
-size, and the vectors of the noise faces; in a file beside the catalog.
+size, and the vectors of the noise faces; in a folder beside the catalog.
 
 Average linkage puts a face in a cluster by their all-pairs mean cosine distance, ``1 - q .
 sum / n`` for unit vectors: a cluster's sum and size are all a pass needs to measure a new
@@ -7,19 +7,20 @@ face against it. The faces that join no cluster are clustered with the noise fac
 a clustering, in no cluster) near them. Reading the members' and the noise faces' vectors on
 every pass cost most of it: a read of scattered faces decompresses every row group of the
 catalog's vectors (half a second at 300 000 faces, whether 200 faces or 50 000 are read).
-The sums of 22 000 clusters and the vectors of 53 000 noise faces take a tenth of a second
-to load.
+The sums of 22 000 clusters and the vectors of 53 000 noise faces are mapped in no time.
 
-The file (``index/<space>.clusters.npz``, beside the vector index and, like it, derived from
-the catalog) holds per cluster its id, how many open (unassigned) members it had, a key of
-those members (the xor of DuckDB's ``hash`` of their face ids) and the sum of their unit
-vectors; and the ids and unit vectors of the noise faces. It is trusted one entry at a time:
-a cluster's sum only while the catalog's open members of that cluster have the same count
-and key (labeling, merging, splitting or returning a face changes them), a noise vector only
-for a face that is still noise, and nothing when vectors of the space were rewritten in
-place after the file was saved. :func:`load_kept` reads again what it cannot trust.
+The folder (``index/<space>.clusters/``, beside the vector index and, like it, derived from
+the catalog; one ``.npy`` file per array) holds per cluster its id, how many open
+(unassigned) members it had, a key of those members (the xor of DuckDB's ``hash`` of their
+face ids) and the sum of their unit vectors; and the ids and unit vectors of the noise
+faces, in two blocks (:class:`NoiseVectors`). It is trusted one entry at a time: a cluster's
+sum only while the catalog's open members of that cluster have the same count and key
+(labeling, merging, splitting or returning a face changes them), a noise vector only for a
+face that is still noise, and nothing when vectors of the space were rewritten in place
+after the folder was saved. :func:`load_kept` reads again what it cannot trust, and
+:func:`save_kept` replaces the folder whole (written aside, then moved in).
 
-A file, not a table: 46 MB of sums written into DuckDB took 0.6 s (with the checkpoint it
+Not a table: 46 MB of sums written into DuckDB took 0.6 s (with the checkpoint it
 triggers) at the end of every clustering.
 """
 
