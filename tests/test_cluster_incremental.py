@@ -1,5 +1,7 @@
 """Incremental clustering: new faces join their people's clusters, the rest keep their ids."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -286,6 +288,19 @@ def test_a_pass_that_changes_little_noise_links_the_kept_noise_vectors(workspace
     assert main.stat().st_ino == before  # linked into the new folder, not written again
     assert not list(main.parent.parent.glob("*.tmp-*")) and \
         not list(main.parent.parent.glob("*.old-*"))
+
+
+def test_what_a_killed_pass_left_beside_the_kept_folder_is_swept(grown):
+    cat, *_ = grown
+    path = cluster_cache.kept_path(cat.workspace, SPACE)
+    gone = path.with_name(f"{path.name}.tmp-{2**22 + 12345}")  # above Linux's largest pid
+    gone.mkdir()
+    (gone / "sums.npy").write_bytes(b"half written")
+    mine = path.with_name(f"{path.name}.old-{os.getppid()}")  # a live process's: kept
+    mine.mkdir()
+    r = cluster_unassigned(cat, SPACE, Settings())
+    assert r.mode == "incremental" and not gone.exists() and mine.exists()
+    assert cluster_cache.load_kept(cat, SPACE).summed == 0
 
 
 def test_a_cluster_a_person_changed_is_summed_again_and_only_it(grown):

@@ -222,8 +222,8 @@ def save_kept(catalog: Catalog, space: str, kept: Kept) -> None:
     keep = keep[np.argsort(ids[keep])]  # by id, for searchsorted
     path = kept_path(catalog.workspace, space)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     noise = kept.noise
     arrays = {"cluster_ids": ids[keep],
@@ -248,6 +248,28 @@ def save_kept(catalog: Catalog, space: str, kept: Kept) -> None:
         path.rename(old)
     tmp.rename(path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _sweep(path: Path) -> None:
+    """Remove the folders a killed pass left beside ``path`` (``.tmp-<pid>``, ``.old-<pid>``
+    of a process that is gone); those of a live process are its own business."""
+    for leftover in path.parent.glob(f"{path.name}.*-*"):
+        kind, _, pid = leftover.name[len(path.name) + 1:].partition("-")
+        if kind not in ("tmp", "old") or not pid.isdigit():
+            continue
+        if int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def load_kept(catalog: Catalog, space: str, *, leave_out: np.ndarray | None = None) -> Kept:
