@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from facelab.core.incremental import ClusterSums, attach
+from facelab.core.incremental import ClusterSums, attach, label_sums
 from facelab.people import labeling, naming
 from facelab.people.clusters import cluster_unassigned, clusters, merge_clusters, skip_cluster
 from facelab.people.history import undo_group
@@ -196,14 +196,17 @@ def test_attach_places_nearest_pairs_first_and_grows_sums():
     a, b = np.eye(8, dtype=np.float32)[0], np.eye(8, dtype=np.float32)[1]
     members = np.stack([a + 0.3 * rng.normal(size=8) * 0.1 for _ in range(4)]
                        + [b + 0.3 * rng.normal(size=8) * 0.1 for _ in range(4)])
-    sums = ClusterSums(members, np.repeat([0, 1], 4), np.arange(8))
+    labels = np.repeat([0, 1], 4)
+    sums = ClusterSums(label_sums(members, labels, 2), np.bincount(labels),
+                       [set(range(4)), set(range(4, 8))])
     q = np.stack([a, b, a + b, -a])
     out = attach(q, [[0, 1]] * 4, sums, photos=np.array([10, 11, 12, 13]), **LINK)
     assert out.tolist()[:2] == [0, 1]
     assert out[3] == -1  # the opposite face joins nothing
     assert sums.sizes.tolist()[:2] == [5 + (out[2] == 0), 5 + (out[2] == 1)]
     # a face whose photo is already in the cluster stays out
-    sums2 = ClusterSums(members, np.repeat([0, 1], 4), np.arange(8))
+    sums2 = ClusterSums(label_sums(members, labels, 2), np.bincount(labels),
+                        [set(range(4)), set(range(4, 8))])
     assert attach(q[:1], [[0]], sums2, photos=np.array([0]), **LINK).tolist() == [-1]
 
 

@@ -57,37 +57,17 @@ class ClusterSums:
 
     Parameters
     ----------
-    vectors : array (m, d)
-        The member faces' vectors (any positive scale: normalised here).
-    labels : int array (m,)
-        Each member's cluster, 0 .. n_clusters - 1.
-    groups : int array (m,) or None
-        Each member's photo id (cannot-link).
+    sums : array (m, d)
+        Each cluster's sum of unit vectors (:func:`label_sums`, or kept from an earlier
+        pass, :mod:`facelab.store.cluster_cache`).
+    sizes : int array (m,)
+        Each cluster's number of faces.
+    photos : sequence of m sets of int, or None
+        The photos each cluster holds a face of (cannot-link).
     """
 
-    def __init__(self, vectors: np.ndarray, labels: np.ndarray,
-                 groups: np.ndarray | None = None, *, n_clusters: int | None = None) -> None:
-        x = as_unit_rows(vectors, "vectors") if len(vectors) else np.asarray(vectors,
-                                                                              np.float32)
-        labels = np.asarray(labels, np.int64)
-        if labels.shape != (len(x),):
-            raise ConfigError(f"labels must hold one cluster per vector: ({len(x)},), got "
-                              f"{labels.shape}")
-        m = int(n_clusters if n_clusters is not None else (labels.max() + 1 if labels.size
-                                                            else 0))
-        self.sums = label_sums(x, labels, m).astype(np.float64)
-        self.sizes = np.bincount(labels, minlength=m).astype(np.int64)
-        self.photos: list[set[int]] = [set() for _ in range(m)]
-        if groups is not None:
-            for lab, g in zip(labels.tolist(), np.asarray(groups).tolist(), strict=True):
-                self.photos[lab].add(int(g))
-
-    @classmethod
-    def from_sums(cls, sums: np.ndarray, sizes: np.ndarray,
-                  photos: Sequence[set[int]] | None = None) -> ClusterSums:
-        """Clusters given by their unit-vector sums and sizes (kept from an earlier pass,
-        :mod:`facelab.store.cluster_cache`), with the photos each holds (cannot-link)."""
-        self = cls.__new__(cls)
+    def __init__(self, sums: np.ndarray, sizes: np.ndarray,
+                 photos: Sequence[set[int]] | None = None) -> None:
         self.sums = np.array(sums, np.float64, ndmin=2)
         self.sizes = np.asarray(sizes, np.int64).copy()
         if self.sizes.shape != (len(self.sums),):
@@ -95,7 +75,6 @@ class ClusterSums:
                               f"{self.sizes.shape}")
         self.photos = [set(p) for p in photos] if photos is not None else \
             [set() for _ in range(len(self.sizes))]
-        return self
 
     def distance(self, q: np.ndarray, c: int) -> float:
         """All-pairs mean cosine distance between unit face ``q`` and cluster ``c``."""

@@ -102,8 +102,7 @@ def cluster_unassigned(catalog: Catalog, space: str, settings: Settings | None =
         fitted = FaceClusterer(method=method, **params).fit(vecs, groups=assets[order])
         sorted_labels, sums = fitted.labels_, fitted.sums_
         sizes = np.bincount(sorted_labels[sorted_labels >= 0], minlength=len(sums))
-        noise = (face_ids[order][sorted_labels < 0], as_unit_rows(vecs[sorted_labels < 0])
-                 if (sorted_labels < 0).any() else vecs[:0])
+        noise = face_ids[order][sorted_labels < 0], as_unit_rows(vecs[sorted_labels < 0])
         del vecs
         labels[order] = sorted_labels
     made = _store(catalog, space, face_ids, labels, method,

@@ -84,7 +84,7 @@ def _cluster_new(catalog: Catalog, space: str, settings: Settings | None, *,
     kept = cluster_cache.load_kept(catalog, space, leave_out=face_ids)
     near = _near_clusters(vecs, kept, reach)
     cand = np.unique(np.concatenate([np.zeros(0, np.int64), *near]))
-    cids = [kept.cluster_ids[i] for i in cand.tolist()]
+    cids = kept.cluster_ids[cand].tolist()
     members, member_assets, member_cids, status = stored.open_cluster_members(catalog, cids)
     old = ~np.isin(members, face_ids)  # a new face still in an open cluster is placed again
     members, member_assets, member_cids = members[old], member_assets[old], member_cids[old]
@@ -93,7 +93,7 @@ def _cluster_new(catalog: Catalog, space: str, settings: Settings | None, *,
     photos: list[set[int]] = [set() for _ in cids]
     for lab, a in zip(labels.tolist(), member_assets.tolist(), strict=True):
         photos[lab].add(int(a))
-    sums = ClusterSums.from_sums(kept.sums[cand], kept.sizes[cand], photos)
+    sums = ClusterSums(kept.sums[cand], kept.sizes[cand], photos)
     where = np.searchsorted(cand, np.arange(len(kept.cluster_ids)))  # kept row -> cand row
     joined = attach(vecs, [where[c].tolist() for c in near], sums, photos=assets,
                     threshold=threshold, pair_threshold=params.get("pair_threshold"),
@@ -135,7 +135,7 @@ def _near_clusters(vecs: np.ndarray, kept: cluster_cache.Kept, reach: float
     """For each new face (unit rows), the open clusters (rows of ``kept``) whose mean is
     within ``reach``: the all-pairs mean distance average linkage merges by, against every
     cluster at once."""
-    if not kept.cluster_ids:
+    if kept.cluster_ids.size == 0:
         return [np.zeros(0, np.int64) for _ in range(len(vecs))]
     means = kept.sums / np.maximum(kept.sizes, 1)[:, None].astype(np.float32)
     rows, sims = top_k_among(vecs, means, INCREMENTAL_CLUSTERS)
@@ -145,8 +145,8 @@ def _near_clusters(vecs: np.ndarray, kept: cluster_cache.Kept, reach: float
 
 
 def keep_clusters(catalog: Catalog, space: str, kept: cluster_cache.Kept | None,
-               computed: dict[str, tuple[np.ndarray, int]],
-               placed: tuple[np.ndarray, np.ndarray]) -> None:
+                  computed: dict[str, tuple[np.ndarray, int]],
+                  placed: tuple[np.ndarray, np.ndarray]) -> None:
     """Keep what the next incremental pass needs: the sums of the clusters open now (those
     this pass left alone as they were in ``kept``, those it grew or formed as ``computed``,
     ``{cluster_id: (sum, size)}``) and the vectors of the noise faces (kept ones, or the
@@ -157,8 +157,8 @@ def keep_clusters(catalog: Catalog, space: str, kept: cluster_cache.Kept | None,
     dim = catalog.space_dim(space) or 0
     sums = np.zeros((keys.cluster_ids.size, dim), np.float32)
     ok = np.zeros(keys.cluster_ids.size, bool)
-    if kept is not None and kept.cluster_ids:
-        rows, found = keys.find(np.asarray(kept.cluster_ids, dtype=str))
+    if kept is not None and kept.cluster_ids.size:
+        rows, found = keys.find(kept.cluster_ids)
         same = found & kept.trusted & (keys.keys[rows] == kept.keys) & \
             (keys.sizes[rows] == kept.sizes)
         sums[rows[same]] = kept.sums[same]
@@ -169,14 +169,10 @@ def keep_clusters(catalog: Catalog, space: str, kept: cluster_cache.Kept | None,
                                       strict=True):
             if hit and keys.sizes[row] == n:
                 sums[row], ok[row] = vec, True
-    if kept is None:
-        empty = np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
-        before_noise = cluster_cache.NoiseVectors(empty[0], *empty, *empty)
-    else:
-        before_noise = kept.noise
+    before = kept.noise if kept is not None else cluster_cache.NoiseVectors.empty(dim)
     cluster_cache.save_kept(catalog, space, cluster_cache.Kept(
-        keys.cluster_ids.tolist(), keys.sizes, keys.keys, sums, ok,  # the rest summed anew
-        before_noise.after(noise, placed)))
+        keys.cluster_ids, keys.sizes, keys.keys, sums, ok,  # the rest summed anew
+        before.after(noise, placed)))
 
 
 def _store_new(catalog: Catalog, space: str, report: ClusterReport, *, face_ids: np.ndarray,

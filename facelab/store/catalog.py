@@ -241,24 +241,6 @@ class Catalog:
         with self.read() as con:
             return face_vectors(con, space, face_ids)
 
-    def iter_vectors(self, space: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Every vector of ``space``, a batch at a time, in no particular order: ``(face_ids,
-        vectors)`` per batch. One scan under DuckDB's memory limit and one batch in memory,
-        for a search over all faces (reading 300 000 vectors in chunks of given ids, each
-        chunk a join, took three times as long as one scan)."""
-        with self.read() as con:
-            dim = space_dim(con, space)
-            if dim is None:
-                return
-            with limited_memory(con):
-                yield from _batches(con, f"SELECT face_id, vector FROM {_source(con, space)} "
-                                    "WHERE space=$s", {"s": space}, dim, 4 * _VECTOR_BATCH)
-
-    def n_vectors(self, space: str) -> int:
-        """How many faces have a vector in ``space`` (a count, nothing read)."""
-        with self.read() as con:
-            return _count(con, space)
-
     def face_ids(self, space: str) -> np.ndarray:
         with self.read() as con:
             table = con.sql("SELECT face_id FROM face_vectors WHERE space=$s ORDER BY face_id",

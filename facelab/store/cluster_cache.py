@@ -78,6 +78,12 @@ class NoiseVectors:
     extra_vectors: np.ndarray
     main_path: Path | None = None  # the folder ``main`` is mapped from (None: in memory)
 
+    @classmethod
+    def empty(cls, dim: int, live: np.ndarray | None = None) -> NoiseVectors:
+        """No vector kept (yet) for the noise faces ``live`` (None: none)."""
+        ids, vecs = np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+        return cls(ids if live is None else live, ids, vecs, ids, vecs)
+
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The unit vectors of ``ids`` (each in one of the blocks), in their order."""
         ids = np.asarray(ids, np.int64)
@@ -143,7 +149,7 @@ class Kept:
     open members, key ``keys[i]`` and unit-vector sum ``sums[i]``), and its noise faces
     with their unit vectors."""
 
-    cluster_ids: list[str]
+    cluster_ids: np.ndarray    # str (m,)
     sizes: np.ndarray          # int64 (m,)
     keys: np.ndarray           # uint64 (m,)
     sums: np.ndarray           # float32 (m, d)
@@ -217,7 +223,7 @@ def save_kept(catalog: Catalog, space: str, kept: Kept) -> None:
     """Write the trusted part of ``kept`` as the space's folder, replacing it whole: written
     aside, then moved in, so a killed process leaves the old folder, the new one, or none
     (and the next pass sums the clusters again)."""
-    ids = np.array(kept.cluster_ids, dtype=str)
+    ids = np.asarray(kept.cluster_ids, dtype=str)
     keep = np.flatnonzero(np.asarray(kept.trusted, bool))
     keep = keep[np.argsort(ids[keep])]  # by id, for searchsorted
     path = kept_path(catalog.workspace, space)
@@ -312,7 +318,7 @@ def load_kept(catalog: Catalog, space: str, *, leave_out: np.ndarray | None = No
         _sum_members(catalog, space, keys.cluster_ids[stale].tolist(), sums, sizes,
                      stale.tolist(), leave_out)
     noise, read = _noise(catalog, space, saved, leave_out, dim)
-    return Kept(keys.cluster_ids.tolist(), sizes, keys.keys, sums, trusted, noise,
+    return Kept(keys.cluster_ids, sizes, keys.keys, sums, trusted, noise,
                 summed=int(stale.size), noise_read=read)
 
 
@@ -321,17 +327,16 @@ def _noise(catalog: Catalog, space: str, saved: dict[str, np.ndarray], leave_out
     """The noise faces of ``space`` (but ``leave_out``) with their unit vectors: as kept in
     ``saved``, and the ones it lacks read from the catalog (how many: the second value)."""
     live = np.setdiff1d(noise_faces(catalog, space), leave_out)
-    empty_ids, empty_vecs = np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
     if saved:
         noise = NoiseVectors(live, saved["noise_ids"], saved["noise_vectors"],
                              np.asarray(saved["extra_ids"]), np.asarray(saved["extra_vectors"]),
                              kept_path(catalog.workspace, space))
     else:
-        noise = NoiseVectors(live, empty_ids, empty_vecs, empty_ids, empty_vecs)
+        noise = NoiseVectors.empty(dim, live)
     missing = live[~(_find(noise.main_ids, live)[1] | _find(noise.extra_ids, live)[1])]
     if missing.size:
         got, vecs = catalog.vectors(space, missing)
-        vecs = as_unit_rows(vecs, "vectors") if len(vecs) else empty_vecs
+        vecs = as_unit_rows(vecs, "vectors") if len(vecs) else np.zeros((0, dim), np.float32)
         ids = np.concatenate([noise.extra_ids, got])
         order = np.argsort(ids)
         noise.extra_ids = ids[order]
