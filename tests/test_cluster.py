@@ -7,7 +7,7 @@ import numba
 import numpy as np
 import pytest
 
-from facelab.core import linkage
+from facelab.core import knn, linkage
 from facelab.core.cluster import FaceClusterer, cluster_faces, cluster_id, split_cluster
 from facelab.core.knn import EXACT_MAX, knn_csr, knn_graph, top_k_among
 from facelab.core.linkage import graph_linkage
@@ -97,6 +97,30 @@ def test_approximate_knn_finds_the_neighbours_that_matter(method):
     close = exact_d < 0.6  # same-person neighbours live here in this space
     found = np.array([np.isin(exact[i], nbrs[i]) for i in range(len(x))])
     assert found[close].mean() > 0.97
+
+
+def test_a_face_skips_the_cells_far_below_its_nearest_and_loses_no_close_neighbour(
+        monkeypatch):
+    # a person with many photos fills a cell of their own: their faces' neighbours are all
+    # there, and the far cells they would probe too cost comparisons and find nothing
+    faces = make_space(ARC, 6000, faces_per_person="zipf", max_faces=400, seed=8)
+    x = faces.embeddings / np.linalg.norm(faces.embeddings, axis=1, keepdims=True)
+    centers = knn._spherical_kmeans(x, 150, np.random.default_rng(0))
+    every = knn._nearest_cells(x, centers, 8)
+    some = knn._nearest_cells(x, centers, 8, 0.4)
+    assert (every >= 0).all() and (some[:, :knn.IVF_MIN_PROBES] >= 0).all()
+    sims = np.einsum("nd,npd->np", x, centers[every])
+    assert ((some < 0) == (sims < 0.4 * sims[:, :1]) & (np.arange(8) >= 2)).all()
+    assert 0.1 < (some < 0).mean() < 0.9  # it does skip, and it does not skip everything
+    # the neighbours that matter are found as well as with every probe
+    exact, exact_d = knn_graph(x, 10, exact=True)
+    close = exact_d < 0.6
+    found = {}
+    for ratio in (None, 0.4):
+        monkeypatch.setattr(knn, "IVF_PROBE_RATIO", ratio)
+        nbrs, _ = knn_graph(x, 10, exact=False)
+        found[ratio] = np.array([np.isin(exact[i], nbrs[i]) for i in range(len(x))])[close]
+    assert found[0.4].mean() >= found[None].mean() - 0.002
 
 
 def test_the_threaded_ivf_search_finds_what_one_thread_finds(monkeypatch):
