@@ -28,7 +28,7 @@ def _membership(cat):
 
 @pytest.fixture
 def grown(workspace):
-    """8 people clustered from 30 faces each; then 5 more faces of each arrive, and 6 faces
+    """8 people clustered from 30 faces each; then 6 more faces of each arrive, and 6 faces
     of two strangers (3 each)."""
     cat = Catalog(workspace)
     faces = make_space(SPACE, 10, faces_per_person=36, seed=3)
@@ -63,11 +63,14 @@ def test_first_clustering_is_full_then_new_faces_join_their_people(grown):
         assert len(got) == 1 and None not in got
         assert not got & set(before.values())
     assert r.formed == 2 and r.noise == 0
-    # the grown clusters got new ids, the old ones are retired
+    # the grown clusters kept their ids: each person's old faces are where they were
+    assert all(after[int(f)] == before[int(f)] for f in ids)
     assert {c["cluster_id"] for c in clusters(cat, SPACE)} == set(after.values())
-    old = set(before.values())
-    assert all(cat.scalar("SELECT status FROM clusters WHERE cluster_id=?", [c]) == "retired"
-               for c in old)
+    assert r.retired == 0 and r.kept_ids == 8 and r.new_ids == 2
+    sizes = dict(cat.query("SELECT cluster_id, count(*) FROM faces GROUP BY cluster_id"))
+    was = {c: list(before.values()).count(c) for c in set(before.values())}
+    gained = {before[int(ids[truth == p][0])]: int((new_truth == p).sum()) for p in range(8)}
+    assert {c: sizes[c] - n for c, n in was.items()} == gained
 
 
 def test_a_saved_vector_index_changes_nothing_in_the_placement(workspace):
@@ -98,8 +101,10 @@ def test_incremental_matches_a_full_clustering(grown):
     inc = _membership(cat)
     r = cluster_unassigned(cat, SPACE, Settings(), full=True)
     assert r.mode == "full" and r.why_full == "asked for (--full)"
-    assert _membership(cat) == inc  # same members, so the same content-addressed ids
-    assert r.kept_ids == r.clusters == 10
+    # the same members, so the same ids: the grown clusters' (which kept theirs, no longer
+    # the hash of their members) and the formed ones' (content-addressed)
+    assert _membership(cat) == inc
+    assert r.kept_ids == r.clusters == 10 and r.new_ids == r.retired == 0
 
 
 def test_unchanged_clusters_keep_their_ids_and_nothing_new_changes_nothing(grown):
@@ -109,15 +114,18 @@ def test_unchanged_clusters_keep_their_ids_and_nothing_new_changes_nothing(grown
     r = cluster_unassigned(cat, SPACE, Settings())
     assert (r.mode, r.faces, r.clusters, r.retired) == ("incremental", 0, 0, 0)
     assert _membership(cat) == before
-    # one more face of person 0 only: person 0's cluster changes id, the others keep theirs
+    # one more face of person 0 only: it joins person 0's cluster, which keeps its id, and
+    # only the new face's row is written
     extra = add_photos(cat, SPACE, faces.embeddings[faces.labels == 0][-1:] * 0.999, [5000])
     r = cluster_unassigned(cat, SPACE, Settings())
-    assert (r.joined, r.grown, r.retired) == (1, 1, 1)
+    assert (r.joined, r.grown, r.retired) == (1, 1, 0)
     after = _membership(cat)
     zero = ids[truth == 0]
-    assert after[int(extra[0])] == after[int(zero[0])] != before[int(zero[0])]
-    others = [int(f) for f in ids[truth != 0]]
-    assert all(after[f] == before[f] for f in others)
+    assert after[int(extra[0])] == after[int(zero[0])] == before[int(zero[0])]
+    assert all(after[int(f)] == before[int(f)] for f in ids)
+    # a full clustering that finds person 0's grown cluster again keeps its id too
+    r = cluster_unassigned(cat, SPACE, Settings(), full=True)
+    assert r.retired == 0 and _membership(cat) == after
 
 
 def test_a_new_face_never_joins_a_cluster_holding_a_face_of_its_photo(workspace):
@@ -156,7 +164,7 @@ def test_human_decisions_hold_labeled_faces_stay_and_a_skipped_cluster_stays_ski
     assert {int(f) for f in ids[truth == 0]} <= set(people)  # Ada's faces untouched
     after = _membership(cat)
     one = after[int(new_ids[new_truth == 1][0])]
-    assert one == after[int(ids[truth == 1][0])] != skipped
+    assert one == after[int(ids[truth == 1][0])] == skipped  # grown, and still set aside
     assert cat.scalar("SELECT status FROM clusters WHERE cluster_id=?", [one]) == "skipped"
     assert one not in {c["cluster_id"] for c in clusters(cat, SPACE)}
 

@@ -154,18 +154,29 @@ def _store(catalog: Catalog, space: str, face_ids: np.ndarray, labels: np.ndarra
     ids = np.full(len(face_ids), None, dtype=object)
     new_clusters: dict[str, int] = {}
     made: dict[str, int] = {}
+    made_by_label: dict[int, str] = {}
+    at: dict[int, np.ndarray] = {}
     for lab, pos in label_members(labels):
         members = face_ids[pos]
         cid = cluster_id(members)
         ids[pos] = cid
         new_clusters[cid] = len(members)
         made[cid] = lab
+        made_by_label[lab] = cid
+        at[lab] = pos
     report.clusters = len(new_clusters)
     report.clustered_faces = int(np.sum(labels >= 0))
     report.noise = int(np.sum(labels < 0))
     report.sizes = sorted(new_clusters.values(), reverse=True)
     with catalog.write() as con:
         existing = stored.cluster_status(con, list(new_clusters))
+        old_faces, old_cids = stored.open_members_besides(con, space, list(existing))
+        for lab, old in _found_again(face_ids, labels, old_faces, old_cids).items():
+            cid = made_by_label[lab]  # its members are an open cluster's: that id stays
+            ids[at[lab]] = old
+            new_clusters[old] = new_clusters.pop(cid)
+            made[old] = made.pop(cid)
+            existing[old] = "active"
         report.kept_ids = sum(1 for c in new_clusters if existing.get(c) == "active")
         report.new_ids = len(new_clusters) - report.kept_ids
         stored.set_face_clusters(con, face_ids, list(ids), seen=True)
@@ -176,6 +187,28 @@ def _store(catalog: Catalog, space: str, face_ids: np.ndarray, labels: np.ndarra
         # the faces of an active cluster may have been labeled or re-clustered: retire it
         report.retired = stored.retire_empty(con, space)
     return made
+
+
+def _found_again(face_ids: np.ndarray, labels: np.ndarray, old_faces: np.ndarray,
+                 old_cids: np.ndarray) -> dict[int, str]:
+    """``{label: old cluster id}`` for each label whose faces are exactly the open members
+    of an old cluster (``old_faces`` in ``old_cids``, grouped by cluster). A cluster that an
+    incremental pass grew keeps its id, which is then no longer the hash of its members: a
+    full clustering that finds those members again keeps that id, and its review state."""
+    if old_faces.size == 0:
+        return {}
+    order = np.argsort(face_ids)
+    pos = np.minimum(np.searchsorted(face_ids[order], old_faces), face_ids.size - 1)
+    here = face_ids[order][pos] == old_faces
+    lab = np.where(here, labels[order][pos], -1)
+    counts = np.bincount(labels[labels >= 0], minlength=1)
+    out: dict[int, str] = {}
+    cuts = np.flatnonzero(np.r_[True, old_cids[1:] != old_cids[:-1], True])
+    for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+        first = int(lab[lo])
+        if first >= 0 and (lab[lo:hi] == first).all() and counts[first] == hi - lo:
+            out[first] = str(old_cids[lo])
+    return out
 
 
 def clusters(catalog: Catalog, space: str | None = None, *, status: str = "active"

@@ -28,6 +28,7 @@ __all__ = [
     "NeighbourClusters",
     "active_cluster_count",
     "cluster_faces",
+    "cluster_photos",
     "cluster_space",
     "cluster_status",
     "insert_clusters",
@@ -38,7 +39,7 @@ __all__ = [
     "move_clusters",
     "neighbour_clusters",
     "noise_faces",
-    "open_cluster_members",
+    "open_members_besides",
     "reopen_clusters",
     "retire_empty",
     "retire_run_clusters",
@@ -142,21 +143,22 @@ def neighbour_clusters(catalog: Catalog, space: str, face_ids: np.ndarray
                              np.array([bool(r[3]) for r in rows], bool))
 
 
-def open_cluster_members(catalog: Catalog, cluster_ids: Sequence[str]
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
-    """The unassigned members of ``cluster_ids``: ``(face_ids, asset_ids, cluster_ids)`` by
-    cluster then face id, and each cluster's status."""
-    with catalog.read() as con, temp_table(con, "_fl_cl", cluster_id=np.array(
-            list(cluster_ids), dtype=str)):
+def cluster_photos(catalog: Catalog, cluster_ids: Sequence[str], asset_ids: np.ndarray,
+                   leave_out: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """``(cluster_ids, asset_ids)``: which of ``asset_ids`` (photos) an unassigned member of
+    one of ``cluster_ids`` is on, the faces of ``leave_out`` not counted. What the
+    same-photo rule needs of a cluster, read for the new faces' photos only: reading every
+    member of the clusters they might join cost as much as those clusters' sizes."""
+    with catalog.read() as con, \
+            temp_table(con, "_fl_cl", cluster_id=np.array(list(cluster_ids), dtype=str)), \
+            temp_table(con, "_fl_ph", asset_id=np.unique(np.asarray(asset_ids, np.int64))), \
+            temp_table(con, "_fl_out", face_id=np.asarray(leave_out, np.int64)):
         rows = con.execute(
-            "SELECT f.face_id, f.asset_id, f.cluster_id FROM faces f WHERE f.cluster_id IN "
-            "(SELECT cluster_id FROM _fl_cl) AND f.person_id IS NULL ORDER BY "
-            "f.cluster_id, f.face_id").fetchall()
-        status = {r[0]: r[1] for r in con.execute(
-            "SELECT cluster_id, status FROM clusters WHERE cluster_id IN "
-            "(SELECT cluster_id FROM _fl_cl)").fetchall()}
-    return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64),
-            np.array([r[2] for r in rows], dtype=object), status)
+            "SELECT DISTINCT f.cluster_id, f.asset_id FROM faces f WHERE f.asset_id IN "
+            "(SELECT asset_id FROM _fl_ph) AND f.cluster_id IN (SELECT cluster_id FROM "
+            "_fl_cl) AND f.person_id IS NULL AND f.face_id NOT IN (SELECT face_id FROM "
+            "_fl_out)").fetchall()
+    return [str(r[0]) for r in rows], np.array([r[1] for r in rows], np.int64)
 
 
 def noise_faces(catalog: Catalog, space: str) -> np.ndarray:
@@ -217,6 +219,20 @@ def cluster_status(con: duckdb.DuckDBPyConnection, cluster_ids: Sequence[str]
     return {r[0]: r[1] for r in con.execute(
         "SELECT cluster_id, status FROM clusters WHERE cluster_id IN (SELECT unnest(?))",
         [list(cluster_ids)]).fetchall()}
+
+
+def open_members_besides(con: duckdb.DuckDBPyConnection, space: str, found: Sequence[str]
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """``(face_ids, cluster_ids)``: the unassigned members of the open clusters of
+    ``space`` other than ``found``, by cluster."""
+    with temp_table(con, "_fl_found", cluster_id=np.array(list(found), dtype=str)):
+        got = con.execute(
+            "SELECT f.face_id, f.cluster_id FROM faces f JOIN clusters c ON c.cluster_id = "
+            "f.cluster_id WHERE c.space = ? AND c.status IN ('active', ?) AND f.person_id IS "
+            "NULL AND c.cluster_id NOT IN (SELECT cluster_id FROM _fl_found) ORDER BY "
+            "f.cluster_id", [space, SKIPPED]).fetchnumpy()
+    return (np.asarray(got["face_id"], np.int64),
+            np.asarray(got["cluster_id"], dtype=object))
 
 
 def set_face_clusters(con: duckdb.DuckDBPyConnection, face_ids: np.ndarray,
