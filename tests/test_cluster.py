@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from facelab.core import knn, linkage
-from facelab.core.cluster import FaceClusterer, cluster_faces, cluster_id, split_cluster
+from facelab.core.cluster import (
+    FaceClusterer,
+    cluster_faces,
+    cluster_id,
+    cluster_ids,
+    split_cluster,
+)
 from facelab.core.knn import EXACT_MAX, knn_csr, knn_graph, top_k_among
 from facelab.core.linkage import graph_linkage
 from facelab.core.metrics import bcubed_prf
@@ -405,3 +411,17 @@ def test_knn_graph_validates_its_arguments():
         knn_graph(x, 1, method="annoy")
     with pytest.raises(ConfigError, match="tighten"):
         split_cluster(x, tighten=1.5)
+
+
+def test_cluster_ids_in_one_pass_are_each_clusters_own_content_address():
+    rng = np.random.default_rng(9)
+    face_ids = rng.permutation(50_000)[:5000] + 7
+    labels = rng.integers(-1, 300, 5000)
+    got = cluster_ids(face_ids, labels)
+    assert set(got) == set(np.unique(labels[labels >= 0]).tolist())
+    assert all(got[lab] == cluster_id(face_ids[labels == lab]) for lab in got)
+    assert cluster_ids(face_ids[:0], labels[:0]) == {}
+    with pytest.raises(ConfigError, match="duplicates"):
+        cluster_ids(np.array([3, 3, 4]), np.array([0, 0, 1]))
+    assert len(cluster_ids(np.array([3, 3]), np.array([0, 1]))) == 2  # two clusters: fine
+

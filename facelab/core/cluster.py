@@ -48,6 +48,7 @@ __all__ = [
     "FaceClusterer",
     "cluster_faces",
     "cluster_id",
+    "cluster_ids",
     "label_members",
     "split_cluster",
 ]
@@ -87,7 +88,10 @@ def _centroid_distance(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, n
     sums = np.zeros((n_labels, x.shape[1] if x.ndim == 2 else 0), np.float32)
     if not inside.any():
         return out, sums
-    ids, inv = np.unique(labels[inside], return_inverse=True)
+    inv = labels[inside]
+    ids = np.arange(n_labels)
+    if (np.bincount(inv, minlength=n_labels) == 0).any():  # not numbered 0.. without gaps
+        ids, inv = np.unique(inv, return_inverse=True)
     onehot = sp.csr_matrix((np.ones(inv.size, np.float32), (inv, np.flatnonzero(inside))),
                            shape=(ids.size, x.shape[0]))
     cent = np.asarray(onehot @ x)
@@ -421,3 +425,28 @@ def cluster_id(member_face_ids: np.ndarray) -> str:
     if (ids[1:] == ids[:-1]).any():
         raise ConfigError("member_face_ids holds duplicates; a face is in a cluster once")
     return "c" + hashlib.blake2b(ids.tobytes()).hexdigest()[:12]
+
+
+def cluster_ids(face_ids: np.ndarray, labels: np.ndarray) -> dict[int, str]:
+    """``{label: cluster_id(members)}`` for every label >= 0 of ``labels`` (one per face of
+    ``face_ids``), in one sort: a call of :func:`cluster_id` per cluster took 2 s for the
+    70 000 clusters of a million faces."""
+    f = np.asarray(face_ids).astype("<i8")
+    lab = np.asarray(labels, np.int64)
+    if f.shape != lab.shape or f.ndim != 1:
+        raise ConfigError(f"face_ids {f.shape} and labels {lab.shape} must be one label per "
+                          "face")
+    inside = lab >= 0
+    f, lab = f[inside], lab[inside]
+    if f.size == 0:
+        return {}
+    order = np.lexsort((f, lab))
+    f, lab = f[order], lab[order]
+    if ((f[1:] == f[:-1]) & (lab[1:] == lab[:-1])).any():
+        raise ConfigError("face_ids holds duplicates within a cluster; a face is in a "
+                          "cluster once")
+    cuts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1], True]).tolist()
+    raw = memoryview(f.tobytes())
+    return {int(lab[lo]): "c" + hashlib.blake2b(raw[lo * 8:hi * 8]).hexdigest()[:12]
+            for lo, hi in pairwise(cuts)}
+

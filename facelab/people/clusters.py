@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from facelab.core.cluster import FaceClusterer, cluster_id, label_members, split_cluster
+from facelab.core.cluster import FaceClusterer, cluster_ids, split_cluster
 from facelab.core.knn import as_unit_rows
 from facelab.core.linalg import unit
 from facelab.errors import FacelabError
@@ -151,36 +151,27 @@ def _store(catalog: Catalog, space: str, face_ids: np.ndarray, labels: np.ndarra
            ) -> dict[str, int]:
     """Write cluster ids for ``face_ids`` (noise: NULL) and retire clusters left empty;
     ``{cluster id: label}``."""
-    ids = np.full(len(face_ids), None, dtype=object)
-    new_clusters: dict[str, int] = {}
-    made: dict[str, int] = {}
-    made_by_label: dict[int, str] = {}
-    at: dict[int, np.ndarray] = {}
-    for lab, pos in label_members(labels):
-        members = face_ids[pos]
-        cid = cluster_id(members)
-        ids[pos] = cid
-        new_clusters[cid] = len(members)
-        made[cid] = lab
-        made_by_label[lab] = cid
-        at[lab] = pos
-    report.clusters = len(new_clusters)
+    by_label = cluster_ids(face_ids, labels)
+    counts = np.bincount(labels[labels >= 0], minlength=1)
+    report.clusters = len(by_label)
     report.clustered_faces = int(np.sum(labels >= 0))
     report.noise = int(np.sum(labels < 0))
-    report.sizes = sorted(new_clusters.values(), reverse=True)
+    report.sizes = sorted((int(counts[lab]) for lab in by_label), reverse=True)
     with catalog.write() as con:
-        existing = stored.cluster_status(con, list(new_clusters))
+        existing = stored.cluster_status(con, list(by_label.values()))
         old_faces, old_cids = stored.open_members_besides(con, space, list(existing))
         for lab, old in _found_again(face_ids, labels, old_faces, old_cids).items():
-            cid = made_by_label[lab]  # its members are an open cluster's: that id stays
-            ids[at[lab]] = old
-            new_clusters[old] = new_clusters.pop(cid)
-            made[old] = made.pop(cid)
+            by_label[lab] = old  # its members are an open cluster's: that id stays
             existing[old] = "active"
-        report.kept_ids = sum(1 for c in new_clusters if existing.get(c) == "active")
-        report.new_ids = len(new_clusters) - report.kept_ids
+        made = {cid: lab for lab, cid in by_label.items()}
+        report.kept_ids = sum(1 for c in made if existing.get(c) == "active")
+        report.new_ids = len(made) - report.kept_ids
+        ids = np.full(len(face_ids), None, dtype=object)
+        if by_label:
+            names = np.array([by_label.get(i) for i in range(counts.size)], dtype=object)
+            ids[labels >= 0] = names[labels[labels >= 0]]
         stored.set_face_clusters(con, face_ids, list(ids), seen=True)
-        stored.insert_clusters(con, space, {c: n for c, n in new_clusters.items()
+        stored.insert_clusters(con, space, {c: int(counts[lab]) for c, lab in made.items()
                                             if c not in existing},
                                algorithm=method, params=params, run_id=run_id)
         stored.revive(con, [c for c, st in existing.items() if st == "retired"])

@@ -119,23 +119,31 @@ class NoiseVectors:
         (read when next needed)."""
         live = np.asarray(live, np.int64)
         in_main = _find(self.main_ids, live)[1]
-        order = np.argsort(placed[0])
-        p_ids, p_vecs = np.asarray(placed[0], np.int64)[order], placed[1][order]
+        p_ids, p_vecs = np.asarray(placed[0], np.int64), placed[1]
+        if (p_ids[1:] <= p_ids[:-1]).any():
+            order = np.argsort(p_ids)
+            p_ids, p_vecs = p_ids[order], p_vecs[order]
         rest = live[~in_main]
         pos_e, in_extra = _find(self.extra_ids, rest)
         pos_p, in_placed = _find(p_ids, rest)
         in_placed &= ~in_extra
-        keep = in_extra | in_placed
-        rest_vecs = np.zeros((rest.size, self.main_vectors.shape[1]), np.float32)
-        rest_vecs[in_extra] = self.extra_vectors[pos_e[in_extra]]
-        rest_vecs[in_placed] = p_vecs[pos_p[in_placed]]
-        rest, rest_vecs = rest[keep], rest_vecs[keep]
+        if in_placed.all() and rest.size == p_ids.size:  # the noise is what was placed
+            rest_vecs = p_vecs  # (a full clustering's: 400 MB at a million faces, not copied)
+        else:
+            keep = in_extra | in_placed
+            rest_vecs = np.zeros((rest.size, self.main_vectors.shape[1]), np.float32)
+            rest_vecs[in_extra] = self.extra_vectors[pos_e[in_extra]]
+            rest_vecs[in_placed] = p_vecs[pos_p[in_placed]]
+            rest, rest_vecs = rest[keep], rest_vecs[keep]
         live = np.union1d(live[in_main], rest)
         dead = self.main_ids.size - int(in_main.sum())
         if self.main_ids.size and dead <= COMPACT_DEAD * self.main_ids.size and \
                 rest.size <= COMPACT_EXTRA * self.main_ids.size:
             return NoiseVectors(live, self.main_ids, self.main_vectors, rest, rest_vecs,
                                 self.main_path)
+        if not in_main.any():  # all of it is the rest, in order: one block as it is
+            return NoiseVectors(live, rest, rest_vecs, np.zeros(0, np.int64),
+                                np.zeros((0, rest_vecs.shape[1]), np.float32))
         ids = np.concatenate([live[np.isin(live, self.main_ids)], rest])
         vecs = np.concatenate([self.vectors(ids[:ids.size - rest.size]), rest_vecs])
         order = np.argsort(ids)

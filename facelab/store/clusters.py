@@ -80,8 +80,7 @@ def unassigned_faces(catalog: Catalog, space: str, *, min_quality: float, limit:
     sql = ("SELECT f.face_id, f.asset_id FROM faces f JOIN assets a USING (asset_id) "
            f"WHERE {where} ORDER BY f.quality DESC, f.face_id LIMIT ?")
     params.append(limit)
-    rows = catalog.query(sql, params)
-    return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64))
+    return _id_pairs(catalog, sql, params)
 
 
 def unassigned_faces_new(catalog: Catalog, space: str, *, min_quality: float, limit: int
@@ -89,10 +88,18 @@ def unassigned_faces_new(catalog: Catalog, space: str, *, min_quality: float, li
     """Like :func:`unassigned_faces`, only the faces no clustering has seen yet
     (``faces.clustered`` false): what an incremental clustering places."""
     where, params = _unassigned(space, ">=", min_quality, None)
-    rows = catalog.query("SELECT f.face_id, f.asset_id FROM faces f JOIN assets a USING "
-                         f"(asset_id) WHERE {where} AND NOT f.clustered "
-                         "ORDER BY f.quality DESC, f.face_id LIMIT ?", [*params, limit])
-    return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64))
+    return _id_pairs(catalog, "SELECT f.face_id, f.asset_id FROM faces f JOIN assets a USING "
+                     f"(asset_id) WHERE {where} AND NOT f.clustered "
+                     "ORDER BY f.quality DESC, f.face_id LIMIT ?", [*params, limit])
+
+
+def _id_pairs(catalog: Catalog, sql: str, params: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The two integer columns of ``sql`` as int64 arrays (a million rows fetched as
+    Python tuples took 1.7 s)."""
+    with catalog.read() as con:
+        got = con.execute(sql, params).fetchnumpy()
+    a, b = (np.asarray(got[k], np.int64) for k in got)
+    return a, b
 
 
 def mark_clustered(con: duckdb.DuckDBPyConnection, face_ids: np.ndarray) -> None:
