@@ -15,8 +15,8 @@ __all__ = ["ClusterReport", "recorded_params", "run_params"]
 
 @dataclass
 class ClusterReport:
-    """What one clustering run did; ``kept_ids`` counts clusters found again with the same
-    members (same content-addressed id, review state kept)."""
+    """What one clustering run did; ``kept_ids`` counts the clusters that kept their id
+    and review state: found again with the same members, or (incremental) grown."""
 
     space: str
     run_id: int | None
@@ -26,7 +26,7 @@ class ClusterReport:
     clusters: int = 0
     clustered_faces: int = 0
     noise: int = 0
-    kept_ids: int = 0        # clusters whose membership (and so id) did not change
+    kept_ids: int = 0        # clusters that kept their id (same members; grown ones too)
     new_ids: int = 0
     retired: int = 0
     seconds: float = 0.0
@@ -36,7 +36,7 @@ class ClusterReport:
     mode: str = "full"        # full | incremental
     why_full: str = ""        # why a full clustering ran ("" for incremental)
     joined: int = 0           # incremental: new faces that joined an existing cluster
-    grown: int = 0            # incremental: existing clusters that gained faces (new ids)
+    grown: int = 0            # incremental: existing clusters that gained faces (same ids)
     formed: int = 0           # incremental: clusters formed among new and noise faces
     search: str = ""          # incremental: how neighbours were found ("exact")
 
