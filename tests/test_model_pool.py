@@ -29,7 +29,10 @@ def test_script_without_main_guard_gets_a_clear_error_not_a_hang(tmp_path) -> No
     proc = _run(tmp_path, 'model = load_model(Settings(model="dlib", model_workers=2))\n'
                           'print("loaded", model.space)\n')
     assert proc.returncode != 0 and "loaded" not in proc.stdout
-    last = proc.stderr.strip().splitlines()[-1]
+    # the exception line of the last traceback (multiprocessing's resource tracker, which
+    # shares stderr, may warn after it)
+    tb = proc.stderr[proc.stderr.rindex("Traceback"):].splitlines()[1:]
+    last = next(line for line in tb if line and not line[0].isspace())
     assert "ModelError" in last and '__name__ == "__main__"' in last and "model_workers=1" in last
 
 

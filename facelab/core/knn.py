@@ -17,10 +17,10 @@ cores. Its cost is the number of comparisons times the dimension, and it spends 
    them, as this module once did, cost three times the products). A cell whose centre is
    far less similar to the face than its nearest one (:data:`IVF_PROBE_RATIO`) is skipped:
    a face deep in a crowded cell has its neighbours there. The products are of 8-bit rows
-   (:data:`IVF_INT8`, :mod:`facelab.core.int8`): the scan took 7.5-8.8 s where float32
-   took 9.1-10.2 s at 300 000 faces, with the same BCubed F there (0.986); on lfw-dev's
-   real faces, searched this way, F moved by -0.0002 (MobileFaceNet) and -0.0004 (dlib)
-   over 5 seeds, against +-0.0004 from one seed to the next.
+   centred on the faces' mean (:data:`IVF_INT8`, :mod:`facelab.core.int8`): the scan took
+   7.5-8.8 s where float32 took 9.1-10.2 s at 300 000 faces, with the same BCubed F there
+   (0.986); on lfw-dev's real faces, searched this way, F moved by -0.0003 (MobileFaceNet)
+   and -0.0001 (dlib) over 5 seeds, against +-0.0004 from one seed to the next.
 
 Both steps run on all of numba's threads, each thread with single-threaded BLAS and its own
 share of the faces (:func:`_in_threads`): one multi-threaded product at a time followed by a
@@ -85,8 +85,9 @@ IVF_PROBES = 8
 #: that recall at 0.993 (0.5 cut 32 % there but lost 0.001 on lfw-dev).
 IVF_MIN_PROBES = 2
 IVF_PROBE_RATIO: float | None = 0.4
-#: The scan's products in 8 bits (:mod:`facelab.core.int8`): twice as fast, similarities
-#: within ~0.001 (False: float32).
+#: The scan's products in 8 bits (:mod:`facelab.core.int8`): the products twice as fast,
+#: the scan with its gathers ~20 % faster, similarities within ~0.001; F on lfw-dev's real
+#: faces 0.0001-0.0003 lower (module docstring). False: float32.
 IVF_INT8 = True
 IVF_ITERATIONS = 6
 IVF_SAMPLE_PER_CELL = 64
@@ -266,10 +267,11 @@ def _heap_replace(vals: np.ndarray, idx: np.ndarray, s: float, j: int
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, best_s: np.ndarray,
-          best_i: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Offer ``sims[r, c]`` (query ``rows[r]``, candidate ``cols[c]``) to each query's heap
-    of its best similarities; a query is never its own neighbour. Rows are distinct.
+def _scan(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, bias: np.ndarray,
+          best_s: np.ndarray, best_i: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Offer ``sims[r, c] + bias[c]`` (query ``rows[r]``, candidate ``cols[c]``) to each
+    query's heap of its best similarities; a query is never its own neighbour. Rows are
+    distinct.
 
     Serial on purpose: run after a BLAS product, numba's own threads fought OpenBLAS's
     still-spinning ones (300 000 faces: 7.7 s in parallel, 4.4 s serial); the search runs
@@ -280,7 +282,7 @@ def _scan(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, best_s: np.ndarr
         bi = best_i[q]
         worst = bs[0]
         for c in range(sims.shape[1]):
-            s = sims[r, c]
+            s = sims[r, c] + bias[c]
             if s > worst and cols[c] != q:
                 _heap_replace(bs, bi, s, cols[c])
                 worst = bs[0]
@@ -288,7 +290,7 @@ def _scan(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, best_s: np.ndarr
 
 def _offer_lists(x: np.ndarray, near: np.ndarray, member_order: np.ndarray,
                  member_start: np.ndarray, best_s: np.ndarray, best_i: np.ndarray,
-                 int8: Int8Products | None = None) -> float:
+                 int8: Int8Products | None = None) -> tuple[float, np.ndarray | None]:
     """Compare each face with the members of the lists it names in ``near`` and offer every
     similarity to its heap (``best_s``/``best_i``, one row per face).
 
@@ -301,9 +303,10 @@ def _offer_lists(x: np.ndarray, near: np.ndarray, member_order: np.ndarray,
     multi-threaded product at a time, then a serial scan: 13.9 s at 300 000 faces; two
     threads: 11.5 s).
 
-    With ``int8`` the products are of 8-bit rows (:mod:`facelab.core.int8`, one n x d
-    byte copy of the faces) and the heaps hold integer sums; returns the factor that turns
-    them into similarities (1.0 in float32)."""
+    With ``int8`` the products are of 8-bit centred rows (:mod:`facelab.core.int8`, one
+    n x d byte copy of the faces) and the heaps hold integer sums. Returns ``(unit,
+    towards)``: a heap value times ``unit`` plus ``towards[face]`` is the similarity
+    (``(1.0, None)`` in float32)."""
     width = near.shape[1]
     n_lists = member_start.size - 1
     flat = near.reshape(-1)
@@ -312,19 +315,27 @@ def _offer_lists(x: np.ndarray, near: np.ndarray, member_order: np.ndarray,
     query_order //= width
     del flat
     if int8 is not None:
-        scale = int8.scale(x)
-        q8 = int8.quantize(x, scale)
+        # centred: q.x = (q - m).(x - m) + m.(x - m) + q.m; the last is the same for all of a
+        # face's candidates, the middle one a per-candidate bias (vectors that share one
+        # direction, as dlib's do, get steps that fit what tells them apart)
+        mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+        scale = int8.scale(x, mean)
+        q8 = int8.quantize(x, scale, mean)
+        towards = x @ mean  # q.m of each face
+        bias = np.rint((towards - float(mean @ mean)) * (scale * scale)).astype(np.int32)
 
-        def side(members: np.ndarray) -> np.ndarray:
-            return int8.right(q8[members]).T.copy()
+        def side(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return int8.right(q8[members]).T.copy(), bias[members]
 
         def product(q: np.ndarray, ym: np.ndarray) -> np.ndarray:
             return int8.product(q8[q], ym)
     else:
+        towards = None
         scale = 1.0
+        zero = np.zeros(x.shape[0], np.float32)
 
-        def side(members: np.ndarray) -> np.ndarray:
-            return x[members].T.copy()
+        def side(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return x[members].T.copy(), zero[:members.size]
 
         def product(q: np.ndarray, ym: np.ndarray) -> np.ndarray:
             return x[q] @ ym
@@ -337,14 +348,14 @@ def _offer_lists(x: np.ndarray, near: np.ndarray, member_order: np.ndarray,
                 queries = queries[queries % parts == part]
             if members.size == 0 or queries.size == 0:
                 continue
-            ym = side(members)
+            ym, bias_m = side(members)
             step = max(1, _BLOCK_FLOATS // members.size)
             for lo in range(0, queries.size, step):
                 q = queries[lo:lo + step]
-                _scan(product(q, ym), q, members, best_s, best_i)
+                _scan(product(q, ym), q, members, bias_m, best_s, best_i)
 
     _in_threads(share, _parts(x.shape[0]))
-    return 1.0 / (scale * scale)
+    return 1.0 / (scale * scale), towards
 
 
 def _parts(n: int) -> int:
@@ -382,6 +393,7 @@ def top_k_among(queries: np.ndarray, vectors: np.ndarray, k: int
         return best_i, best_s
     parts = min(numba.get_num_threads(), m) if m * n >= 10**7 else 1
     bounds = np.linspace(0, m, parts + 1).astype(np.int64)
+    zero = np.zeros(n, np.float32)  # no bias: the similarities as they are
 
     def share(part: int, _: int) -> None:
         lo_q, hi_q = int(bounds[part]), int(bounds[part + 1])
@@ -391,7 +403,7 @@ def top_k_among(queries: np.ndarray, vectors: np.ndarray, k: int
             hi = min(lo + step, n)
             # candidates offset by m: a row is never taken for its query
             _scan(q[lo_q:hi_q] @ v[lo:hi].T, rows, np.arange(lo, hi, dtype=np.int64) + m,
-                  best_s, best_i)
+                  zero[:hi - lo], best_s, best_i)
 
     _in_threads(share, parts)
     best_i[best_i >= 0] -= m
@@ -408,14 +420,15 @@ def _nearest_cells(x: np.ndarray, centers: np.ndarray, probes: int,
     near_s = np.full((n, probes), -np.inf, np.float32)
     near = np.full((n, probes), -1, np.int64)
     cols = np.arange(n_cells, dtype=np.int64) + n  # + n: no cell is taken for the face
+    zero = np.zeros(n_cells, np.float32)
     block = max(1, _BLOCK_FLOATS // n_cells)
     starts = range(0, n, block)
 
     def share(part: int, parts: int) -> None:
         for lo in starts[part::parts]:
             hi = min(lo + block, n)
-            _scan(x[lo:hi] @ centers.T, np.arange(lo, hi, dtype=np.int64), cols, near_s,
-                  near)
+            _scan(x[lo:hi] @ centers.T, np.arange(lo, hi, dtype=np.int64), cols, zero,
+                  near_s, near)
 
     _in_threads(share, _parts(n))
     near[near >= 0] -= n
@@ -443,12 +456,13 @@ def _knn_ivf(x: np.ndarray, k: int, *, seed: int) -> tuple[np.ndarray, np.ndarra
     best_i = np.full((n, k), -1, np.int64)
     if IVF_INT8:  # the heaps hold the products' integer sums (compared as integers)
         best_s = np.full((n, k), np.iinfo(np.int32).min, np.int32)
-        unit = _offer_lists(x, near, member_order, member_start, best_s, best_i,
-                            Int8Products())
+        unit, towards = _offer_lists(x, near, member_order, member_start, best_s, best_i,
+                                     Int8Products())
         found = best_s > np.iinfo(np.int32).min
         best_s = best_s.astype(np.float32) * np.float32(unit)  # to similarities
+        best_s += towards[:, None]
         best_s[~found] = -np.inf
-        del found
+        del found, towards
     else:
         best_s = np.full((n, k), -np.inf, np.float32)
         _offer_lists(x, near, member_order, member_start, best_s, best_i)
