@@ -59,10 +59,8 @@ class Int8Products:
         of ``x``: ``abs(x).max()`` copied 600 MB at 300 000 faces)."""
         if x.size == 0:
             return 1.0
-        x = np.ascontiguousarray(x, np.float32)
-        m = np.zeros(x.shape[-1], np.float32) if mean is None else \
-            np.asarray(mean, np.float32)
-        top = float(_largest(x.reshape(-1, x.shape[-1]), m))
+        x, m = _rows(x, mean)
+        top = float(_largest(x, m))
         return 127.0 / top if top > 0 else 1.0
 
     @staticmethod
@@ -70,13 +68,10 @@ class Int8Products:
         """Rows ``(x - mean) * scale`` rounded (within -127..127 for the scale of
         :meth:`scale`), offset by 128 into uint8: the left side of a product as they are,
         the right side through :meth:`right`. One compiled pass, no float temporary."""
-        x = np.ascontiguousarray(x, np.float32)
-        m = np.zeros(x.shape[-1], np.float32) if mean is None else \
-            np.asarray(mean, np.float32)
-        out = np.empty(x.shape, np.uint8)
-        _quantize(x.reshape(-1, x.shape[-1]), m, np.float32(scale),
-                  out.reshape(-1, x.shape[-1]))
-        return out
+        rows, m = _rows(x, mean)
+        out = np.empty(rows.shape, np.uint8)
+        _quantize(rows, m, np.float32(scale), out)
+        return out.reshape(np.shape(x))
 
     @staticmethod
     def right(rows: np.ndarray) -> np.ndarray:
@@ -96,6 +91,15 @@ class Int8Products:
     def similarity(sums: np.ndarray, left_scale: float, right_scale: float) -> np.ndarray:
         """Integer sums back to similarities (float32)."""
         return (np.asarray(sums, np.float32) / np.float32(left_scale * right_scale))
+
+
+def _rows(x: np.ndarray, mean: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` as contiguous float32 rows (a view when it already is) and the mean (zeros
+    for None) the compiled passes take."""
+    x = np.ascontiguousarray(x, np.float32)
+    d = x.shape[-1]
+    m = np.zeros(d, np.float32) if mean is None else np.asarray(mean, np.float32)
+    return x.reshape(-1, d), m
 
 
 @numba.njit(cache=True, nogil=True)

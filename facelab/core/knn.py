@@ -304,9 +304,10 @@ def _offer_lists(x: np.ndarray, near: np.ndarray, member_order: np.ndarray,
     threads: 11.5 s).
 
     With ``int8`` the products are of 8-bit centred rows (:mod:`facelab.core.int8`, one
-    n x d byte copy of the faces) and the heaps hold integer sums. Returns ``(unit,
-    towards)``: a heap value times ``unit`` plus ``towards[face]`` is the similarity
-    (``(1.0, None)`` in float32)."""
+    n x d byte copy of the faces) and the heaps hold integer sums. Returns ``(scale,
+    towards)``: a heap value at ``scale`` on both sides
+    (:meth:`~facelab.core.int8.Int8Products.similarity`) plus ``towards[face]`` is the
+    similarity (``(1.0, None)`` in float32)."""
     width = near.shape[1]
     n_lists = member_start.size - 1
     flat = near.reshape(-1)
@@ -355,7 +356,7 @@ def _offer_lists(x: np.ndarray, near: np.ndarray, member_order: np.ndarray,
                 _scan(product(q, ym), q, members, bias_m, best_s, best_i)
 
     _in_threads(share, _parts(x.shape[0]))
-    return 1.0 / (scale * scale), towards
+    return scale, towards
 
 
 def _parts(n: int) -> int:
@@ -456,11 +457,10 @@ def _knn_ivf(x: np.ndarray, k: int, *, seed: int) -> tuple[np.ndarray, np.ndarra
     best_i = np.full((n, k), -1, np.int64)
     if IVF_INT8:  # the heaps hold the products' integer sums (compared as integers)
         best_s = np.full((n, k), np.iinfo(np.int32).min, np.int32)
-        unit, towards = _offer_lists(x, near, member_order, member_start, best_s, best_i,
-                                     Int8Products())
+        scale, towards = _offer_lists(x, near, member_order, member_start, best_s, best_i,
+                                      Int8Products())
         found = best_s > np.iinfo(np.int32).min
-        best_s = best_s.astype(np.float32) * np.float32(unit)  # to similarities
-        best_s += towards[:, None]
+        best_s = Int8Products.similarity(best_s, scale, scale) + towards[:, None]
         best_s[~found] = -np.inf
         del found, towards
     else:

@@ -302,7 +302,7 @@ def _stream_into(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, A
         keep = pos < ids.size
         keep[keep] &= ids[pos[keep]] == got[keep]  # rows not asked for are dropped
         if keep.all():
-            if got.size and pos[-1] - pos[0] == got.size - 1 and (np.diff(pos) == 1).all():
+            if got.size and (np.diff(pos) == 1).all():
                 out[pos[0]:pos[-1] + 1] = vecs  # rows in face-id order: a copy, not a scatter
             else:
                 out[pos] = vecs
