@@ -161,6 +161,18 @@ def test_top_k_among_is_exact_and_never_confuses_a_row_with_its_query():
     assert top_k_among(q[:3], v[:2], 5)[0].shape == (3, 2)  # k clamped to the rows there
 
 
+def test_top_k_among_scales_each_row_as_asked():
+    rng = np.random.default_rng(2)
+    q, v = rng.normal(size=(6, 8)), rng.normal(size=(40, 8))
+    scale = rng.uniform(0.1, 2.0, 40)
+    rows, sims = top_k_among(q, v, 5, scale=scale)
+    want = (q @ v.T) * scale
+    for i in range(6):
+        assert set(rows[i].tolist()) == set(np.argsort(-want[i])[:5].tolist())
+    with pytest.raises(ConfigError, match="one factor per row"):
+        top_k_among(q, v, 5, scale=scale[:3])
+
+
 def test_average_linkage_on_components_in_threads_is_one_run(monkeypatch):
     faces = make_space(ARC, 3000, faces_per_person="zipf", max_faces=60, seed=6)
     x = faces.embeddings / np.linalg.norm(faces.embeddings, axis=1, keepdims=True)

@@ -301,6 +301,62 @@ def test_a_pass_that_changes_little_noise_links_the_kept_noise_vectors(workspace
         not list(main.parent.parent.glob("*.old-*"))
 
 
+def test_a_pass_that_grows_few_clusters_links_the_kept_sums_and_writes_only_theirs(workspace):
+    """The sums of the clusters a pass left alone are not written again (46 MB at 300 000
+    faces); once those made since outnumber a quarter of them, all are written whole."""
+    cat = Catalog(workspace)
+    faces = make_space(SPACE, 12, faces_per_person=24, seed=11)
+    rank = np.zeros(faces.n, np.int64)
+    for person in range(12):
+        rank[faces.labels == person] = np.arange((faces.labels == person).sum())
+    add_photos(cat, SPACE, faces.embeddings[rank < 20], np.arange((rank < 20).sum()))
+    cluster_unassigned(cat, SPACE, Settings())
+    path = cluster_cache.kept_path(cat.workspace, SPACE)
+    first = (path / "sums.npy").stat().st_ino
+    assert len(np.load(path / "extra_sums.npy")) == 0
+    late = (rank >= 20) & (faces.labels == 0)  # one person's new faces: one cluster grows
+    add_photos(cat, SPACE, faces.embeddings[late], 1000 + np.arange(late.sum()))
+    r = cluster_unassigned(cat, SPACE, Settings())
+    assert r.mode == "incremental" and r.grown == 1 and r.formed == 0
+    assert (path / "sums.npy").stat().st_ino == first  # linked, not written again
+    assert len(np.load(path / "extra_sums.npy")) == 1
+    kept = cluster_cache.load_kept(cat, SPACE)
+    assert kept.summed == 0 and len(kept.cluster_ids) == 12
+    _assert_sums_true(cat, kept)
+    late = (rank >= 20) & (faces.labels >= 1) & (faces.labels <= 4)  # four more: 5 > 12 / 4
+    add_photos(cat, SPACE, faces.embeddings[late], 2000 + np.arange(late.sum()))
+    r = cluster_unassigned(cat, SPACE, Settings())
+    assert r.mode == "incremental" and r.grown == 4
+    assert (path / "sums.npy").stat().st_ino != first  # written whole again
+    assert len(np.load(path / "extra_sums.npy")) == 0
+    kept = cluster_cache.load_kept(cat, SPACE)
+    assert kept.summed == 0
+    _assert_sums_true(cat, kept)
+
+
+def test_kept_sums_find_the_nearest_means_across_both_blocks():
+    rng = np.random.default_rng(4)
+    sums = rng.normal(size=(30, 16)).astype(np.float32)
+    sizes = rng.integers(0, 6, 30)
+    main_rows = rng.permutation(30)[:20]  # 20 sums in main (with 5 stale rows), 10 in extra
+    main = np.concatenate([sums[main_rows], rng.normal(size=(5, 16)).astype(np.float32)])
+    at = np.empty(30, np.int64)
+    at[main_rows] = np.arange(20)
+    rest = np.setdiff1d(np.arange(30), main_rows)
+    at[rest] = 25 + np.arange(10)
+    blocks = cluster_cache.SumBlocks(at, main, np.zeros(25, str), np.zeros(25, np.int64),
+                                     np.zeros(25, np.uint64), sums[rest])
+    np.testing.assert_array_equal(blocks[np.arange(30)], sums)
+    q = rng.normal(size=(7, 16)).astype(np.float32)
+    rows, sims = blocks.nearest(q, sizes, 4)
+    means = q @ sums.T / np.maximum(sizes, 1)
+    means[:, sizes == 0] = -np.inf  # a cluster with no open member is never near
+    for i in range(7):
+        want = np.argsort(-means[i])[:4]
+        assert set(rows[i].tolist()) == set(want.tolist())
+        np.testing.assert_allclose(np.sort(sims[i]), np.sort(means[i, want]), rtol=1e-5)
+
+
 def test_what_a_killed_pass_left_beside_the_kept_folder_is_swept(grown):
     cat, *_ = grown
     path = cluster_cache.kept_path(cat.workspace, SPACE)

@@ -375,18 +375,26 @@ def _in_threads(work: Callable[[int, int], None], parts: int) -> None:
             job.result()
 
 
-def top_k_among(queries: np.ndarray, vectors: np.ndarray, k: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def top_k_among(queries: np.ndarray, vectors: np.ndarray, k: int, *,
+                scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` rows of ``vectors`` most similar to each query (dot product), exactly.
 
-    Both are taken as they are (unit rows give cosine similarity). Returns ``(rows,
-    similarities)``, each (n_queries, min(k, n)), in no particular order. Memory is
+    Both are taken as they are (unit rows give cosine similarity); ``scale`` (one factor
+    per row of ``vectors``) multiplies each row's similarities: sums of unit vectors scaled
+    by one over their count are measured as their means, without a copy of them divided.
+    ``vectors`` may be memory-mapped: they are read block by block, never copied. Returns
+    ``(rows, similarities)``, each (n_queries, min(k, n)), in no particular order. Memory is
     O(n_queries x k) beyond a bounded block of similarities; the queries are shared out
     among the threads, and each similarity offered to its query's heap (sorting each
     block's rows cost as much as the products: 1 000 new faces against 300 000)."""
     q = np.ascontiguousarray(queries, dtype=np.float32)
     v = np.asarray(vectors, dtype=np.float32)
     m, n = q.shape[0], v.shape[0]
+    if scale is not None:
+        scale = np.asarray(scale, np.float32)
+        if scale.shape != (n,):
+            raise ConfigError(f"scale must hold one factor per row of vectors: ({n},), got "
+                              f"{scale.shape}")
     k = min(int(k), n)
     best_s = np.full((m, k), -np.inf, np.float32)
     best_i = np.full((m, k), -1, np.int64)
@@ -403,8 +411,11 @@ def top_k_among(queries: np.ndarray, vectors: np.ndarray, k: int
         for lo in range(0, n, step):
             hi = min(lo + step, n)
             # candidates offset by m: a row is never taken for its query
-            _scan(q[lo_q:hi_q] @ v[lo:hi].T, rows, np.arange(lo, hi, dtype=np.int64) + m,
-                  zero[:hi - lo], best_s, best_i)
+            sims = q[lo_q:hi_q] @ v[lo:hi].T
+            if scale is not None:
+                sims *= scale[lo:hi]
+            _scan(sims, rows, np.arange(lo, hi, dtype=np.int64) + m, zero[:hi - lo], best_s,
+                  best_i)
 
     _in_threads(share, parts)
     best_i[best_i >= 0] -= m

@@ -18,7 +18,7 @@ import numpy as np
 
 from facelab.core.cluster import FaceClusterer, cluster_id, label_members
 from facelab.core.incremental import ClusterSums, attach, label_sums
-from facelab.core.knn import as_unit_rows, top_k_among
+from facelab.core.knn import as_unit_rows
 from facelab.people.cluster_report import ClusterReport, recorded_params, run_params
 from facelab.settings import Settings
 from facelab.store import cluster_cache
@@ -134,10 +134,9 @@ def _near_clusters(vecs: np.ndarray, kept: cluster_cache.Kept, reach: float
     cluster at once."""
     if kept.cluster_ids.size == 0:
         return [np.zeros(0, np.int64) for _ in range(len(vecs))]
-    means = kept.sums / np.maximum(kept.sizes, 1)[:, None].astype(np.float32)
-    rows, sims = top_k_among(vecs, means, INCREMENTAL_CLUSTERS)
+    # a cluster whose every open member is a new face has size 0 here: nothing to join
+    rows, sims = kept.sums.nearest(vecs, kept.sizes, INCREMENTAL_CLUSTERS)
     ok = (rows >= 0) & (1.0 - sims <= reach)
-    ok[ok] &= kept.sizes[rows[ok]] > 0  # every open member is a new face: nothing to join
     return [rows[i][ok[i]] for i in range(len(vecs))]
 
 
@@ -148,28 +147,8 @@ def keep_clusters(catalog: Catalog, space: str, kept: cluster_cache.Kept | None,
     this pass left alone as they were in ``kept``, those it grew or formed as ``computed``,
     ``{cluster_id: (sum, size)}``) and the vectors of the noise faces (kept ones, or the
     faces it ``placed``, ``(face_ids, unit vectors)``)."""
-    with catalog.read() as con:
-        keys = cluster_cache.member_keys(con, space)
-        noise = stored.noise_faces(catalog, space)
-    dim = catalog.space_dim(space) or 0
-    sums = np.zeros((keys.cluster_ids.size, dim), np.float32)
-    ok = np.zeros(keys.cluster_ids.size, bool)
-    if kept is not None and kept.cluster_ids.size:
-        rows, found = keys.find(kept.cluster_ids)
-        same = found & kept.trusted & (keys.keys[rows] == kept.keys) & \
-            (keys.sizes[rows] == kept.sizes)
-        sums[rows[same]] = kept.sums[same]
-        ok[rows[same]] = True
-    if computed:
-        rows, found = keys.find(np.array(list(computed), dtype=str))
-        for row, hit, (vec, n) in zip(rows.tolist(), found.tolist(), computed.values(),
-                                      strict=True):
-            if hit and keys.sizes[row] == n:
-                sums[row], ok[row] = vec, True
-    before = kept.noise if kept is not None else cluster_cache.NoiseVectors.empty(dim)
-    cluster_cache.save_kept(catalog, space, cluster_cache.Kept(
-        keys.cluster_ids, keys.sizes, keys.keys, sums, ok,  # the rest summed anew
-        before.after(noise, placed)))
+    cluster_cache.save_kept(catalog, space,
+                            cluster_cache.kept_after(catalog, space, kept, computed, placed))
 
 
 def _store_new(catalog: Catalog, space: str, report: ClusterReport, *, face_ids: np.ndarray,

@@ -13,7 +13,9 @@ The folder (``index/<space>.clusters/``, beside the vector index and, like it, d
 the catalog; one ``.npy`` file per array) holds per cluster its id, how many open
 (unassigned) members it had, a key of those members (the xor of DuckDB's ``hash`` of their
 face ids) and the sum of their unit vectors; and the ids and unit vectors of the noise
-faces, in two blocks (:class:`NoiseVectors`). It is trusted one entry at a time: a cluster's
+faces; both in two blocks (:class:`SumBlocks`, :class:`NoiseVectors`): a main one kept whole
+from pass to pass (linked into the new folder, not written again) and the entries made since.
+It is trusted one entry at a time: a cluster's
 sum only while the catalog's open members of that cluster have the same count and key
 (labeling, merging, splitting or returning a face changes them), a noise vector only for a
 face that is still noise, and nothing when vectors of the space were rewritten in place
@@ -44,8 +46,8 @@ from facelab.store.vectors import index_path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Kept", "MemberKeys", "NoiseVectors", "kept_path", "load_kept", "member_keys",
-           "save_kept"]
+__all__ = ["Kept", "MemberKeys", "NoiseVectors", "SumBlocks", "kept_after", "kept_path",
+           "load_kept", "member_keys", "save_kept"]
 
 
 def kept_path(workspace: Path, space: str) -> Path:
@@ -57,11 +59,88 @@ def kept_path(workspace: Path, space: str) -> Path:
 #: The arrays of a kept folder, one ``.npy`` file each, memory-mapped when read.
 _ARRAYS = ("cluster_ids", "sizes", "keys", "sums", "noise_ids", "noise_vectors", "extra_ids",
            "extra_vectors")
-#: The noise vectors kept whole from pass to pass (linked into the new folder, not written
-#: again: 110 MB at 300 000 faces) until this share of them is no longer noise...
+#: ... and those a folder saved before the sums had two blocks lacks (read as empty).
+_EXTRA_SUMS = ("extra_cluster_ids", "extra_sizes", "extra_keys", "extra_sums")
+_MAIN_SUMS = ("cluster_ids", "sizes", "keys", "sums")
+#: The main blocks are kept whole from pass to pass (linked into the new folder, not written
+#: again: 46 MB of sums and 110 MB of noise vectors at 300 000 faces) until this share of
+#: their entries is no longer current...
 COMPACT_DEAD = 0.5
-#: ... or the vectors kept beside them (noise since) reach this share of them.
+#: ... or the entries kept beside them (made since) reach this share of them.
 COMPACT_EXTRA = 0.25
+
+
+@dataclass
+class SumBlocks:
+    """The unit-vector sums of the open clusters, held in two blocks: ``main`` (kept whole
+    between passes, memory-mapped from ``main_path``, saved with the id, size and key of
+    each sum's cluster then: it may hold sums no longer current, which nothing points to)
+    and ``extra`` (in memory: the sums made since). ``at[i]`` is where the sum of the
+    ``i``-th open cluster is: a row of ``main``, a row of ``extra`` offset by
+    ``len(main)``, or -1 (none). ``blocks[i]`` reads the sums of rows ``i`` in their order.
+    """
+
+    at: np.ndarray                # int64 (m,)
+    main: np.ndarray              # float32 (p, d), mapped
+    main_ids: np.ndarray          # str (p,): as saved with main
+    main_sizes: np.ndarray        # int64 (p,)
+    main_keys: np.ndarray         # uint64 (p,)
+    extra: np.ndarray             # float32 (q, d)
+    main_path: Path | None = None
+
+    @classmethod
+    def of(cls, sums: np.ndarray) -> SumBlocks:
+        """All of ``sums`` (m, d), in memory, in order."""
+        sums = np.asarray(sums, np.float32)
+        none = np.zeros(0, np.int64)
+        return cls(np.arange(len(sums), dtype=np.int64), sums[:0], none.astype(str), none,
+                   none.astype(np.uint64), sums)
+
+    def __len__(self) -> int:
+        return self.at.size
+
+    def __getitem__(self, rows: np.ndarray | int) -> np.ndarray:
+        at = self.at[rows]
+        if np.any(at < 0):
+            raise KeyError("no kept sum for some of these clusters")
+        if np.ndim(at) == 0:
+            at = int(at)
+            return np.array(self.main[at] if at < len(self.main) else
+                            self.extra[at - len(self.main)], np.float32)
+        out = np.empty((at.size, self.main.shape[1]), np.float32)
+        in_main = at < len(self.main)
+        out[in_main] = self.main[at[in_main]]
+        out[~in_main] = self.extra[at[~in_main] - len(self.main)]
+        return out
+
+    def nearest(self, queries: np.ndarray, sizes: np.ndarray, k: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """For each query (unit rows), the ``k`` open clusters (rows, -1: none) whose mean
+        (sum / size; clusters of size 0 count as none) is most similar, and those
+        similarities: each block is searched as it is, mapped, never divided into a copy."""
+        sizes = np.asarray(sizes, np.int64)
+        found_r, found_s = [], []
+        for lo, block in ((0, self.main), (len(self.main), self.extra)):
+            if len(block) == 0:
+                continue
+            rows = np.flatnonzero((self.at >= lo) & (self.at < lo + len(block)) & (sizes > 0))
+            owner = np.full(len(block), -1, np.int64)  # block row -> open cluster
+            owner[self.at[rows] - lo] = rows
+            scale = np.zeros(len(block), np.float32)
+            scale[self.at[rows] - lo] = 1.0 / sizes[rows]
+            got, sims = top_k_among(queries, block, k, scale=scale)
+            got = np.where(got >= 0, owner[np.maximum(got, 0)], -1)
+            found_r.append(got)
+            found_s.append(np.where(got >= 0, sims, -np.inf).astype(np.float32))
+        if not found_r:
+            return np.full((len(queries), 0), -1, np.int64), np.zeros((len(queries), 0),
+                                                                      np.float32)
+        rows, sims = np.hstack(found_r), np.hstack(found_s)
+        if rows.shape[1] > k:  # the k best of both blocks
+            best = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            rows = np.take_along_axis(rows, best, axis=1)
+            sims = np.take_along_axis(sims, best, axis=1)
+        return rows, sims
 
 
 @dataclass
@@ -160,7 +239,7 @@ class Kept:
     cluster_ids: np.ndarray    # str (m,)
     sizes: np.ndarray          # int64 (m,)
     keys: np.ndarray           # uint64 (m,)
-    sums: np.ndarray           # float32 (m, d)
+    sums: SumBlocks            # (m, d) as blocks: sums[rows] reads them
     trusted: np.ndarray        # bool (m,): may be saved (False: summed with a face left out)
     noise: NoiseVectors
     summed: int = 0            # sums made again from the members' vectors
@@ -179,6 +258,15 @@ class MemberKeys:
     def find(self, cluster_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, found)``: where each of ``cluster_ids`` is here, and whether it is."""
         return _find(self.cluster_ids, np.asarray(cluster_ids, dtype=str))
+
+    def held_in(self, cluster_ids: np.ndarray, sizes: np.ndarray, keys: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, same)``: where each of these clusters is in the given ones (ascending
+        ids, with their sizes and keys), and whether it is there with the same open
+        members (count and key)."""
+        rows, ok = _find(cluster_ids, self.cluster_ids)
+        ok[ok] &= (sizes[rows[ok]] == self.sizes[ok]) & (keys[rows[ok]] == self.keys[ok])
+        return rows, ok
 
 
 def _find(sorted_ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -212,13 +300,19 @@ def _load(path: Path, generation_floor: int) -> dict[str, np.ndarray]:
             return {}
         out = {k: np.load(path / f"{k}.npy", mmap_mode="r", allow_pickle=False)
                for k in _ARRAYS}
+        for k in _EXTRA_SUMS:
+            out[k] = np.load(path / f"{k}.npy", allow_pickle=False) \
+                if (path / f"{k}.npy").exists() else out[k[len("extra_"):]][:0]
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, KeyError, TypeError) as e:
         log.warning("%s unreadable (%s): its clusters are summed again", path, e)
         return {}
     m = len(out["cluster_ids"])
+    e = len(out["extra_cluster_ids"])
     if len(out["sizes"]) != m or len(out["keys"]) != m or len(out["sums"]) != m or \
+            len(out["extra_sizes"]) != e or len(out["extra_keys"]) != e or \
+            len(out["extra_sums"]) != e or \
             len(out["noise_ids"]) != len(out["noise_vectors"]) or \
             len(out["extra_ids"]) != len(out["extra_vectors"]):
         log.warning("%s holds arrays of different lengths: its clusters are summed again",
@@ -230,28 +324,26 @@ def _load(path: Path, generation_floor: int) -> dict[str, np.ndarray]:
 def save_kept(catalog: Catalog, space: str, kept: Kept) -> None:
     """Write the trusted part of ``kept`` as the space's folder, replacing it whole: written
     aside, then moved in, so a killed process leaves the old folder, the new one, or none
-    (and the next pass sums the clusters again)."""
-    ids = np.asarray(kept.cluster_ids, dtype=str)
-    keep = np.flatnonzero(np.asarray(kept.trusted, bool))
-    keep = keep[np.argsort(ids[keep])]  # by id, for searchsorted
+    (and the next pass sums the clusters again). The main blocks that are mapped from the
+    folder now are linked into the new one, not written again, while most of their entries
+    are current and those made since stay few; else each is written again whole."""
     path = kept_path(catalog.workspace, space)
     path.parent.mkdir(parents=True, exist_ok=True)
     _sweep(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     tmp.mkdir()
+    arrays = _sum_arrays(kept)
     noise = kept.noise
-    arrays = {"cluster_ids": ids[keep],
-              "sizes": np.asarray(kept.sizes, np.int64)[keep],
-              "keys": np.asarray(kept.keys, np.uint64)[keep],
-              "sums": np.asarray(kept.sums, np.float32)[keep],
-              "extra_ids": np.asarray(noise.extra_ids, np.int64),
-              "extra_vectors": np.asarray(noise.extra_vectors, np.float32)}
-    main = {"noise_ids": noise.main_ids, "noise_vectors": noise.main_vectors}
-    if noise.main_path is not None and all((noise.main_path / f"{k}.npy").exists()
-                                           for k in main):
-        for k in main:  # unchanged: linked into the new folder, not written again
-            os.link(noise.main_path / f"{k}.npy", tmp / f"{k}.npy")
-    else:
+    arrays.update({"extra_ids": np.asarray(noise.extra_ids, np.int64),
+                   "extra_vectors": np.asarray(noise.extra_vectors, np.float32)})
+    linked = {"noise_ids": noise.main_ids, "noise_vectors": noise.main_vectors} \
+        if _linkable(noise.main_path, ("noise_ids", "noise_vectors")) else {}
+    if "sums" not in arrays:
+        linked.update(dict.fromkeys(_MAIN_SUMS))
+    for k in linked:  # unchanged: linked into the new folder, not written again
+        os.link((noise.main_path if k.startswith("noise") else kept.sums.main_path)
+                / f"{k}.npy", tmp / f"{k}.npy")
+    if "noise_ids" not in linked:
         arrays.update({"noise_ids": np.asarray(noise.main_ids, np.int64),
                        "noise_vectors": np.asarray(noise.main_vectors, np.float32)})
     for name, arr in arrays.items():
@@ -262,6 +354,33 @@ def save_kept(catalog: Catalog, space: str, kept: Kept) -> None:
         path.rename(old)
     tmp.rename(path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _linkable(folder: Path | None, names: tuple[str, ...]) -> bool:
+    return folder is not None and all((folder / f"{k}.npy").exists() for k in names)
+
+
+def _sum_arrays(kept: Kept) -> dict[str, np.ndarray]:
+    """The sum arrays to write for the trusted clusters of ``kept``: only the extra ones
+    while its main block may be linked (most of it current, few made since), else all of
+    them as one main block. By cluster id, for searchsorted."""
+    blocks = kept.sums
+    ids = np.asarray(kept.cluster_ids, dtype=str)
+    keep = np.flatnonzero(np.asarray(kept.trusted, bool) & (blocks.at >= 0))
+    keep = keep[np.argsort(ids[keep])]
+    p = len(blocks.main)
+    in_extra = keep[blocks.at[keep] >= p]
+    current = keep.size - in_extra.size  # main rows still pointed to
+
+    def rows_of(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (ids[rows], np.asarray(kept.sizes, np.int64)[rows],
+                np.asarray(kept.keys, np.uint64)[rows], blocks[rows])
+
+    if p and _linkable(blocks.main_path, _MAIN_SUMS) and p - current <= COMPACT_DEAD * p \
+            and in_extra.size <= COMPACT_EXTRA * p:
+        return dict(zip(_EXTRA_SUMS, rows_of(in_extra), strict=True))
+    return {**dict(zip(_MAIN_SUMS, rows_of(keep), strict=True)),
+            **dict(zip(_EXTRA_SUMS, rows_of(keep[:0]), strict=True))}
 
 
 def _sweep(path: Path) -> None:
@@ -308,26 +427,74 @@ def load_kept(catalog: Catalog, space: str, *, leave_out: np.ndarray | None = No
                     "face_id IN (SELECT face_id FROM _fl_out)").fetchall()], dtype=str)
     dim = catalog.space_dim(space) or 0
     saved = _load(kept_path(catalog.workspace, space), catalog.rewritten_at(space))
-    if saved and any(saved[k].shape[1:] != (dim,) for k in ("sums", "noise_vectors",
-                                                             "extra_vectors")):
+    if saved and any(saved[k].shape[1:] != (dim,) for k in ("sums", "extra_sums",
+                                                             "noise_vectors", "extra_vectors")):
         saved = {}  # of another dimension: the space was made again
     m = keys.cluster_ids.size
     trusted = ~np.isin(keys.cluster_ids, held)
-    sums = np.zeros((m, dim), np.float32)
-    valid = np.zeros(m, bool)
+    at = np.full(m, -1, np.int64)
+    main, extra = np.zeros((0, dim), np.float32), [np.zeros((0, dim), np.float32)]
+    meta: tuple[np.ndarray, ...] = (np.zeros(0, str), np.zeros(0, np.int64),
+                                    np.zeros(0, np.uint64))
     if saved:
-        rows, found = _find(np.asarray(saved["cluster_ids"]), keys.cluster_ids)
-        valid = found & trusted & (np.asarray(saved["sizes"])[rows] == keys.sizes) & \
-            (np.asarray(saved["keys"])[rows] == keys.keys)
-        sums[valid] = saved["sums"][rows[valid]]
+        main, meta = saved["sums"], tuple(np.asarray(saved[k]) for k in _MAIN_SUMS[:3])
+        for prefix in ("", "extra_"):  # a sum in main is used as it is, mapped
+            rows, ok = keys.held_in(*(np.asarray(saved[prefix + k]) for k in _MAIN_SUMS[:3]))
+            ok &= trusted & (at < 0)
+            if prefix:
+                extra.append(np.asarray(saved["extra_sums"][rows[ok]], np.float32))
+                at[ok] = len(main) + np.arange(int(ok.sum()))
+            else:
+                at[ok] = rows[ok]
     sizes = keys.sizes.copy()
-    stale = np.flatnonzero(~valid)
+    stale = np.flatnonzero(at < 0)
     if stale.size:
-        _sum_members(catalog, space, keys.cluster_ids[stale].tolist(), sums, sizes,
-                     stale.tolist(), leave_out)
+        got, sizes[stale] = _sum_members(catalog, space, keys.cluster_ids[stale].tolist(),
+                                         leave_out)
+        at[stale] = len(main) + sum(map(len, extra)) + np.arange(stale.size)
+        extra.append(got)
     noise, read = _noise(catalog, space, saved, leave_out, dim)
+    sums = SumBlocks(at, main, *meta, np.concatenate(extra),
+                     kept_path(catalog.workspace, space) if saved else None)
     return Kept(keys.cluster_ids, sizes, keys.keys, sums, trusted, noise,
                 summed=int(stale.size), noise_read=read)
+
+
+def kept_after(catalog: Catalog, space: str, kept: Kept | None,
+               computed: dict[str, tuple[np.ndarray, int]],
+               placed: tuple[np.ndarray, np.ndarray]) -> Kept:
+    """What to keep after a pass: the open clusters now, each with its sum where it is
+    known (as it was in ``kept``, for a cluster whose open members did not change; from
+    ``computed``, ``{cluster_id: (sum, size)}``, for those the pass grew or formed; the rest
+    are summed by the next pass), and the noise faces now with the vectors ``kept`` had or
+    those of the faces the pass ``placed`` (``(face_ids, unit vectors)``)."""
+    with catalog.read() as con:
+        keys = member_keys(con, space)
+        noise = noise_faces(catalog, space)
+    dim = catalog.space_dim(space) or 0
+    before = kept.sums if kept is not None else SumBlocks.of(np.zeros((0, dim), np.float32))
+    p = len(before.main)
+    at = np.full(keys.cluster_ids.size, -1, np.int64)
+    extra = [np.zeros((0, dim), np.float32)]
+    if kept is not None and kept.cluster_ids.size:
+        rows, found = keys.find(kept.cluster_ids)
+        same = found & kept.trusted & (before.at >= 0) & (keys.keys[rows] == kept.keys) & \
+            (keys.sizes[rows] == kept.sizes)
+        rows, src = rows[same], before.at[same]
+        at[rows[src < p]] = src[src < p]  # in main: stays there
+        extra.append(before.extra[src[src >= p] - p])
+        at[rows[src >= p]] = p + np.arange(int((src >= p).sum()))
+    if computed:
+        rows, found = keys.find(np.array(list(computed), dtype=str))
+        found &= keys.sizes[rows] == np.array([n for _, n in computed.values()], np.int64)
+        vecs = np.stack([np.asarray(v, np.float32) for v, _ in computed.values()])[found]
+        at[rows[found]] = p + sum(map(len, extra)) + np.arange(len(vecs))
+        extra.append(vecs)
+    noise_before = kept.noise if kept is not None else NoiseVectors.empty(dim)
+    sums = SumBlocks(at, before.main, before.main_ids, before.main_sizes, before.main_keys,
+                     np.concatenate(extra), before.main_path)
+    return Kept(keys.cluster_ids, keys.sizes, keys.keys, sums, at >= 0,
+                noise_before.after(noise, placed))
 
 
 def _noise(catalog: Catalog, space: str, saved: dict[str, np.ndarray], leave_out: np.ndarray,
@@ -353,9 +520,10 @@ def _noise(catalog: Catalog, space: str, saved: dict[str, np.ndarray], leave_out
     return noise, int(missing.size)
 
 
-def _sum_members(catalog: Catalog, space: str, cids: list[str], out: np.ndarray,
-                 sizes: np.ndarray, rows: list[int], leave_out: np.ndarray) -> None:
-    """Sum the open members of ``cids`` into ``out[rows]`` (their sizes into ``sizes``)."""
+def _sum_members(catalog: Catalog, space: str, cids: list[str], leave_out: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The sum of the open members' unit vectors of each of ``cids`` (but ``leave_out``),
+    ``(len(cids), d)``, and how many members each has."""
     with catalog.read() as con, temp_table(con, "_fl_stale",
                                            cluster_id=np.array(cids, dtype=str)):
         got = con.execute("SELECT face_id, cluster_id FROM faces WHERE person_id IS NULL AND "
@@ -368,6 +536,4 @@ def _sum_members(catalog: Catalog, space: str, cids: list[str], out: np.ndarray,
     order = np.argsort(face_ids)
     ids, vecs = catalog.vectors(space, face_ids[order])
     labels = labels[order][np.isin(face_ids[order], ids)]
-    rows_arr = np.asarray(rows, np.int64)
-    out[rows_arr] = label_sums(vecs, labels, len(cids))
-    sizes[rows_arr] = np.bincount(labels, minlength=len(cids))
+    return label_sums(vecs, labels, len(cids)), np.bincount(labels, minlength=len(cids))
