@@ -39,7 +39,7 @@ LAZY_OK = frozenset({
     "torch", "umap", "ipywidgets", "IPython", "matplotlib", "papermill", "nbformat",
     "nbconvert", "nbclient", "jupyter_client", "pandas", "insightface", "onnxruntime", "onnx",
     "dlib", "face_recognition_models", "selenium", "sklearn", "scipy", "fast_hdbscan",
-    "pillow_heif", "usearch", "ipyevents", "ray", "faiss",
+    "pillow_heif", "usearch", "ipyevents", "ray", "faiss", "cv2", "PIL", "google",
 })
 
 #: SQL statements, as they appear in string literals.

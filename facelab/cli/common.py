@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from facelab.errors import FacelabError
-from facelab.library.models import model_space
-from facelab.people.naming import resolve_person
 from facelab.settings import Settings
 from facelab.store.catalog import DB_NAME, Catalog
 
@@ -94,6 +92,8 @@ def space_of(args: argparse.Namespace, catalog: Catalog, settings: Settings) -> 
     """--space, else the model's space when the catalog has it, else its only space."""
     if getattr(args, "space", None):
         return args.space
+    from facelab.library.models import model_space  # cv2 and PIL: only when it is asked
+
     known = [s["space"] for s in catalog.spaces()]
     if model_space(settings) in known:
         return model_space(settings)
@@ -104,6 +104,8 @@ def space_of(args: argparse.Namespace, catalog: Catalog, settings: Settings) -> 
 
 def person_of(catalog: Catalog, text: str, *, create: bool) -> int:
     """A person named on the command line: a name (any case) or ``#ID``."""
+    from facelab.people.naming import resolve_person
+
     return resolve_person(catalog, int(text[1:]) if text.startswith("#") else text,
                           create=create)
 

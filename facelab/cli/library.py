@@ -8,16 +8,12 @@ import json
 from typing import Any
 
 from facelab.cli.common import open_catalog, print_json, settings_of, space_of, table
-from facelab.library.scan import scan
-from facelab.library.status import format_runs, workspace_stats
-from facelab.people.naming import assign_by_name
-from facelab.people.policy import settings_in_force
 from facelab.settings import Settings
 from facelab.store.catalog import DB_NAME
-from facelab.store.doctor import doctor
-from facelab.store.exchange import export, export_persons, import_faces
-from facelab.store.library import error_assets
 from facelab.store.runs import mark_interrupted, recent_runs, request
+
+# Each command imports the modules it runs (images and models, Parquet exchange, doctor):
+# a command pays for its own, not for every other command's.
 
 
 def model_options(p: argparse.ArgumentParser) -> None:
@@ -144,6 +140,8 @@ def run_cmd(args: argparse.Namespace) -> int:
 
 
 def scan_cmd(args: argparse.Namespace) -> int:
+    from facelab.library.scan import scan
+
     settings = settings_of(args)
     r = scan(open_catalog(settings), args.photos, settings=settings, include=args.include,
              exclude=args.exclude, progress=not args.no_progress)
@@ -154,6 +152,9 @@ def scan_cmd(args: argparse.Namespace) -> int:
 
 
 def status_cmd(args: argparse.Namespace) -> int:
+    from facelab.library.status import format_runs
+    from facelab.store.library import error_assets
+
     catalog = open_catalog(settings_of(args))
     mark_interrupted(catalog)
     runs = recent_runs(catalog, args.limit)
@@ -172,12 +173,16 @@ def status_cmd(args: argparse.Namespace) -> int:
 
 
 def stats_cmd(args: argparse.Namespace) -> int:
+    from facelab.library.status import workspace_stats
+
     print(json.dumps(workspace_stats(open_catalog(settings_of(args))), indent=2, default=str))
     return 0
 
 
 def doctor_cmd(args: argparse.Namespace) -> int:
     """Exit 1 when something is wrong and --repair was not asked for."""
+    from facelab.store.doctor import doctor
+
     report = doctor(open_catalog(settings_of(args)), repair=args.repair)
     print(report)
     if not report.ok and not args.repair:
@@ -193,6 +198,8 @@ def request_cmd(args: argparse.Namespace) -> int:
 
 
 def export_cmd(args: argparse.Namespace) -> int:
+    from facelab.store.exchange import export, export_persons
+
     catalog = open_catalog(settings_of(args))
     if args.persons:
         n = export_persons(catalog, args.out, space=args.space)
@@ -205,6 +212,9 @@ def export_cmd(args: argparse.Namespace) -> int:
 
 
 def import_cmd(args: argparse.Namespace) -> int:
+    from facelab.people.naming import assign_by_name
+    from facelab.store.exchange import import_faces
+
     catalog = open_catalog(settings_of(args))
     r = import_faces(catalog, args.parquet, space=args.space,
                      images_root=args.images_root, embedding_col=args.embedding_col,
@@ -230,6 +240,8 @@ def settings_cmd(args: argparse.Namespace) -> int:
     model family > built-in). A workspace without a catalog or spaces shows the values
     before any space is known.
     """
+    from facelab.people.policy import settings_in_force
+
     settings = settings_of(args)
     space = None
     if args.space or (settings.workspace_path / DB_NAME).exists():

@@ -18,17 +18,12 @@ from facelab.cli.common import (
     table,
 )
 from facelab.errors import FacelabError
-from facelab.people import propose, review, suggest
-from facelab.people.assign import assign, revert_run
-from facelab.people.centroids import refresh_centroids
-from facelab.people.explain import explain, format_explanation, format_proposal, when
-from facelab.people.history import undo_group
-from facelab.people.labeling import label_cluster
-from facelab.people.naming import mark_not_a_face, merge_persons, persons
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
-from facelab.store.clusters import cluster_space
 from facelab.store.runs import tracked_run
+
+# Each command imports the people modules it runs: a command pays for its own (the
+# clustering's numba kernels, the proposals' search), not for every other command's.
 
 
 def cluster_options(p: argparse.ArgumentParser) -> None:
@@ -179,6 +174,7 @@ def cluster_dual_cmd(args: argparse.Namespace) -> int:
 def split_cmd(args: argparse.Namespace) -> int:
     """Re-cluster one cluster in the cluster's own space (--space only when it has none)."""
     from facelab.people.clusters import split
+    from facelab.store.clusters import cluster_space
 
     def its_space(args: argparse.Namespace, catalog: Catalog, settings: Settings) -> str:
         with catalog.read() as con:
@@ -191,11 +187,15 @@ def split_cmd(args: argparse.Namespace) -> int:
 
 
 def assign_cmd(args: argparse.Namespace) -> int:
+    from facelab.people.assign import assign
+
     return _tracked(args, lambda catalog, space, settings, run_id: assign(
         catalog, space, settings, run_id=run_id, progress=not args.no_progress).as_dict())
 
 
 def centroids_cmd(args: argparse.Namespace) -> int:
+    from facelab.people.centroids import refresh_centroids
+
     return _tracked(args, lambda catalog, space, settings, _run_id: refresh_centroids(
         catalog, space, settings, force=args.force))
 
@@ -203,6 +203,9 @@ def centroids_cmd(args: argparse.Namespace) -> int:
 # --- naming -----------------------------------------------------------------------------------
 def label_cmd(args: argparse.Namespace) -> int:
     """Label a cluster (--dry-run: only say how many faces), then suggest more of them."""
+    from facelab.people import suggest
+    from facelab.people.labeling import label_cluster
+
     settings = settings_of(args)
     catalog = open_catalog(settings)
     who: int | str = int(args.name[1:]) if args.name.startswith("#") else args.name
@@ -219,6 +222,8 @@ def label_cmd(args: argparse.Namespace) -> int:
 
 
 def merge_cmd(args: argparse.Namespace) -> int:
+    from facelab.people.naming import merge_persons
+
     catalog = open_catalog(settings_of(args))
     src = person_of(catalog, args.source, create=False)
     dst = person_of(catalog, args.target, create=False)
@@ -229,6 +234,9 @@ def merge_cmd(args: argparse.Namespace) -> int:
 
 def undo_cmd(args: argparse.Namespace) -> int:
     """--group: one event group (a merge, a label); --run: everything a run assigned."""
+    from facelab.people.assign import revert_run
+    from facelab.people.history import undo_group
+
     catalog = open_catalog(settings_of(args))
     if args.group is not None:
         print(f"restored {undo_group(catalog, args.group)} faces")
@@ -239,6 +247,8 @@ def undo_cmd(args: argparse.Namespace) -> int:
 
 # --- listings ---------------------------------------------------------------------------------
 def explain_cmd(args: argparse.Namespace) -> int:
+    from facelab.people.explain import explain, format_explanation
+
     info = explain(open_catalog(settings_of(args)), args.face_id)
     if args.json:
         print_json(info)
@@ -249,6 +259,9 @@ def explain_cmd(args: argparse.Namespace) -> int:
 
 def persons_cmd(args: argparse.Namespace) -> int:
     """People, most faces first: a table (``--json``: every field)."""
+    from facelab.people.explain import when
+    from facelab.people.naming import persons
+
     people = persons(open_catalog(settings_of(args)))
     if args.json:
         print_json(people)
@@ -298,6 +311,8 @@ def _suggestion_rows(items: list[dict[str, Any]]) -> str:
 
 def suggest_cmd(args: argparse.Namespace) -> int:
     """The review queue: list, accept, reject, find-more, expire, cleanup, stats."""
+    from facelab.people import review, suggest
+
     settings = settings_of(args)
     catalog = open_catalog(settings)
     act = args.action
@@ -334,6 +349,10 @@ def suggest_cmd(args: argparse.Namespace) -> int:
 
 def propose_cmd(args: argparse.Namespace) -> int:
     """Who is this? Face proposals (queued for review), cluster proposals, their decisions."""
+    from facelab.people import propose, review
+    from facelab.people.explain import format_proposal
+    from facelab.people.naming import persons
+
     settings = settings_of(args)
     catalog = open_catalog(settings)
     if args.action in ("accept-cluster", "reject-cluster"):
@@ -389,6 +408,8 @@ def propose_cmd(args: argparse.Namespace) -> int:
 # --- faces and clusters set aside -------------------------------------------------------------
 def not_a_face_cmd(args: argparse.Namespace) -> int:
     """Mark faces as not faces (kept, but out of people, clustering and proposals)."""
+    from facelab.people.naming import mark_not_a_face
+
     result = mark_not_a_face(open_catalog(settings_of(args)), args.face_ids, undo=args.undo)
     n, what = len(result.changed), "unmarked" if args.undo else "marked as not a face"
     left = {k: len(v) for k, v in result.skipped.items()}

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from facelab.core.cluster import FaceClusterer, cluster_ids, split_cluster
+from facelab.core.cluster import FaceClusterer, cluster_ids, split_cluster, warm_up
 from facelab.core.knn import as_unit_rows
 from facelab.core.linalg import unit
 from facelab.errors import FacelabError
@@ -83,10 +83,12 @@ def cluster_unassigned(catalog: Catalog, space: str, settings: Settings | None =
     """
     settings = settings if settings is not None else Settings.from_env()
     method, params = run_params(space, settings, method, overrides)
-    why, new = _why_full(catalog, space, settings, method, params, full=full, month=month)
-    if not why:
-        return cluster_new(catalog, space, settings, run_id=run_id, method=method,
-                           params=params, new=new)
+    warm_up()  # numba's kernels load while the catalog is read
+    with catalog.session():  # the choice and an incremental pass: one connection, seconds
+        why, new = _why_full(catalog, space, settings, method, params, full=full, month=month)
+        if not why:
+            return cluster_new(catalog, space, settings, run_id=run_id, method=method,
+                               params=params, new=new)
     report = ClusterReport(space, run_id, method, params, why_full=why)
     t0 = time.perf_counter()
     face_ids, assets = select_faces(catalog, space, settings, month=month)

@@ -129,16 +129,19 @@ def resumable_run(catalog: Catalog, kind: str, target: str) -> int | None:
 def tracked_run(catalog: Catalog, kind: str, params: dict[str, Any]) -> Iterator[int]:
     """A run record around an automatic step (assign, cluster, …): its id tags every
     decision, so ``facelab undo --run ID`` can revert exactly that step."""
-    run_id = start_run(catalog, kind, params, [kind])
-    set_phase(catalog, run_id, kind, "running")
+    with catalog.write():  # the run and its phase in one transaction (one checkpoint)
+        run_id = start_run(catalog, kind, params, [kind])
+        set_phase(catalog, run_id, kind, "running")
     try:
         yield run_id
     except BaseException as exc:
-        set_phase(catalog, run_id, kind, "failed")
-        finish_run(catalog, run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        with catalog.write():
+            set_phase(catalog, run_id, kind, "failed")
+            finish_run(catalog, run_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    set_phase(catalog, run_id, kind, "done")
-    finish_run(catalog, run_id, "done")
+    with catalog.write():
+        set_phase(catalog, run_id, kind, "done")
+        finish_run(catalog, run_id, "done")
 
 
 def recent_runs(catalog: Catalog, limit: int = 20) -> list[dict[str, Any]]:

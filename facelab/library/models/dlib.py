@@ -38,9 +38,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-from PIL import Image
 
 from facelab.core.linalg import l2_normalize
 from facelab.core.quality import hog_confidence as core_hog_confidence
@@ -233,6 +231,9 @@ class DlibModel:
         on 4 of them). Tiles, and single-scale mode (whose version is the reference run's),
         keep OpenCV.
         """
+        import cv2  # loaded when a model runs, not when the CLI starts
+        from PIL import Image
+
         crop = image[p.y0:p.y1, p.x0:p.x1]
         size = (p.out_w, p.out_h)
         if size == (crop.shape[1], crop.shape[0]):

@@ -30,9 +30,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-from google.protobuf.message import DecodeError  # onnxruntime's dependency: always there
 
 from facelab.core.linalg import l2_normalize
 from facelab.core.tiling import Pass, merge_detections, plan_passes
@@ -78,6 +76,7 @@ def _route(onnx_file: Path) -> str | None:
     ``insightface.model_zoo.get_model`` and the class it returns is checked.
     """
     import onnx
+    from google.protobuf.message import DecodeError  # onnx's dependency: always there
 
     try:
         model = onnx.load_model(str(onnx_file), load_external_data=False)
@@ -310,6 +309,8 @@ class InsightFaceModel:
         detector's square BGR input as SCRFD's own letterbox would), so the memory beyond the
         photo itself is one tile.
         """
+        import cv2  # loaded when a model runs, not when the CLI starts
+
         h, w = rgb.shape[:2]
         boxes, scores, points, cut, seen = [], [], [], [], []
         for p in self.plan(w, h):
