@@ -17,6 +17,7 @@ they see any other tool, and "the output was cut short" is not mistaken for "don
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -44,10 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns its exit code (errors are one line on stderr, no traceback)."""
+    """Run one command; returns its exit code (errors are one line on stderr, no traceback).
+
+    ``argv`` None is the process's own command line (``facelab ...``), after which the
+    process ends: then every object left is frozen out of the garbage collector
+    (``gc.freeze``), so that the interpreter's last collections do not walk them all on the
+    way out (numba's compiled kernels and their types: 0.2-0.3 s of every clustering
+    command's exit, 0.05 s frozen). Nothing is lost: the catalog is closed by then, files
+    are flushed, and exit handlers still run.
+    """
     args = build_parser().parse_args(argv)
     # SIGTERM (e.g. a scheduler stopping the job) pauses cleanly like Ctrl-C does
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return _run(args)
+    finally:
+        if argv is None:
+            gc.freeze()
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code = int(args.handler(args))
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush

@@ -37,7 +37,6 @@ import numpy as np
 import scipy.sparse as sp
 from numba.typed import Dict as NumbaDict
 from numba.typed import List as NumbaList
-from scipy.sparse.csgraph import connected_components
 
 from facelab.core.checks import check_choice
 
@@ -401,6 +400,8 @@ def graph_linkage(x: np.ndarray, graph: sp.csr_matrix, threshold: float, *,
     check_choice("linkage", linkage, LINKAGES)
     n = x.shape[0]
     if linkage == "single":
+        from scipy.sparse.csgraph import connected_components  # 0.1 s: only when used
+
         cut = graph.copy()
         cut.data[cut.data > threshold] = 0.0
         cut.eliminate_zeros()
@@ -442,6 +443,10 @@ def _in_parts(kept: sp.csr_matrix, x: np.ndarray, groups: np.ndarray, args: tupl
     if n < PARALLEL_MIN:
         return _average_linkage(kept.indptr, kept.indices, kept.data, x,
                                 np.arange(n, dtype=np.int64), *args, groups)
+    # scipy's graph module and the sparse linear algebra it brings take 0.1 s to import:
+    # an incremental pass, whose graphs are small, does without
+    from scipy.sparse.csgraph import connected_components
+
     _, comp = connected_components(kept, directed=False)
     order = np.argsort(comp, kind="stable").astype(np.int64)  # components laid out in turn
     comp_sorted = comp[order]

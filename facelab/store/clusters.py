@@ -76,9 +76,9 @@ def unassigned_faces(catalog: Catalog, space: str, *, min_quality: float, limit:
     """Unassigned faces with a vector in ``space`` and quality >= ``min_quality``:
     ``(face_ids, asset_ids)`` as int64 arrays, best quality first (ties by face id), at
     most ``limit``. ``month`` ('YYYY-MM') keeps photos taken in that month."""
-    where, params = _unassigned(space, ">=", min_quality, month)
-    sql = ("SELECT f.face_id, f.asset_id FROM faces f JOIN assets a USING (asset_id) "
-           f"WHERE {where} ORDER BY f.quality DESC, f.face_id LIMIT ?")
+    faces_sql, params = _unassigned(space, ">=", min_quality, month)
+    sql = (f"SELECT f.face_id, f.asset_id FROM {faces_sql} ORDER BY f.quality DESC, f.face_id "
+           "LIMIT ?")
     params.append(limit)
     return _id_pairs(catalog, sql, params)
 
@@ -87,9 +87,8 @@ def unassigned_faces_new(catalog: Catalog, space: str, *, min_quality: float, li
                          ) -> tuple[np.ndarray, np.ndarray]:
     """Like :func:`unassigned_faces`, only the faces no clustering has seen yet
     (``faces.clustered`` false): what an incremental clustering places."""
-    where, params = _unassigned(space, ">=", min_quality, None)
-    return _id_pairs(catalog, "SELECT f.face_id, f.asset_id FROM faces f JOIN assets a USING "
-                     f"(asset_id) WHERE {where} AND NOT f.clustered "
+    faces_sql, params = _unassigned(space, ">=", min_quality, None)
+    return _id_pairs(catalog, f"SELECT f.face_id, f.asset_id FROM {faces_sql} AND NOT f.clustered "
                      "ORDER BY f.quality DESC, f.face_id LIMIT ?", [*params, limit])
 
 
@@ -171,29 +170,31 @@ def cluster_photos(catalog: Catalog, cluster_ids: Sequence[str], asset_ids: np.n
 def noise_faces(catalog: Catalog, space: str) -> np.ndarray:
     """The noise faces of ``space``: unassigned, seen by a clustering, in no open cluster of
     it (and not "not a face"), by face id; what a new face may form a cluster with."""
-    rows = catalog.query(
-        "SELECT f.face_id FROM faces f LEFT JOIN clusters c ON c.cluster_id = f.cluster_id "
-        "WHERE f.face_id IN (SELECT face_id FROM face_vectors WHERE space=?) AND f.clustered "
-        f"AND f.person_id IS NULL AND f.assigned_by IS DISTINCT FROM '{NOT_A_FACE}' AND NOT "
-        "coalesce(c.status IN ('active', ?) AND c.space = ?, false) ORDER BY f.face_id",
-        [space, SKIPPED, space])
-    return np.array([r[0] for r in rows], np.int64)
+    with catalog.read() as con:  # as an array, not 53 000 tuples
+        got = con.execute(
+            "SELECT f.face_id FROM faces f LEFT JOIN clusters c ON c.cluster_id = f.cluster_id "
+            "WHERE f.face_id IN (SELECT face_id FROM face_vectors WHERE space=?) AND "
+            f"f.clustered AND f.person_id IS NULL AND f.assigned_by IS DISTINCT FROM "
+            f"'{NOT_A_FACE}' AND NOT coalesce(c.status IN ('active', ?) AND c.space = ?, "
+            "false) ORDER BY f.face_id", [space, SKIPPED, space]).fetchnumpy()
+    return np.asarray(got["face_id"], np.int64)
 
 
 def unassigned_below(catalog: Catalog, space: str, *, min_quality: float,
                      month: str | None = None) -> int:
     """How many unassigned faces with a vector in ``space`` have quality below
     ``min_quality``: the faces a clustering run leaves out, to say so."""
-    where, params = _unassigned(space, "<", min_quality, month)
-    return int(catalog.scalar("SELECT count(*) FROM faces f JOIN assets a USING (asset_id) "
-                              f"WHERE {where}", params) or 0)
+    faces_sql, params = _unassigned(space, "<", min_quality, month)
+    return int(catalog.scalar(f"SELECT count(*) FROM {faces_sql}", params) or 0)
 
 
 def _unassigned(space: str, op: str, min_quality: float, month: str | None
                 ) -> tuple[str, list[Any]]:
-    """The WHERE clause (faces ``f``, assets ``a``) of unassigned faces with a vector in
-    ``space`` whose quality is ``op`` (``>=`` or ``<``) ``min_quality``, in ``month``."""
-    sql = ("f.face_id IN (SELECT face_id FROM face_vectors WHERE space=?) "
+    """The FROM and WHERE clauses (faces ``f``; their assets ``a`` for a month) of unassigned
+    faces with a vector in ``space`` whose quality is ``op`` (``>=`` or ``<``)
+    ``min_quality``, in ``month``."""
+    sql = ("faces f" + (" JOIN assets a USING (asset_id)" if month else "") + " WHERE "
+           "f.face_id IN (SELECT face_id FROM face_vectors WHERE space=?) "
            f"AND f.person_id IS NULL AND f.assigned_by IS DISTINCT FROM '{NOT_A_FACE}' "
            f"AND f.quality {'<' if op == '<' else '>='} ?")
     params: list[Any] = [space, min_quality]

@@ -21,7 +21,6 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from facelab.store.catalog import Catalog, temp_table
 
@@ -308,7 +307,7 @@ def face_states(con: duckdb.DuckDBPyConnection, face_ids: np.ndarray, targets: n
             "ORDER BY r.pos").to_arrow_table()
 
     def ints(name: str) -> np.ndarray:  # NULL (no person, no face) -> -1
-        col = pc.fill_null(table.column(name).combine_chunks(), -1)
+        col = table.column(name).combine_chunks().fill_null(-1)
         return col.to_numpy(zero_copy_only=False).astype(np.int64)
 
     def flags(name: str) -> np.ndarray:
