@@ -12,8 +12,9 @@ Two questions, each answered in fresh processes so that peaks never mix:
   ``cluster``, then 1 000 more faces of the same people imported and ``cluster`` again
   (incremental), twice (the second pass starts from what the first kept), then ``cluster
   --full`` on the same library (what the incremental result is measured against). Every
-  step reports its seconds and its peak resident memory; the incremental pass is reported
-  as a ratio of the cold one, and its placement as the share of new faces that landed in
+  step reports its seconds (the command's, and ``wall_s``, its process's from start to
+  exit) and its peak resident memory; the incremental pass is reported as a ratio of the
+  cold one (by both clocks), and its placement as the share of new faces that landed in
   their person's cluster and the agreement (adjusted Rand index) of the incremental with
   the full partition.
 """
@@ -137,7 +138,8 @@ import json, sys, time
 from facelab.cli import main
 from facelab.research.bench_scale import peak_rss_mib
 t0 = time.perf_counter()
-code = main(sys.argv[1:])
+sys.argv = ["facelab", *sys.argv[1:]]
+code = main()  # as the facelab command runs it
 print("@@" + json.dumps({"exit": code, "seconds": round(time.perf_counter() - t0, 2),
       "rss_peak_mib": round(peak_rss_mib(), 1)}))
 """
@@ -265,10 +267,13 @@ def _end_to_end(n: int, space: str, seed: int, timeout_s: float, incremental: bo
         full = _memberships(ws, space)
         out["placement"] = _placement(inc, full, truth, np.arange(n, truth.size))
         cold_s = steps["cluster_cold"].get("seconds")
+        cold_wall = steps["cluster_cold"].get("wall_s")
         for name in ("cluster_incremental", "cluster_incremental_2", "cluster_full"):
+            label = name.replace("cluster_", "") + "_over_cold"
             if cold_s and "seconds" in steps[name]:
-                label = name.replace("cluster_", "") + "_over_cold"
                 out[label] = round(steps[name]["seconds"] / cold_s, 3)
+            if cold_wall and "wall_s" in steps[name]:  # the interpreter's start and end too
+                out[label + "_wall"] = round(steps[name]["wall_s"] / cold_wall, 3)
     for f in files:
         f.unlink(missing_ok=True)
     return out
@@ -320,10 +325,9 @@ def _summary(knn: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[str,
             goals["import_300000_peak_gib"] = {"value": round(imp["rss_peak_mib"] / 1024, 2),
                                                "goal": 1.5,
                                                "met": imp["rss_peak_mib"] <= 1.5 * 1024}
-        if "incremental_over_cold" in run:
-            goals["incremental_over_cold"] = {"value": run["incremental_over_cold"],
-                                              "goal": 0.10,
-                                              "met": run["incremental_over_cold"] <= 0.10}
+        for label in ("incremental_over_cold", "incremental_over_cold_wall"):
+            if label in run:
+                goals[label] = {"value": run[label], "goal": 0.10, "met": run[label] <= 0.10}
     ok = [k for k in knn if "seconds" in k]
     base = next((k for k in ok if k["method"] == "ivf"), None)
     ratios = {k["method"]: round(k["seconds"] / base["seconds"], 2) for k in ok} if base else {}
