@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 from facelab.cli.common import (
@@ -143,8 +144,11 @@ def _tracked(args: argparse.Namespace, work: Work,
     """Run ``work(catalog, space, settings, run_id)`` as a tracked run; print its JSON."""
     settings = settings_of(args)
     catalog = open_catalog(settings)
-    chosen = space(args, catalog, settings)
-    with tracked_run(catalog, args.command, {"space": chosen, **vars(args)}) as run_id:
+    with ExitStack() as run:
+        with catalog.session():  # the space and the run's start: one open of the catalog
+            chosen = space(args, catalog, settings)
+            run_id = run.enter_context(tracked_run(catalog, args.command,
+                                                   {"space": chosen, **vars(args)}))
         out = work(catalog, chosen, settings, run_id)
     print(json.dumps({"run_id": run_id, **out}, indent=2, default=str))
     return 0

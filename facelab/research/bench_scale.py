@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -40,13 +39,14 @@ from facelab.core.cluster import FaceClusterer
 from facelab.core.knn import KNN_METHODS, knn_graph
 from facelab.core.metrics import clustering_report
 from facelab.research.bench import synth_faces
+from facelab.research.peak import peak_rss_mib
 from facelab.research.reports import save_figure, save_json
 from facelab.settings import Settings
 from facelab.store.catalog import Catalog
 from facelab.store.clusters import unassigned_clusters
 from facelab.store.faces import space_faces
 
-__all__ = ["bench_scale", "knn_worker", "peak_rss_mib"]
+__all__ = ["bench_scale", "knn_worker"]
 
 #: Sizes of the end-to-end runs (the issue's targets: 300 000 faces in 30 s and 2 GiB, a
 #: million in 2 minutes and 4 GiB) and of the kNN comparison.
@@ -58,26 +58,6 @@ NEW_FACES = 1_000
 RECALL_QUERIES = 2_000
 
 
-def _maxrss_mib() -> float:
-    """This process's peak resident memory since it started its program: ``VmHWM``, not
-    ``ru_maxrss``, which a child started by fork + exec inherits from its parent (the bench
-    holding a million faces would show as every child's peak)."""
-    return peak_rss_mib()
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process image in MiB (Linux ``VmHWM``; elsewhere the
-    resource module's maximum)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def knn_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """One kNN candidate on ``spec["n"]`` synthetic faces (run in a fresh process)."""
     space, n, method = spec["space"], int(spec["n"]), spec["method"]
@@ -86,11 +66,11 @@ def knn_worker(spec: dict[str, Any]) -> dict[str, Any]:
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     warm = min(n, 12_000)
     knn_graph(x[:warm], int(params.get("k", 30)), exact=False, method=method)  # compile
-    rss_data = _maxrss_mib()
+    rss_data = peak_rss_mib()
     t0 = time.perf_counter()
     nbrs, dists = knn_graph(x, int(params.get("k", 30)), exact=False, method=method)
     seconds = time.perf_counter() - t0
-    rss = _maxrss_mib()
+    rss = peak_rss_mib()
     rng = np.random.default_rng(1)
     qs = rng.choice(n, size=min(RECALL_QUERIES, n), replace=False)
     k = nbrs.shape[1]
@@ -136,7 +116,7 @@ def _in_process(code: str, args: list[str], timeout_s: float) -> dict[str, Any]:
 _CLI = """
 import json, sys, time
 from facelab.cli import main
-from facelab.research.bench_scale import peak_rss_mib
+from facelab.research.peak import peak_rss_mib  # not the bench: its imports are its own
 t0 = time.perf_counter()
 sys.argv = ["facelab", *sys.argv[1:]]
 code = main()  # as the facelab command runs it

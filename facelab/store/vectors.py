@@ -14,13 +14,16 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from usearch.index import Index
 
 from facelab.core.linalg import l2_normalize
 from facelab.errors import DimensionMismatch, IndexStale
 from facelab.store.catalog import Catalog
+
+if TYPE_CHECKING:
+    from usearch.index import Index
 
 # Below this many candidates a filtered search is exact (brute force over the subset):
 # at 20k x 512 floats the matrix product takes ~2 ms, faster and more accurate than
@@ -226,6 +229,8 @@ def verify(catalog: Catalog, space: str, vindex: VectorIndex | None = None, *,
             drift.file_missing = True
             drift.missing = len(cat_ids)
             return drift
+        from usearch.index import Index  # loaded when an index is, not with the catalog
+
         try:
             index = Index.restore(str(path))
         except (ValueError, RuntimeError, OSError) as exc:
@@ -304,6 +309,8 @@ def reconnect(index: Index, keys: np.ndarray, vecs: np.ndarray) -> int:
 
 
 def _new_index(dim: int) -> Index:
+    from usearch.index import Index
+
     return Index(ndim=dim, metric="cos", dtype="f32", expansion_search=EXPANSION_SEARCH)
 
 
@@ -311,6 +318,8 @@ def _load(path: Path, dim: int) -> Index | None:
     """The saved index, or None when it is missing, unreadable or of another dimension."""
     if not path.exists():
         return None
+    from usearch.index import Index
+
     try:
         index = Index.restore(str(path))
     except (ValueError, RuntimeError, OSError):
