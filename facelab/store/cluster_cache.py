@@ -491,8 +491,9 @@ def kept_after(catalog: Catalog, space: str, kept: Kept | None,
         at[rows[found]] = p + sum(map(len, extra)) + np.arange(len(vecs))
         extra.append(vecs)
     noise_before = kept.noise if kept is not None else NoiseVectors.empty(dim)
+    parts = [e for e in extra if len(e)] or extra[:1]
     sums = SumBlocks(at, before.main, before.main_ids, before.main_sizes, before.main_keys,
-                     np.concatenate(extra), before.main_path)
+                     parts[0] if len(parts) == 1 else np.concatenate(parts), before.main_path)
     return Kept(keys.cluster_ids, keys.sizes, keys.keys, sums, at >= 0,
                 noise_before.after(noise, placed))
 
