@@ -169,6 +169,7 @@ def test_top_k_among_scales_each_row_as_asked():
     want = (q @ v.T) * scale
     for i in range(6):
         assert set(rows[i].tolist()) == set(np.argsort(-want[i])[:5].tolist())
+        np.testing.assert_allclose(np.sort(sims[i]), np.sort(want[i])[-5:], rtol=1e-5)
     with pytest.raises(ConfigError, match="one factor per row"):
         top_k_among(q, v, 5, scale=scale[:3])
 

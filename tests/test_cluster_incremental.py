@@ -344,8 +344,7 @@ def test_kept_sums_find_the_nearest_means_across_both_blocks():
     at[main_rows] = np.arange(20)
     rest = np.setdiff1d(np.arange(30), main_rows)
     at[rest] = 25 + np.arange(10)
-    blocks = cluster_cache.SumBlocks(at, main, np.zeros(25, str), np.zeros(25, np.int64),
-                                     np.zeros(25, np.uint64), sums[rest])
+    blocks = cluster_cache.SumBlocks(at, main, sums[rest])
     np.testing.assert_array_equal(blocks[np.arange(30)], sums)
     q = rng.normal(size=(7, 16)).astype(np.float32)
     rows, sims = blocks.nearest(q, sizes, 4)

@@ -62,6 +62,7 @@ _ARRAYS = ("cluster_ids", "sizes", "keys", "sums", "noise_ids", "noise_vectors",
 #: ... and those a folder saved before the sums had two blocks lacks (read as empty).
 _EXTRA_SUMS = ("extra_cluster_ids", "extra_sizes", "extra_keys", "extra_sums")
 _MAIN_SUMS = ("cluster_ids", "sizes", "keys", "sums")
+_MAIN_NOISE = ("noise_ids", "noise_vectors")
 #: The main blocks are kept whole from pass to pass (linked into the new folder, not written
 #: again: 46 MB of sums and 110 MB of noise vectors at 300 000 faces) until this share of
 #: their entries is no longer current...
@@ -73,18 +74,15 @@ COMPACT_EXTRA = 0.25
 @dataclass
 class SumBlocks:
     """The unit-vector sums of the open clusters, held in two blocks: ``main`` (kept whole
-    between passes, memory-mapped from ``main_path``, saved with the id, size and key of
-    each sum's cluster then: it may hold sums no longer current, which nothing points to)
-    and ``extra`` (in memory: the sums made since). ``at[i]`` is where the sum of the
-    ``i``-th open cluster is: a row of ``main``, a row of ``extra`` offset by
+    between passes, memory-mapped from ``main_path``, where it was saved with the id, size
+    and key of each sum's cluster then: it may hold sums no longer current, which nothing
+    points to) and ``extra`` (in memory: the sums made since). ``at[i]`` is where the sum
+    of the ``i``-th open cluster is: a row of ``main``, a row of ``extra`` offset by
     ``len(main)``, or -1 (none). ``blocks[i]`` reads the sums of rows ``i`` in their order.
     """
 
     at: np.ndarray                # int64 (m,)
     main: np.ndarray              # float32 (p, d), mapped
-    main_ids: np.ndarray          # str (p,): as saved with main
-    main_sizes: np.ndarray        # int64 (p,)
-    main_keys: np.ndarray         # uint64 (p,)
     extra: np.ndarray             # float32 (q, d)
     main_path: Path | None = None
 
@@ -92,9 +90,7 @@ class SumBlocks:
     def of(cls, sums: np.ndarray) -> SumBlocks:
         """All of ``sums`` (m, d), in memory, in order."""
         sums = np.asarray(sums, np.float32)
-        none = np.zeros(0, np.int64)
-        return cls(np.arange(len(sums), dtype=np.int64), sums[:0], none.astype(str), none,
-                   none.astype(np.uint64), sums)
+        return cls(np.arange(len(sums), dtype=np.int64), sums[:0], sums)
 
     def __len__(self) -> int:
         return self.at.size
@@ -332,20 +328,20 @@ def save_kept(catalog: Catalog, space: str, kept: Kept) -> None:
     _sweep(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     tmp.mkdir()
-    arrays = _sum_arrays(kept)
+    arrays = _sum_arrays(kept)  # the main block's arrays too when it is written again
+    links: dict[str, Path] = {}  # an unchanged main block's files: linked, not written again
+    if "sums" not in arrays and kept.sums.main_path is not None:
+        links.update(dict.fromkeys(_MAIN_SUMS, kept.sums.main_path))
     noise = kept.noise
     arrays.update({"extra_ids": np.asarray(noise.extra_ids, np.int64),
                    "extra_vectors": np.asarray(noise.extra_vectors, np.float32)})
-    linked = {"noise_ids": noise.main_ids, "noise_vectors": noise.main_vectors} \
-        if _linkable(noise.main_path, ("noise_ids", "noise_vectors")) else {}
-    if "sums" not in arrays:
-        linked.update(dict.fromkeys(_MAIN_SUMS))
-    for k in linked:  # unchanged: linked into the new folder, not written again
-        os.link((noise.main_path if k.startswith("noise") else kept.sums.main_path)
-                / f"{k}.npy", tmp / f"{k}.npy")
-    if "noise_ids" not in linked:
+    if noise.main_path is not None and _linkable(noise.main_path, _MAIN_NOISE):
+        links.update(dict.fromkeys(_MAIN_NOISE, noise.main_path))
+    else:
         arrays.update({"noise_ids": np.asarray(noise.main_ids, np.int64),
                        "noise_vectors": np.asarray(noise.main_vectors, np.float32)})
+    for name, folder in links.items():
+        os.link(folder / f"{name}.npy", tmp / f"{name}.npy")
     for name, arr in arrays.items():
         np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
     (tmp / "meta.json").write_text(json.dumps({"generation": catalog.generation(space)}))
@@ -357,6 +353,7 @@ def save_kept(catalog: Catalog, space: str, kept: Kept) -> None:
 
 
 def _linkable(folder: Path | None, names: tuple[str, ...]) -> bool:
+    """Whether ``folder`` still holds the files of a main block (it may have been swept)."""
     return folder is not None and all((folder / f"{k}.npy").exists() for k in names)
 
 
@@ -434,10 +431,8 @@ def load_kept(catalog: Catalog, space: str, *, leave_out: np.ndarray | None = No
     trusted = ~np.isin(keys.cluster_ids, held)
     at = np.full(m, -1, np.int64)
     main, extra = np.zeros((0, dim), np.float32), [np.zeros((0, dim), np.float32)]
-    meta: tuple[np.ndarray, ...] = (np.zeros(0, str), np.zeros(0, np.int64),
-                                    np.zeros(0, np.uint64))
     if saved:
-        main, meta = saved["sums"], tuple(np.asarray(saved[k]) for k in _MAIN_SUMS[:3])
+        main = saved["sums"]
         for prefix in ("", "extra_"):  # a sum in main is used as it is, mapped
             rows, ok = keys.held_in(*(np.asarray(saved[prefix + k]) for k in _MAIN_SUMS[:3]))
             ok &= trusted & (at < 0)
@@ -454,7 +449,7 @@ def load_kept(catalog: Catalog, space: str, *, leave_out: np.ndarray | None = No
         at[stale] = len(main) + sum(map(len, extra)) + np.arange(stale.size)
         extra.append(got)
     noise, read = _noise(catalog, space, saved, leave_out, dim)
-    sums = SumBlocks(at, main, *meta, np.concatenate(extra),
+    sums = SumBlocks(at, main, np.concatenate(extra),
                      kept_path(catalog.workspace, space) if saved else None)
     return Kept(keys.cluster_ids, sizes, keys.keys, sums, trusted, noise,
                 summed=int(stale.size), noise_read=read)
@@ -492,8 +487,8 @@ def kept_after(catalog: Catalog, space: str, kept: Kept | None,
         extra.append(vecs)
     noise_before = kept.noise if kept is not None else NoiseVectors.empty(dim)
     parts = [e for e in extra if len(e)] or extra[:1]
-    sums = SumBlocks(at, before.main, before.main_ids, before.main_sizes, before.main_keys,
-                     parts[0] if len(parts) == 1 else np.concatenate(parts), before.main_path)
+    sums = SumBlocks(at, before.main, parts[0] if len(parts) == 1 else np.concatenate(parts),
+                     before.main_path)
     return Kept(keys.cluster_ids, keys.sizes, keys.keys, sums, at >= 0,
                 noise_before.after(noise, placed))
 
