@@ -162,7 +162,7 @@ def _store(catalog: Catalog, space: str, face_ids: np.ndarray, labels: np.ndarra
     with catalog.write() as con:
         existing = stored.cluster_status(con, list(by_label.values()))
         old_faces, old_cids = stored.open_members_besides(con, space, list(existing))
-        for lab, old in _found_again(face_ids, labels, old_faces, old_cids).items():
+        for lab, old in _found_again(face_ids, labels, counts, old_faces, old_cids).items():
             by_label[lab] = old  # its members are an open cluster's: that id stays
             existing[old] = "active"
         made = {cid: lab for lab, cid in by_label.items()}
@@ -182,10 +182,11 @@ def _store(catalog: Catalog, space: str, face_ids: np.ndarray, labels: np.ndarra
     return made
 
 
-def _found_again(face_ids: np.ndarray, labels: np.ndarray, old_faces: np.ndarray,
-                 old_cids: np.ndarray) -> dict[int, str]:
-    """``{label: old cluster id}`` for each label whose faces are exactly the open members
-    of an old cluster (``old_faces`` in ``old_cids``, grouped by cluster). A cluster that an
+def _found_again(face_ids: np.ndarray, labels: np.ndarray, counts: np.ndarray,
+                 old_faces: np.ndarray, old_cids: np.ndarray) -> dict[int, str]:
+    """``{label: old cluster id}`` for each label (``counts[label]`` faces) whose faces are
+    exactly the open members of an old cluster (``old_faces`` in ``old_cids``, grouped by
+    cluster). A cluster that an
     incremental pass grew keeps its id, which is then no longer the hash of its members: a
     full clustering that finds those members again keeps that id, and its review state."""
     if old_faces.size == 0:
@@ -194,7 +195,6 @@ def _found_again(face_ids: np.ndarray, labels: np.ndarray, old_faces: np.ndarray
     pos = np.minimum(np.searchsorted(face_ids[order], old_faces), face_ids.size - 1)
     here = face_ids[order][pos] == old_faces
     lab = np.where(here, labels[order][pos], -1)
-    counts = np.bincount(labels[labels >= 0], minlength=1)
     out: dict[int, str] = {}
     cuts = np.flatnonzero(np.r_[True, old_cids[1:] != old_cids[:-1], True])
     for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):

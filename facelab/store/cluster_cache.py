@@ -96,13 +96,11 @@ class SumBlocks:
         return self.at.size
 
     def __getitem__(self, rows: np.ndarray | int) -> np.ndarray:
+        if np.ndim(rows) == 0:
+            return self[np.atleast_1d(rows)][0]
         at = self.at[rows]
         if np.any(at < 0):
             raise KeyError("no kept sum for some of these clusters")
-        if np.ndim(at) == 0:
-            at = int(at)
-            return np.array(self.main[at] if at < len(self.main) else
-                            self.extra[at - len(self.main)], np.float32)
         out = np.empty((at.size, self.main.shape[1]), np.float32)
         in_main = at < len(self.main)
         out[in_main] = self.main[at[in_main]]
